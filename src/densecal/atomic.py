@@ -36,6 +36,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
                                     dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
     try:
         yield tmp
         os.replace(tmp, path)
@@ -43,6 +44,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -76,6 +83,7 @@ def staged_directory(out_dir: str | Path) -> Iterator[Path]:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".staging",
                                   dir=out_dir.parent))
+    os.chmod(stage, 0o777 & ~_umask())
     try:
         yield stage
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,254 @@
+"""Salient-object / binary segmentation accuracy metrics, wrapping pysodmetrics.
+
+The SOD measures (MAE, F-measure curve, E-measure curve, S-measure, weighted F-measure) come from
+`pysodmetrics <https://github.com/lartpang/PySODMetrics>`_, the community reference that matches
+the MATLAB toolboxes; densecal only prepares the maps, aggregates, and adds Dice / IoU at a fixed
+threshold with an explicit empty-mask convention.
+
+Two input protocols (``protocol=``):
+
+* ``"raw"`` (default) — the probability map ``q`` is used as is (no min-max normalisation) and the
+  ground truth is ``y >= 0.5``. This measures the probabilities the model actually outputs.
+* ``"official"`` — the ASLP / MATLAB-toolbox protocol: ``q`` and ``y`` are quantised to 8 bits
+  (``round(255 * v)``), the map is min-max normalised per image and the truth is ``gt > 128``
+  (pysodmetrics' ``normalize=True`` path, fed with the 8-bit maps). A soft truth of exactly
+  0.5 quantises to 128 and is background here, foreground under ``"raw"``.
+
+Dice and IoU are computed on the same prepared maps the SOD measures see: ``1[map >= threshold]``
+against the binary truth (for ``"raw"`` exactly ``1[q >= threshold]`` vs ``1[y >= 0.5]``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from py_sod_metrics import (
+    MAE,
+    Emeasure,
+    FmeasureHandler,
+    FmeasureV2,
+    Smeasure,
+    WeightedFmeasure,
+)
+from py_sod_metrics.utils import prepare_data
+
+from densecal.errors import input_error
+
+__all__ = ["SOD_KEYS", "SODMetrics", "dice_iou"]
+
+#: Keys of :meth:`SODMetrics.compute`, in report order.
+SOD_KEYS: tuple[str, ...] = (
+    "mae", "max_f", "mean_f", "adaptive_f", "max_e", "mean_e",
+    "s_measure", "weighted_f", "dice", "iou",
+)
+
+_PROTOCOLS = ("raw", "official")
+#: F-measure beta^2 (Achanta et al., CVPR 2009; pysodmetrics' default).
+_F_BETA2 = 0.3
+#: S-measure object/region balance (Fan et al., ICCV 2017).
+_S_ALPHA = 0.5
+
+
+def _as_map(x: Any, name: str) -> np.ndarray:
+    """Return ``x`` as a float64 ``(H, W)`` array with finite values in [0, 1], or raise."""
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise input_error(name, f"cannot be read as a numeric array ({exc})") from None
+    if arr.ndim != 2:
+        raise input_error(name, f"expected a 2-D (H, W) map, got shape {tuple(arr.shape)}")
+    if arr.size == 0:
+        raise input_error(name, "is empty")
+    if not np.isfinite(arr).all():
+        raise input_error(name, "contains NaN or infinite values")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0.0 or hi > 1.0:
+        raise input_error(name, f"values must lie in [0, 1], got range [{lo:g}, {hi:g}]")
+    return arr
+
+
+def _check_pair(pred: Any, gt: Any) -> tuple[np.ndarray, np.ndarray]:
+    p = _as_map(pred, "pred")
+    g = _as_map(gt, "gt")
+    if p.shape != g.shape:
+        raise input_error("pred", f"shape {p.shape} does not match gt shape {g.shape}")
+    return p, g
+
+
+def _check_threshold(threshold: float) -> float:
+    t = float(threshold)
+    if not (0.0 < t <= 1.0):
+        raise input_error("threshold", f"must lie in (0, 1], got {threshold!r}")
+    return t
+
+
+def _binary_dice_iou(pred_fg: np.ndarray, gt_fg: np.ndarray) -> tuple[float, float]:
+    """Dice and IoU of two boolean masks; both empty counts as perfect agreement (1.0, 1.0)."""
+    inter = int(np.count_nonzero(pred_fg & gt_fg))
+    n_pred = int(np.count_nonzero(pred_fg))
+    n_gt = int(np.count_nonzero(gt_fg))
+    if n_pred + n_gt == 0:
+        return 1.0, 1.0
+    union = n_pred + n_gt - inter
+    return 2.0 * inter / (n_pred + n_gt), inter / union
+
+
+def dice_iou(pred: Any, gt: Any, threshold: float = 0.5) -> tuple[float, float]:
+    """Dice and IoU of one binary map at a fixed threshold.
+
+    Dice = 2|P ∩ G| / (|P| + |G|), IoU = |P ∩ G| / |P ∪ G| with P = 1[pred >= threshold] and
+    G = 1[gt >= 0.5] (Sørensen–Dice; Jaccard). Convention: when both P and G are empty (an
+    out-of-distribution image with an all-zero mask predicted empty) both are 1.0 — the
+    prediction is perfect; an empty P against a non-empty G (or vice versa) gives 0.0.
+
+    Args:
+        pred: predicted foreground probabilities, shape ``(H, W)``, values in [0, 1].
+        gt: ground truth, shape ``(H, W)``, values in [0, 1] (soft masks are binarised at 0.5).
+        threshold: decision threshold in (0, 1].
+
+    Returns:
+        ``(dice, iou)`` as Python floats in [0, 1].
+
+    Raises:
+        DensecalInputError: on shape mismatch, non-2-D input, NaN/inf, values outside [0, 1] or a
+            threshold outside (0, 1].
+
+    Example:
+        >>> import numpy as np
+        >>> dice_iou(np.array([[0.9, 0.6], [0.2, 0.0]]), np.array([[1.0, 0.0], [0.0, 0.0]]))
+        (0.6666666666666666, 0.5)
+    """
+    t = _check_threshold(threshold)
+    p, g = _check_pair(pred, gt)
+    return _binary_dice_iou(p >= t, g >= 0.5)
+
+
+class SODMetrics:
+    """Accumulate salient-object-detection accuracy measures over a dataset, image by image.
+
+    Measures (each averaged over images, as the MATLAB toolboxes and pysodmetrics do):
+
+    * ``mae`` — mean absolute error (Perazzi et al., CVPR 2012);
+    * ``max_f`` / ``mean_f`` — maximum / mean over the 256 thresholds of the dataset-mean
+      F-measure curve, beta^2 = 0.3 (Achanta et al., CVPR 2009); ``adaptive_f`` — F-measure at
+      the per-image adaptive threshold min(2 * mean(map), 1);
+    * ``max_e`` / ``mean_e`` — same for the E-measure curve (Fan et al., IJCAI 2018). pysodmetrics
+      divides by (H*W - 1) as the MATLAB code does, so a perfect map scores H*W / (H*W - 1),
+      slightly above 1;
+    * ``s_measure`` — structure measure with alpha = 0.5 (Fan et al., ICCV 2017);
+    * ``weighted_f`` — weighted F-measure (Margolin et al., CVPR 2014); 0 for an empty truth;
+    * ``dice`` / ``iou`` — at ``threshold`` on the prepared map, per image, then averaged; an
+      image whose prediction and truth are both empty scores 1.0 (see :func:`dice_iou`).
+
+    Args:
+        protocol: ``"raw"`` (probabilities as they are, truth ``y >= 0.5``) or ``"official"``
+            (8-bit quantisation, per-map min-max normalisation, truth ``gt > 128``; the
+            ASLP / MATLAB evaluation protocol). See the module docstring.
+        threshold: Dice / IoU decision threshold in (0, 1].
+
+    Raises:
+        DensecalInputError: for an unknown protocol or a threshold outside (0, 1].
+
+    Example:
+        >>> import numpy as np
+        >>> m = SODMetrics()
+        >>> m.update(np.full((4, 4), 0.1), np.zeros((4, 4)))["mae"]
+        0.1
+        >>> round(m.compute()["mae"], 6)
+        0.1
+    """
+
+    def __init__(self, protocol: str = "raw", threshold: float = 0.5) -> None:
+        if protocol not in _PROTOCOLS:
+            raise input_error("protocol", f"must be one of {list(_PROTOCOLS)}, got {protocol!r}")
+        self.protocol = protocol
+        self.threshold = _check_threshold(threshold)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every image added so far."""
+        self._fm = FmeasureV2(
+            {"fm": FmeasureHandler(with_dynamic=True, with_adaptive=True, beta=_F_BETA2)}
+        )
+        self._em = Emeasure()
+        self._wfm = WeightedFmeasure()
+        self._mae = MAE()
+        self._sm = Smeasure(alpha=_S_ALPHA)
+        self._per_image: dict[str, list[float]] = {k: [] for k in ("mae", "s_measure", "dice",
+                                                                   "iou")}
+
+    @property
+    def n_images(self) -> int:
+        """Number of images added since the last :meth:`reset`."""
+        return len(self._per_image["mae"])
+
+    def _prepare(self, q: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map validated float maps to pysodmetrics' normalised form (float pred, bool gt)."""
+        if self.protocol == "raw":
+            return q, y >= 0.5
+        q8 = np.rint(q * 255.0).astype(np.uint8)
+        y8 = np.rint(y * 255.0).astype(np.uint8)
+        return prepare_data(q8, y8)
+
+    def update(self, pred: Any, gt: Any) -> dict[str, float]:
+        """Add one image.
+
+        Args:
+            pred: predicted foreground probabilities q, shape ``(H, W)``, values in [0, 1].
+            gt: ground truth y, shape ``(H, W)``, values in [0, 1] (may be soft).
+
+        Returns:
+            This image's own ``{"mae", "s_measure", "dice", "iou"}`` as Python floats, under the
+            metric's protocol (for a per-image CSV).
+
+        Raises:
+            DensecalInputError: on shape mismatch, non-2-D input, NaN/inf or values outside
+                [0, 1].
+        """
+        q, y = _check_pair(pred, gt)
+        p, g = self._prepare(q, y)
+        # Every pysodmetrics measure receives the same prepared maps (normalize=False), so the
+        # "official" normalisation is done once, exactly as each measure would do it.
+        self._fm.step(p, g, normalize=False)
+        self._em.step(p, g, normalize=False)
+        self._wfm.step(p, g, normalize=False)
+        mae = float(self._mae.cal_mae(p, g))
+        s = float(self._sm.cal_sm(p, g))
+        dice, iou = _binary_dice_iou(p >= self.threshold, g)
+        values = {"mae": mae, "s_measure": s, "dice": dice, "iou": iou}
+        for key, value in values.items():
+            self._per_image[key].append(value)
+        return values
+
+    def compute(self) -> dict[str, float]:
+        """Dataset-level measures over every image added.
+
+        Returns:
+            ``{"mae", "max_f", "mean_f", "adaptive_f", "max_e", "mean_e", "s_measure",
+            "weighted_f", "dice", "iou"}`` as Python floats (fractions; ``max_e``/``mean_e`` may
+            exceed 1 by the factor H*W / (H*W - 1), see the class docstring).
+
+        Raises:
+            DensecalInputError: if no image was added.
+        """
+        if self.n_images == 0:
+            raise input_error("SODMetrics.compute", "no image was added with update()")
+        fm = self._fm.get_results()["fm"]
+        em = self._em.get_results()["em"]
+        f_curve = np.asarray(fm["dynamic"], dtype=np.float64)
+        e_curve = np.asarray(em["curve"], dtype=np.float64)
+        out = {
+            "mae": math.fsum(self._per_image["mae"]) / self.n_images,
+            "max_f": float(f_curve.max()),
+            "mean_f": float(f_curve.mean()),
+            "adaptive_f": float(fm["adaptive"]),
+            "max_e": float(e_curve.max()),
+            "mean_e": float(e_curve.mean()),
+            "s_measure": math.fsum(self._per_image["s_measure"]) / self.n_images,
+            "weighted_f": float(self._wfm.get_results()["wfm"]),
+            "dice": math.fsum(self._per_image["dice"]) / self.n_images,
+            "iou": math.fsum(self._per_image["iou"]) / self.n_images,
+        }
+        return {k: out[k] for k in SOD_KEYS}
