@@ -1,0 +1,69 @@
+"""Datasets: folder datasets of (image, mask) pairs, file readers, the bundled demo scenes.
+
+- :mod:`~densecal.data.readers`: ``read_image``, ``read_mask``, ``read_prediction``.
+- :mod:`~densecal.data.pairs`: pairing files by stem (``find_pairs``, ``find_prediction_pairs``).
+- :mod:`~densecal.data.folder`: ``FolderDataset`` and ``split_indices``.
+- :mod:`~densecal.data.demo`: the demo scenes (Fashion-MNIST garments on scikit-image textures)
+  and their OOD split; ``write_demo_dataset`` writes them as folder datasets.
+"""
+
+from __future__ import annotations
+
+from densecal.data.demo import SPLITS, DemoConfig, make_demo_split, write_demo_dataset
+from densecal.data.fashion_mnist import CLASS_NAMES, load_garments
+from densecal.data.folder import FolderDataset, split_indices
+from densecal.data.ood import load_ood_textures, make_ood_scene
+from densecal.data.pairs import (
+    IMAGE_DIR_NAMES,
+    MASK_DIR_NAMES,
+    Pair,
+    find_images,
+    find_mask_dir,
+    find_pairs,
+    find_prediction_pairs,
+    find_predictions,
+)
+from densecal.data.readers import (
+    IMAGE_EXTENSIONS,
+    MASK_EXTENSIONS,
+    PREDICTION_EXTENSIONS,
+    read_image,
+    read_mask,
+    read_prediction,
+)
+from densecal.data.scene import SceneLayers, SceneParams, make_scene, render_scene_layers
+from densecal.data.textures import BACKGROUND_NAMES, OOD_TEXTURE_NAMES, load_texture
+
+__all__ = [
+    "BACKGROUND_NAMES",
+    "CLASS_NAMES",
+    "IMAGE_DIR_NAMES",
+    "IMAGE_EXTENSIONS",
+    "MASK_DIR_NAMES",
+    "MASK_EXTENSIONS",
+    "OOD_TEXTURE_NAMES",
+    "PREDICTION_EXTENSIONS",
+    "SPLITS",
+    "DemoConfig",
+    "FolderDataset",
+    "Pair",
+    "SceneLayers",
+    "SceneParams",
+    "find_images",
+    "find_mask_dir",
+    "find_pairs",
+    "find_prediction_pairs",
+    "find_predictions",
+    "load_garments",
+    "load_ood_textures",
+    "load_texture",
+    "make_demo_split",
+    "make_ood_scene",
+    "make_scene",
+    "read_image",
+    "read_mask",
+    "read_prediction",
+    "render_scene_layers",
+    "split_indices",
+    "write_demo_dataset",
+]

@@ -1,0 +1,207 @@
+"""Read images, ground-truth masks and saved prediction maps, with one-line errors.
+
+Every reader fully decodes its file (PIL ``Image.load()``), so a truncated PNG or JPEG fails here,
+at the file that is broken, and not later inside a DataLoader worker. Every failure raises
+:class:`~densecal.errors.DensecalInputError` whose message starts with the file path.
+
+Value conventions (DESIGN.md section 3, "Folder dataset"):
+
+- masks: 8-bit value / 255, 16-bit value / 65535, 1-bit as 0 / 1; soft (anti-aliased) masks stay
+  soft. RGB masks are accepted only when the three channels are equal.
+- predictions: ``.png`` read like a mask (8-bit value / 255); ``.npy`` holds probabilities in
+  [0, 1] with shape ``(H, W)`` or ``(1, H, W)``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from densecal.errors import input_error
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MASK_EXTENSIONS",
+    "PREDICTION_EXTENSIONS",
+    "read_image",
+    "read_mask",
+    "read_prediction",
+]
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+"""File extensions (lower case) accepted for input images."""
+
+MASK_EXTENSIONS: tuple[str, ...] = (".png", ".bmp", ".tif", ".tiff")
+"""File extensions (lower case) accepted for ground-truth masks."""
+
+PREDICTION_EXTENSIONS: tuple[str, ...] = (".png", ".npy")
+"""File extensions (lower case) accepted for saved prediction maps."""
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _check_file(path: Path, extensions: tuple[str, ...]) -> None:
+    """Raise if ``path`` is missing, not a file, or has an extension outside ``extensions``."""
+    if not path.exists():
+        raise input_error(path, "file not found")
+    if not path.is_file():
+        raise input_error(path, "is not a file")
+    if path.suffix.lower() not in extensions:
+        raise input_error(path, f"unsupported extension {path.suffix!r} "
+                                f"(expected one of {', '.join(extensions)})")
+
+
+def _open_image(path: Path, extensions: tuple[str, ...]) -> Image.Image:
+    """Open and fully decode an image file; raise a one-line input error on any failure."""
+    _check_file(path, extensions)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise input_error(path, f"cannot be decoded as an image (truncated or corrupt?): "
+                                f"{detail}") from None
+    return image
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an RGB image.
+
+    Grayscale images are repeated over three channels, the alpha channel of RGBA / LA images is
+    dropped, palette images are expanded, 16-bit grayscale is scaled to 8 bits (value / 257).
+
+    Args:
+        path: a ``.jpg``, ``.jpeg``, ``.png``, ``.bmp``, ``.tif`` or ``.tiff`` file.
+
+    Returns:
+        ``(H, W, 3)`` uint8 array, RGB order.
+
+    Raises:
+        DensecalInputError: missing file, unsupported extension, undecodable or truncated file,
+            or an image mode that has no RGB reading (e.g. 32-bit float).
+    """
+    path = Path(path)
+    image = _open_image(path, IMAGE_EXTENSIONS)
+    if image.mode in _SIXTEEN_BIT_MODES:
+        gray = np.rint(np.asarray(image, dtype=np.float64) / 257.0).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode not in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",
+                          "La", "RGBa"):
+        raise input_error(path, f"unsupported image mode {image.mode!r} "
+                                f"(expected 8-bit grayscale, RGB or RGBA)")
+    return np.array(image.convert("RGB"), dtype=np.uint8)
+
+
+def _mask_values(path: Path, image: Image.Image) -> np.ndarray:
+    """Convert a decoded mask image to float32 values in [0, 1] following the module rules."""
+    mode = image.mode
+    if mode == "1":
+        return np.asarray(image, dtype=np.float32)
+    if mode in _SIXTEEN_BIT_MODES:
+        return (np.asarray(image, dtype=np.float64) / 65535.0).astype(np.float32)
+    if mode == "I":
+        values = np.asarray(image, dtype=np.int64)
+        if values.min() < 0 or values.max() > 65535:
+            raise input_error(path, f"32-bit mask values outside [0, 65535] "
+                                    f"(min {values.min()}, max {values.max()})")
+        return (values / 65535.0).astype(np.float32)
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+            raise input_error(path, "float mask values must be finite and in [0, 1]")
+        return values.astype(np.float32)
+    if mode in ("L", "LA", "La"):
+        gray = np.asarray(image.getchannel(0), dtype=np.float64)
+    elif mode in ("P", "PA", "RGB", "RGBA", "RGBX", "RGBa"):
+        rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        if not ((rgb[:, :, 0] == rgb[:, :, 1]).all() and (rgb[:, :, 0] == rgb[:, :, 2]).all()):
+            raise input_error(path, "colour mask with different values in its R, G and B "
+                                    "channels; a single-channel (grayscale) mask is expected")
+        gray = rgb[:, :, 0].astype(np.float64)
+    else:
+        raise input_error(path, f"unsupported mask mode {mode!r} "
+                                f"(expected 1-bit, 8-bit or 16-bit grayscale)")
+    return (gray / 255.0).astype(np.float32)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a ground-truth mask as values in [0, 1].
+
+    8-bit masks read as value / 255 (so 128 -> 128/255, soft masks stay soft), 16-bit as
+    value / 65535, 1-bit as 0 / 1. RGB(A) or palette masks are accepted when R == G == B
+    everywhere (the first channel is used); an alpha channel is ignored.
+
+    Args:
+        path: a ``.png``, ``.bmp``, ``.tif`` or ``.tiff`` file.
+
+    Returns:
+        ``(H, W)`` float32 array with values in [0, 1].
+
+    Raises:
+        DensecalInputError: missing file, unsupported extension, undecodable or truncated file,
+            colour mask with unequal channels, or an unsupported pixel format.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from PIL import Image
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.png"
+        >>> Image.fromarray(np.array([[0, 255]], dtype=np.uint8)).save(p)
+        >>> read_mask(p).tolist()
+        [[0.0, 1.0]]
+    """
+    path = Path(path)
+    return _mask_values(path, _open_image(path, MASK_EXTENSIONS))
+
+
+def _read_npy_probabilities(path: Path) -> np.ndarray:
+    """Load a ``.npy`` probability map and validate dtype, shape, finiteness and range."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise input_error(path, f"cannot be read as a .npy array: {detail}") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+        raise input_error(path, f"expected a real-valued numeric array, got dtype {array.dtype}")
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise input_error(path, f"expected an (H, W) or (1, H, W) array, "
+                                f"got shape {tuple(array.shape)}")
+    if array.size == 0:
+        raise input_error(path, f"empty array of shape {tuple(array.shape)}")
+    values = array.astype(np.float64, copy=False)
+    if not np.isfinite(values).all():
+        n_bad = int((~np.isfinite(values)).sum())
+        raise input_error(path, f"contains {n_bad} NaN or Inf values")
+    if (values.min() < 0 or values.max() > 1):
+        raise input_error(path, f"values outside [0, 1] (min {values.min():.6g}, "
+                                f"max {values.max():.6g}): probabilities expected")
+    return values.astype(np.float32)
+
+
+def read_prediction(path: str | Path) -> np.ndarray:
+    """Read a saved prediction map (foreground probability per pixel).
+
+    Args:
+        path: a ``.png`` (read like a mask: 8-bit value / 255, 16-bit value / 65535) or a
+            ``.npy`` holding probabilities in [0, 1] with shape ``(H, W)`` or ``(1, H, W)``.
+
+    Returns:
+        ``(H, W)`` float32 array with values in [0, 1].
+
+    Raises:
+        DensecalInputError: missing file, unsupported extension, undecodable or truncated file,
+            wrong shape, NaN / Inf values, or ``.npy`` values outside [0, 1] (logits are not
+            accepted: apply a sigmoid before saving).
+    """
+    path = Path(path)
+    _check_file(path, PREDICTION_EXTENSIONS)
+    if path.suffix.lower() == ".npy":
+        return _read_npy_probabilities(path)
+    return _mask_values(path, _open_image(path, PREDICTION_EXTENSIONS))
