@@ -1,0 +1,50 @@
+"""Entry point of the ``densecal`` command.
+
+Exit codes: 0 success, 2 bad input or usage (one line on stderr, no traceback), 1 a bug.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import typer
+
+from densecal.cli import data as data_cli
+from densecal.cli import demo as demo_cli
+from densecal.cli import evaluate as evaluate_cli
+from densecal.cli import predict as predict_cli
+from densecal.cli import train as train_cli
+from densecal.errors import DensecalInputError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="densecal",
+    help="Calibrated dense classification: train (SC-BCE, ASLP, ...), predict, and measure "
+         "pixel calibration (ECE, OE, MCE, ACE, NLL, Brier) next to F-measure, MAE, S-measure.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("demo")(demo_cli.demo)
+app.command("train")(train_cli.train)
+app.command("predict")(predict_cli.predict)
+app.command("evaluate")(evaluate_cli.evaluate)
+app.add_typer(data_cli.app, name="data")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI; bad input ends with one line on stderr and exit code 2."""
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="densecal")
+    except DensecalInputError as exc:
+        print(f"densecal: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("densecal: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

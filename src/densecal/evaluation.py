@@ -1,0 +1,254 @@
+"""Evaluate probability maps against ground truth: the path from maps to ``metrics.json``.
+
+The data path goes straight through: pairs of (prediction map, ground-truth mask) stream in one at
+a time, update constant-memory calibration state (:class:`~densecal.metrics.PixelCalibration`)
+and the SOD accuracy measures (:class:`~densecal.metrics.segmentation.SODMetrics`), and come out
+as one result dict of schema ``densecal.evaluate/1`` plus a per-image table.
+
+Protocols (DESIGN.md section 4):
+
+* ``raw`` (default): the model's probabilities as they are; a pixel is correct when
+  ``1[q >= threshold] == 1[y >= 0.5]`` (``target="hard"``) or in expectation over a soft ``y``
+  (``target="soft"``).
+* ``official``: the ASLP reference code's evaluation (Liu et al., ICCV 2023,
+  github.com/Carlisle-Liu/ASLP): each map min-max normalised and quantised to 8 bits, pixels whose
+  ground truth is not exactly 0 or 1 (0 or 255 in the PNG) always count as wrong
+  (``target="strict"``), and the SOD measures use pysodmetrics' MATLAB-compatible normalisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from densecal.errors import input_error
+from densecal.metrics import PixelCalibration
+from densecal.metrics.functional import pixel_calibration
+from densecal.metrics.segmentation import SODMetrics
+
+__all__ = [
+    "EVALUATE_SCHEMA",
+    "Evaluation",
+    "EvaluationOptions",
+    "Evaluator",
+    "evaluate_maps",
+    "iter_prediction_pairs",
+    "official_quantise",
+]
+
+EVALUATE_SCHEMA = "densecal.evaluate/1"
+PROTOCOLS = ("raw", "official")
+
+
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """How maps are scored (each a named option of ``densecal evaluate``).
+
+    Attributes:
+        n_bins: equal-width confidence bins on [0, 1], right-closed.
+        confidence: ``top-label`` (c = max(q, 1 − q)) or ``positive`` (c = q).
+        aggregate: ``pooled`` (one histogram over every pixel) or ``per-image`` (mean of
+            per-image values).
+        protocol: ``raw`` or ``official`` (see the module docstring).
+        threshold: foreground decision threshold on q.
+        target: ``hard`` or ``soft`` ground truth (the ``official`` protocol uses ``strict``).
+    """
+
+    n_bins: int = 10
+    confidence: str = "top-label"
+    aggregate: str = "pooled"
+    protocol: str = "raw"
+    threshold: float = 0.5
+    target: str = "hard"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise input_error("--protocol", f"unknown protocol {self.protocol!r}; choose raw or "
+                              "official")
+        if self.n_bins < 1:
+            raise input_error("--n-bins", f"must be at least 1, got {self.n_bins}")
+
+    @property
+    def target_type(self) -> str:
+        """The correctness rule actually used (``strict`` under the official protocol)."""
+        return "strict" if self.protocol == "official" else self.target
+
+    def metric_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`PixelCalibration` / :func:`pixel_calibration`."""
+        return {"n_bins": self.n_bins, "confidence": self.confidence,
+                "aggregate": self.aggregate, "threshold": self.threshold,
+                "target_type": self.target_type}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``protocol`` block of ``metrics.json``."""
+        return {"n_bins": self.n_bins, "confidence": self.confidence,
+                "threshold": self.threshold, "aggregate": self.aggregate,
+                "protocol": self.protocol, "target": self.target_type}
+
+
+def official_quantise(pred: np.ndarray) -> np.ndarray:
+    """The ASLP code's saved-map transform: per-map min-max normalisation, then 8-bit rounding.
+
+    Args:
+        pred: probability map ``(H, W)`` in [0, 1].
+
+    Returns:
+        ``(H, W)`` float32 map of values k/255, k ∈ {0, ..., 255}. A constant map is only
+        quantised (there is no range to stretch).
+    """
+    pred = pred.astype(np.float64)
+    lo, hi = float(pred.min()), float(pred.max())
+    if hi > lo:
+        pred = (pred - lo) / (hi - lo)
+    return (np.round(pred * 255.0) / 255.0).astype(np.float32)
+
+
+@dataclass
+class Evaluation:
+    """The outcome of evaluating one dataset: ``result`` (schema ``densecal.evaluate/1``) and
+    ``per_image`` rows (name plus per-image calibration and accuracy values)."""
+
+    result: dict[str, Any]
+    per_image: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Evaluator:
+    """Streaming evaluator: :meth:`add` one (prediction, ground truth) pair at a time.
+
+    Memory stays constant in the number of images (calibration state is per-bin sums; the SOD
+    measures keep pysodmetrics' per-image curves of 256 values).
+
+    Args:
+        options: the scoring protocol.
+        name: dataset name for ``metrics.json``.
+    """
+
+    def __init__(self, options: EvaluationOptions | None = None, name: str = "") -> None:
+        self.options = options or EvaluationOptions()
+        self.name = name
+        self.calibration = PixelCalibration(**self.options.metric_kwargs())
+        self.segmentation = SODMetrics(protocol=self.options.protocol,
+                                       threshold=self.options.threshold)
+        self.rows: list[dict[str, Any]] = []
+        self.n_pixels = 0
+
+    def add(self, name: str, pred: np.ndarray, gt: np.ndarray) -> dict[str, Any]:
+        """Score one map.
+
+        Args:
+            name: image name (stem), reported in the per-image table.
+            pred: foreground probability map ``(H, W)`` in [0, 1].
+            gt: ground-truth mask ``(H, W)`` in [0, 1] (soft allowed).
+
+        Returns:
+            The image's row of the per-image table.
+
+        Raises:
+            DensecalInputError: shape mismatch, NaN or values outside [0, 1] (naming ``name``).
+        """
+        if pred.shape != gt.shape:
+            raise input_error(name, f"prediction size {tuple(pred.shape)} does not match ground "
+                              f"truth size {tuple(gt.shape)}")
+        if not np.isfinite(pred).all():
+            raise input_error(name, "prediction contains NaN or Inf")
+        if pred.size and (pred.min() < 0.0 or pred.max() > 1.0):
+            raise input_error(name, f"prediction values outside [0, 1] (min {pred.min():.4g}, "
+                              f"max {pred.max():.4g}); probabilities expected")
+        if self.options.protocol == "official":
+            pred = official_quantise(pred)
+        p = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32))[None]
+        y = torch.from_numpy(np.ascontiguousarray(gt, dtype=np.float32))[None]
+        self.calibration.update(p, y)
+        own = pixel_calibration(p, y, **{**self.options.metric_kwargs(), "aggregate": "pooled"})
+        seg = self.segmentation.update(pred, gt)
+        self.n_pixels += int(pred.size)
+        row: dict[str, Any] = {"name": name}
+        row.update({k: float(own[k]) for k in ("ece", "oe", "mce", "accuracy", "brier", "nll")})
+        row.update({k: float(v) for k, v in seg.items()})
+        self.rows.append(row)
+        return row
+
+    def evaluation(self) -> Evaluation:
+        """The accumulated result (schema ``densecal.evaluate/1``) and per-image rows.
+
+        Raises:
+            DensecalInputError: no image was added.
+        """
+        if not self.rows:
+            raise input_error(self.name or "dataset", "no images to evaluate")
+        calibration = {k: float(v) for k, v in self.calibration.compute().items()}
+        reliability = {k: [float(x) for x in v.tolist()]
+                       for k, v in self.calibration.reliability().items()}
+        result = {
+            "schema": EVALUATE_SCHEMA,
+            "dataset": {"name": self.name, "n_images": len(self.rows),
+                        "n_pixels": self.n_pixels},
+            "protocol": self.options.to_dict(),
+            "calibration": calibration,
+            "segmentation": {k: float(v) for k, v in self.segmentation.compute().items()},
+            "reliability": reliability,
+        }
+        return Evaluation(result, list(self.rows))
+
+
+def evaluate_maps(pairs: Iterable[tuple[str, np.ndarray, np.ndarray]],
+                  options: EvaluationOptions | None = None, name: str = "") -> Evaluation:
+    """Evaluate a stream of ``(name, prediction (H, W), ground truth (H, W))`` triples.
+
+    Example:
+        >>> import numpy as np
+        >>> gt = np.zeros((4, 4), np.float32); gt[:2] = 1.0
+        >>> pred = np.where(gt > 0, 0.75, 0.25).astype(np.float32)
+        >>> ev = evaluate_maps([("a", pred, gt)], name="toy")
+        >>> round(ev.result["calibration"]["ece"], 6)  # confidence 0.75, accuracy 1
+        0.25
+    """
+    evaluator = Evaluator(options, name)
+    for item in pairs:
+        evaluator.add(*item)
+    return evaluator.evaluation()
+
+
+def iter_prediction_pairs(pred_dir: str | Path, gt_dir: str | Path,
+                          num_workers: int = 0) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Decode saved prediction maps and masks, paired by stem, in DataLoader workers.
+
+    Args:
+        pred_dir: folder of ``.png`` (value/255) or ``.npy`` (probabilities) maps.
+        gt_dir: folder of masks, or a folder dataset root (mask folder auto-detected).
+        num_workers: decoding processes (0 decodes in this process).
+
+    Yields:
+        ``(name, prediction (H, W) float32, ground truth (H, W) float32)`` in name order.
+    """
+    from densecal.data import find_prediction_pairs
+
+    dataset = _PredictionPairs(find_prediction_pairs(pred_dir, gt_dir))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
+                                         num_workers=num_workers, collate_fn=_identity)
+    yield from loader
+
+
+class _PredictionPairs(torch.utils.data.Dataset):
+    """Decodes (prediction, mask) pairs; module-level so DataLoader workers can pickle it."""
+
+    def __init__(self, pairs: list[Any]) -> None:
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray, np.ndarray]:
+        from densecal.data import read_mask, read_prediction
+
+        pair = self.pairs[i]
+        return pair.name, read_prediction(pair.image), read_mask(pair.mask)
+
+
+def _identity(item: Any) -> Any:
+    return item

@@ -1,0 +1,92 @@
+"""Lightning module for binary dense classification with any SC-BCE-family objective.
+
+One module serves ``bce``, ``ls``, ``slp`` and ``aslp``: the network and data path are shared and
+only the objective differs, so methods are compared on equal terms.
+
+Batches are the dicts of :class:`densecal.data.FolderDataset`: ``image`` ``(N, 3, H, W)`` in
+[0, 1], ``mask`` ``(N, 1, H, W)`` in [0, 1], ``index`` ``(N,)`` the image's position in the
+training set (ASLP's α key).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from densecal.methods.config import TrainConfig
+from densecal.methods.objectives import build_objective
+from densecal.metrics import PixelCalibration
+from densecal.models import create_model
+
+__all__ = ["BinarySegmentationModule"]
+
+
+class BinarySegmentationModule(L.LightningModule):
+    """Train a dense binary classifier (sigmoid output) with an SC-BCE-family loss.
+
+    Args:
+        config: the run configuration (saved in the checkpoint's hyper-parameters).
+        num_train_images: size of the training set (length of ASLP's α table).
+        train_names: training image names in index order (for ``alpha.csv``).
+
+    Logged per epoch: ``train_loss``, ``val_accuracy`` (pixel accuracy at 0.5, hard target),
+    ``val_ece``, and for ASLP ``alpha_mean``/``alpha_max``.
+    """
+
+    def __init__(self, config: dict[str, Any], num_train_images: int,
+                 train_names: list[str] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = TrainConfig.from_dict(config)
+        self.train_names = list(train_names or [])
+        self.net = create_model(self.config.model, in_channels=3, out_channels=1)
+        objective = build_objective(self.config, num_train_images)
+        self.loss = objective.loss
+        self.perturbation = objective.perturbation
+        self.val_calibration = PixelCalibration(n_bins=10, input="logits")
+
+    def forward(self, image: Tensor) -> Tensor:
+        """Logits ``(N, 1, H, W)`` for images ``(N, 3, H, W)``."""
+        return self.net(image)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        logits = self(batch["image"])
+        target = batch["mask"]
+        alpha = None
+        if self.perturbation is not None:
+            alpha = self.perturbation(batch["index"])
+        loss = self.loss(logits, target, alpha=alpha)
+        if self.perturbation is not None:
+            self.perturbation.update(batch["index"], logits.detach(), target,
+                                     epoch=self.current_epoch)
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True,
+                 batch_size=target.shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        logits = self(batch["image"])
+        self.val_calibration.update(logits, batch["mask"])
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_calibration.compute()
+        self.val_calibration.reset()
+        accuracy = float(values["accuracy"])
+        self.log("val_accuracy", accuracy, prog_bar=True, sync_dist=True)
+        self.log("val_ece", float(values["ece"]), prog_bar=True, sync_dist=True)
+        if self.perturbation is not None and not self.trainer.sanity_checking:
+            self.perturbation.set_validation_accuracy(accuracy)
+            self.log("alpha_mean", self.perturbation.alpha.mean(), prog_bar=True)
+            self.log("alpha_max", self.perturbation.alpha.max())
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
+        if self.config.lr_decay == 1.0:
+            return optimizer
+        every, decay = self.config.lr_decay_every, self.config.lr_decay
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: decay ** (epoch // every))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule,
+                                                          "interval": "epoch"}}

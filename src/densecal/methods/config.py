@@ -1,0 +1,131 @@
+"""The resolved configuration of a training run, saved as ``RUN/config.json``.
+
+A run folder holds everything needed to resume or reproduce it: ``config.json`` (this dataclass),
+``checkpoints/last.ckpt`` (weights, optimiser and, for ASLP, the per-image α table) and, at the
+end, ``alpha.csv`` for ASLP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from densecal.atomic import atomic_write_text
+from densecal.errors import input_error
+
+__all__ = ["CONFIG_SCHEMA", "TrainConfig", "load_config", "save_config"]
+
+CONFIG_SCHEMA = "densecal.train-config/1"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a binary dense-classification training run.
+
+    Attributes:
+        method: training objective, one of ``bce``, ``ls``, ``slp``, ``aslp``.
+        data: folder dataset of training image/mask pairs.
+        val_data: optional separate validation folder; otherwise ``val_fraction`` of ``data`` is
+            held out (seeded). ASLP needs the validation pixel accuracy every epoch.
+        val_fraction: fraction of ``data`` held out for validation when ``val_data`` is unset.
+        model: network name (see ``densecal.models.model_names()``).
+        epochs: training epochs.
+        batch_size: images per step.
+        image_size: images and masks are resized to ``image_size x image_size`` for training.
+        lr: Adam learning rate.
+        lr_decay: multiplicative learning-rate decay applied every ``lr_decay_every`` epochs (the
+            ASLP recipe uses 0.95 every 10 epochs; 1.0 disables it).
+        lr_decay_every: epochs between decays.
+        seed: global seed (weights, sampling order, augmentation, perturbation coins).
+        augment: random flips/crops/rotations as the ASLP recipe.
+        num_workers: DataLoader worker processes.
+        deterministic: ask PyTorch for deterministic kernels (slower on GPU).
+        eps: label-smoothing factor ε for ``ls`` (binary target (1 − ε)·y + ε/2).
+        alpha: fixed perturbation probability α for ``slp``.
+        technique: label-perturbation technique for ``slp`` and ``aslp`` (``hard_inversion`` β=2,
+            ``soft_inversion`` β=1.5, ``moderation`` β=1, ``moderation_noise``).
+        beta: explicit β overriding ``technique`` (paper convention unless
+            ``beta_convention="code"``).
+        beta_convention: ``paper`` (β ∈ [0, 2]) or ``code`` (the official ASLP code's b = β/2).
+        aslp_lr: ASLP's α step size η (METHODS.md 1.2, default 0.002).
+        aslp_penalty: ASLP's penalty weight λ (default 2000).
+        aslp_warmup: epochs before α starts to adapt (default 5).
+        aslp_objective: ``calibration`` (ASLP_MC, the official code) or ``conservative``.
+        accelerator: Lightning accelerator (``auto`` uses a GPU when present).
+        devices: Lightning devices.
+    """
+
+    method: str = "bce"
+    data: str = ""
+    val_data: str | None = None
+    val_fraction: float = 0.2
+    model: str = "unet-small"
+    epochs: int = 30
+    batch_size: int = 16
+    image_size: int = 96
+    lr: float = 1e-3
+    lr_decay: float = 1.0
+    lr_decay_every: int = 10
+    seed: int = 0
+    augment: bool = True
+    num_workers: int = 0
+    deterministic: bool = False
+    eps: float = 0.1
+    alpha: float = 0.1
+    technique: str = "hard_inversion"
+    beta: float | None = None
+    beta_convention: str = "paper"
+    aslp_lr: float = 0.002
+    aslp_penalty: float = 2000.0
+    aslp_warmup: int = 5
+    aslp_objective: str = "calibration"
+    accelerator: str = "auto"
+    devices: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as a JSON-ready dict (with the schema tag)."""
+        return {"schema": CONFIG_SCHEMA, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build a config from a dict, refusing unknown keys.
+
+        Raises:
+            DensecalInputError: unknown keys or a wrong schema tag (named in the message).
+        """
+        data = dict(data)
+        schema = data.pop("schema", CONFIG_SCHEMA)
+        if schema != CONFIG_SCHEMA:
+            raise input_error(source, f"schema {schema!r} is not {CONFIG_SCHEMA!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise input_error(source, f"unknown keys {', '.join(unknown)}")
+        return cls(**data)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write ``config`` as pretty JSON, atomically."""
+    atomic_write_text(path, json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a ``config.json`` written by :func:`save_config`.
+
+    Raises:
+        DensecalInputError: the file is missing, is not JSON, or has unknown keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise input_error(path, "no such file")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise input_error(path, f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise input_error(path, "expected a JSON object")
+    return TrainConfig.from_dict(data, source=str(path))

@@ -1,0 +1,137 @@
+"""Train a binary dense classifier from folder data into a run folder, resumably.
+
+Run folder layout::
+
+    RUN/config.json             resolved configuration (densecal.train-config/1)
+    RUN/checkpoints/last.ckpt   weights, optimiser, epoch and ASLP's α state (Lightning format)
+    RUN/logs/version_K/metrics.csv  per-epoch log (one version per start or resume)
+    RUN/alpha.csv               ASLP only: image name -> α at the end of training
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from densecal.data import FolderDataset, find_pairs, split_indices
+from densecal.errors import input_error
+from densecal.methods.binary import BinarySegmentationModule
+from densecal.methods.config import TrainConfig, load_config, save_config
+from densecal.methods.objectives import method_names
+
+__all__ = ["last_checkpoint", "train"]
+
+
+def last_checkpoint(run_dir: str | Path) -> Path:
+    """Path of the run's latest checkpoint (``RUN/checkpoints/last.ckpt``)."""
+    return Path(run_dir) / "checkpoints" / "last.ckpt"
+
+
+def _datasets(config: TrainConfig) -> tuple[FolderDataset, FolderDataset]:
+    pairs = find_pairs(config.data)
+    if config.val_data:
+        train_pairs, val_pairs = pairs, find_pairs(config.val_data)
+    else:
+        if not 0.0 < config.val_fraction < 1.0:
+            raise input_error("--val-fraction", f"must be in (0, 1), got {config.val_fraction}")
+        train_idx, val_idx = split_indices(len(pairs), config.val_fraction, config.seed)
+        if not train_idx or not val_idx:
+            raise input_error(config.data, f"{len(pairs)} images are too few to hold out a "
+                              f"validation fraction of {config.val_fraction}")
+        train_pairs = [pairs[i] for i in train_idx]
+        val_pairs = [pairs[i] for i in val_idx]
+    size = config.image_size
+    return (FolderDataset(config.data, image_size=size, augment=config.augment, pairs=train_pairs),
+            FolderDataset(config.val_data or config.data, image_size=size, pairs=val_pairs))
+
+
+def _check(config: TrainConfig) -> None:
+    if config.method not in method_names():
+        raise input_error("--method", f"unknown method {config.method!r}; choose one of "
+                          f"{', '.join(method_names())}")
+    for name in ("epochs", "batch_size", "image_size"):
+        if getattr(config, name) < 1:
+            raise input_error(f"--{name.replace('_', '-')}", "must be a positive integer")
+    if config.image_size % 8:
+        raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
+
+
+def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
+          progress: bool = True) -> Path:
+    """Train ``config.method`` on ``config.data`` and return the final checkpoint path.
+
+    Args:
+        config: the run configuration. With ``resume=True`` the run folder's saved
+            ``config.json`` is used instead, except for ``epochs`` (so a finished run can be
+            extended).
+        run_dir: output folder (created).
+        resume: continue from ``RUN/checkpoints/last.ckpt``.
+        progress: show Lightning's progress bar.
+
+    Returns:
+        Path to ``RUN/checkpoints/last.ckpt``.
+
+    Raises:
+        DensecalInputError: bad data or options; ``run_dir`` already holds a run and ``resume``
+            is false; ``resume`` without a checkpoint.
+    """
+    run_dir = Path(run_dir)
+    ckpt = last_checkpoint(run_dir)
+    if resume:
+        if not ckpt.is_file():
+            raise input_error(run_dir, "nothing to resume: no checkpoints/last.ckpt")
+        config = TrainConfig.from_dict({**load_config(run_dir / "config.json").to_dict(),
+                                        "epochs": config.epochs})
+    elif ckpt.exists():
+        raise input_error(run_dir, "already holds a training run; pass --resume to continue it "
+                          "or choose another --out")
+    _check(config)
+    train_set, val_set = _datasets(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.json")
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    loader_args = {"batch_size": config.batch_size, "num_workers": config.num_workers,
+                   "persistent_workers": config.num_workers > 0}
+    train_loader = torch.utils.data.DataLoader(train_set, shuffle=True, **loader_args)
+    val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_args)
+    module = BinarySegmentationModule(config.to_dict(), len(train_set), train_set.names)
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
+    trainer = L.Trainer(
+        max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
+        deterministic=config.deterministic, callbacks=[checkpoint],
+        logger=CSVLogger(run_dir, name="logs"), enable_progress_bar=progress,
+        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
+        default_root_dir=run_dir,
+    )
+    with _quiet_lightning():
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt) if resume else None)
+    if module.perturbation is not None:
+        module.perturbation.write_table(run_dir / "alpha.csv", train_set.names)
+    return ckpt
+
+
+class _quiet_lightning:
+    """Silence Lightning's informational banners (GPU available, ...) and known-benign warnings."""
+
+    def __enter__(self) -> None:
+        self._levels = {}
+        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+            logger = logging.getLogger(name)
+            self._levels[name] = logger.level
+            logger.setLevel(logging.WARNING)
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+    def __exit__(self, *exc: object) -> None:
+        self._warnings.__exit__(*exc)
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)

@@ -1,0 +1,134 @@
+"""Streaming pixel calibration metric (torchmetrics ``Metric``) for binary dense maps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+from torchmetrics import Metric
+
+from densecal.metrics.functional._options import parse_options
+from densecal.metrics.functional.calibration import (
+    CalibrationState,
+    _calibration_compute,
+    _calibration_update,
+    _reliability_compute,
+)
+
+__all__ = ["PixelCalibration"]
+
+
+class PixelCalibration(Metric):
+    """ECE, MCE, OE, ACE, Brier, NLL and accuracy of binary maps, exact and in constant memory.
+
+    The state is the sufficient statistics of :class:`~densecal.metrics.functional.calibration.
+    CalibrationState`: per-bin sums (count, confidence sum, accuracy sum) over ``n_bins``
+    equal-width bins, a ``fine_bins`` histogram for the equal-mass bins of ACE, scalar sums for
+    Brier/NLL/accuracy and, per image, running sums of each image's metrics. Every state is a
+    float64 tensor reduced with ``sum``, so batches and DDP ranks merge exactly and memory does
+    not grow with the number of images (unlike torchmetrics' ``BinaryCalibrationError``, which
+    keeps every prediction).
+
+    Formulas and options: :func:`densecal.metrics.functional.pixel_calibration` (ASLP ICCV 2023
+    evaluation code; Guo et al. 2017; Nixon et al. 2019 for ACE).
+
+    Args:
+        n_bins: equal-width bins ``(k/n, (k+1)/n]`` on [0, 1], >= 1 (10).
+        input: ``"probs"`` or ``"logits"``.
+        confidence: ``"top-label"`` (max(q, 1 - q) vs correctness) or ``"positive"`` (q vs
+            frequency of y = 1).
+        aggregate: ``"pooled"`` (one histogram over all pixels) or ``"per-image"`` (mean of
+            per-image values; images with every pixel ignored are skipped).
+        target_type: ``"hard"``, ``"soft"`` or ``"strict"`` correctness rule.
+        threshold: foreground threshold on q (0.5).
+        ignore_index: target value excluded everywhere.
+        fine_bins: resolution of the fine histogram behind ACE (4096).
+        validate_args: check values on every update (one host sync per update).
+        **kwargs: passed to :class:`torchmetrics.Metric` (``sync_on_compute``, ...).
+
+    Raises:
+        DensecalInputError: bad option here; bad shapes or values in :meth:`update`.
+
+    Example:
+        >>> import torch
+        >>> metric = PixelCalibration(n_bins=4)
+        >>> metric.update(torch.tensor([[0.9, 0.8]]), torch.tensor([[1, 0]]))
+        >>> metric.update(torch.tensor([[0.3, 0.6]]), torch.tensor([[0, 1]]))
+        >>> round(metric.compute()["ece"].item(), 6), metric.reliability()["count"].tolist()
+        (0.35, [0.0, 0.0, 2.0, 2.0])
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = False
+
+    def __init__(
+        self,
+        n_bins: int = 10,
+        *,
+        input: str = "probs",
+        confidence: str = "top-label",
+        aggregate: str = "pooled",
+        target_type: str = "hard",
+        threshold: float = 0.5,
+        ignore_index: float | None = None,
+        fine_bins: int = 4096,
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.options = parse_options(
+            n_bins=n_bins, input=input, confidence=confidence, aggregate=aggregate,
+            target_type=target_type, threshold=threshold, ignore_index=ignore_index,
+            fine_bins=fine_bins,
+        )  # fmt: skip
+        self.validate_args = validate_args
+        empty = CalibrationState.zeros(n_bins, fine_bins)
+        for name, default in zip(CalibrationState._fields, empty, strict=True):
+            self.add_state(name, default=default, dist_reduce_fx="sum")
+
+    def _state(self) -> CalibrationState:
+        return CalibrationState(*(getattr(self, name) for name in CalibrationState._fields))
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """Add a batch of maps.
+
+        Args:
+            preds: ``(N, *S)`` or ``(N, 1, *S)`` floating-point probabilities or logits.
+            target: same shape, values in [0, 1] (may be soft) except ``ignore_index``.
+
+        Raises:
+            DensecalInputError: shape mismatch, NaN/Inf, values outside [0, 1].
+        """
+        batch = _calibration_update(
+            preds.to(self.device), target.to(self.device), self.options,
+            validate=self.validate_args,
+        )  # fmt: skip
+        for name, value in zip(CalibrationState._fields, batch, strict=True):
+            setattr(self, name, getattr(self, name) + value)
+
+    def compute(self) -> dict[str, Tensor]:
+        """Metrics over everything seen: keys ``ece, mce, oe, ace, brier, nll, accuracy``.
+
+        Returns:
+            0-dim float64 tensors, fractions in [0, 1]; NaN when no pixel was seen.
+        """
+        return _calibration_compute(self._state(), self.options.aggregate)
+
+    def reliability(self) -> dict[str, Tensor]:
+        """Reliability table of the pooled equal-width bins (synced across ranks).
+
+        Returns:
+            ``bin_lower``, ``bin_upper``, ``count``, ``confidence``, ``accuracy``: float64
+            ``(n_bins,)``; confidence/accuracy are NaN in empty bins.
+        """
+        with self.sync_context(
+            dist_sync_fn=self.dist_sync_fn,
+            should_sync=self._to_sync,
+            should_unsync=self._should_unsync,
+        ):
+            return {k: v.clone() for k, v in _reliability_compute(self._state()).items()}
+
+    def state_size(self) -> int:
+        """Total number of elements held in the metric state (independent of the data seen)."""
+        return sum(int(getattr(self, name).numel()) for name in CalibrationState._fields)

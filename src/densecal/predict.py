@@ -1,0 +1,127 @@
+"""Run a trained model over folders: write maps (``predict``) or score them (``evaluate``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from densecal.atomic import staged_directory
+from densecal.data import find_images, find_pairs, read_image, read_mask
+from densecal.errors import input_error
+from densecal.evaluation import (
+    Evaluation,
+    EvaluationOptions,
+    Evaluator,
+    evaluate_maps,
+    iter_prediction_pairs,
+)
+from densecal.methods.inference import load_module, predict_images
+
+__all__ = ["evaluate_checkpoint", "evaluate_prediction_folder", "iter_predictions",
+           "predict_folder"]
+
+FORMATS = ("png", "npy")
+
+
+def iter_predictions(checkpoint: str | Path, data: str | Path, *, with_masks: bool = True,
+                     batch_size: int = 16
+                     ) -> Iterator[tuple[str, np.ndarray, np.ndarray | None, np.ndarray]]:
+    """Predict every image of a folder.
+
+    Args:
+        checkpoint: a ``densecal train`` checkpoint.
+        data: a folder dataset (``with_masks=True``) or any folder of images.
+        with_masks: pair images with masks; if false, masks are ``None``.
+        batch_size: images per forward pass.
+
+    Yields:
+        ``(name, image (H, W, 3) uint8, mask (H, W) or None, probability map (H, W))``.
+    """
+    module = load_module(checkpoint)
+    if with_masks:
+        items = [(p.name, p.image, p.mask) for p in find_pairs(data)]
+    else:
+        items = [(name, path, None) for name, path in find_images(data)]
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        images = [read_image(path) for _, path, _ in chunk]
+        masks = [read_mask(m) if m is not None else None for _, _, m in chunk]
+        for (name, _, _), image, mask, prob in zip(
+                chunk, images, masks, predict_images(module, images, batch_size), strict=True):
+            if mask is not None and mask.shape != prob.shape:
+                raise input_error(name, f"mask size {mask.shape} differs from image size "
+                                  f"{prob.shape}")
+            yield name, image, mask, prob
+
+
+def predict_folder(checkpoint: str | Path, data: str | Path, out_dir: str | Path, *,
+                   fmt: str = "png", batch_size: int = 16) -> int:
+    """Write ``OUT/NAME.png`` (8-bit, round(255·q)) or ``OUT/NAME.npy`` (float32 q) per image.
+
+    Maps are staged and moved into ``out_dir`` only when all were written.
+
+    Returns:
+        The number of maps written.
+
+    Raises:
+        DensecalInputError: unknown format, unreadable checkpoint or images.
+    """
+    if fmt not in FORMATS:
+        raise input_error("--format", f"unknown format {fmt!r}; choose png or npy")
+    n = 0
+    with staged_directory(out_dir) as stage:
+        for name, _, _, prob in iter_predictions(checkpoint, data, with_masks=False,
+                                                 batch_size=batch_size):
+            if fmt == "png":
+                Image.fromarray(np.round(prob * 255.0).astype(np.uint8)).save(stage / f"{name}.png")
+            else:
+                np.save(stage / f"{name}.npy", prob.astype(np.float32))
+            n += 1
+    return n
+
+
+def _ood_images(checkpoint: str | Path, ood: str | Path, batch_size: int
+                ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """OOD images scored against their masks if the folder has them, else all-zero masks."""
+    try:
+        find_pairs(ood)
+        with_masks = True
+    except ValueError:
+        with_masks = False
+    for name, _, mask, prob in iter_predictions(checkpoint, ood, with_masks=with_masks,
+                                                batch_size=batch_size):
+        yield name, prob, mask if mask is not None else np.zeros_like(prob)
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
+                        options: EvaluationOptions | None = None, *, ood: str | Path | None = None,
+                        batch_size: int = 16) -> dict[str, Evaluation]:
+    """Evaluate a checkpoint on a folder dataset (split ``test``) and optionally ``ood``."""
+    evaluations = {"test": evaluate_maps(
+        ((n, p, m) for n, _, m, p in iter_predictions(checkpoint, data, batch_size=batch_size)),
+        options, name=Path(data).name)}
+    if ood is not None:
+        evaluations["ood"] = evaluate_maps(_ood_images(checkpoint, ood, batch_size), options,
+                                           name=Path(ood).name)
+    return evaluations
+
+
+def evaluate_prediction_folder(pred: str | Path, gt: str | Path,
+                               options: EvaluationOptions | None = None, *,
+                               ood: str | Path | None = None, num_workers: int = 0
+                               ) -> dict[str, Evaluation]:
+    """Evaluate saved maps against masks (split ``test``); ``ood`` maps against all-zero masks."""
+    evaluations = {"test": evaluate_maps(iter_prediction_pairs(pred, gt, num_workers), options,
+                                         name=Path(gt).name)}
+    if ood is not None:
+        from densecal.data import find_predictions, read_prediction
+
+        evaluator = Evaluator(options, name=Path(ood).name)
+        for name, path in find_predictions(ood):
+            p = read_prediction(path)
+            evaluator.add(name, p, np.zeros_like(p))
+        evaluations["ood"] = evaluator.evaluation()
+    return evaluations
