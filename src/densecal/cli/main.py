@@ -39,11 +39,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         app(args=list(argv) if argv is not None else None, prog_name="densecal")
     except DensecalInputError as exc:
-        print(f"densecal: error: {exc}", file=sys.stderr)
+        print(f"densecal: error: {_one_line(exc)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("densecal: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _one_line(exc: DensecalInputError) -> str:
+    """The error's own message, also when a DataLoader worker wrapped it with its traceback."""
+    text = str(exc).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if last.startswith("densecal.errors.") else last
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ def train(
     technique: str = typer.Option("hard_inversion", "--technique",
                                   help="hard_inversion, soft_inversion, moderation, "
                                        "moderation_noise (slp, aslp)."),
+    augment: bool = typer.Option(True, "--augment/--no-augment",
+                                 help="Random flip, border crop and rotation (ASLP recipe)."),
     num_workers: int = typer.Option(0, "--num-workers", help="DataLoader workers."),
     out: Path = typer.Option(Path("runs/run"), "--out", help="Run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
@@ -39,6 +41,7 @@ def train(
                          val_data=str(val_data) if val_data else None,
                          val_fraction=val_fraction, model=model, epochs=epochs,
                          batch_size=batch_size, image_size=image_size, lr=lr, seed=seed, eps=eps,
-                         alpha=alpha, technique=technique, num_workers=num_workers)
+                         alpha=alpha, technique=technique, augment=augment,
+                         num_workers=num_workers)
     ckpt = run_training(config, out, resume=resume)
     typer.echo(f"checkpoint: {ckpt}")

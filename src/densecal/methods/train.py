@@ -11,6 +11,7 @@ Run folder layout::
 from __future__ import annotations
 
 import logging
+import shutil
 import warnings
 from pathlib import Path
 
@@ -93,6 +94,19 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
                           "or choose another --out")
     _check(config)
     train_set, val_set = _datasets(config)
+    created = not run_dir.exists()
+    try:
+        return _fit(config, run_dir, train_set, val_set, resume=resume, progress=progress)
+    except BaseException:
+        # a new run that failed before its first checkpoint leaves nothing behind
+        if created and not ckpt.exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _fit(config: TrainConfig, run_dir: Path, train_set: FolderDataset, val_set: FolderDataset,
+         *, resume: bool, progress: bool) -> Path:
+    ckpt = last_checkpoint(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.json")
 
@@ -103,14 +117,14 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_args)
     module = BinarySegmentationModule(config.to_dict(), len(train_set), train_set.names)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
-    trainer = L.Trainer(
-        max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
-        deterministic=config.deterministic, callbacks=[checkpoint],
-        logger=CSVLogger(run_dir, name="logs"), enable_progress_bar=progress,
-        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
-        default_root_dir=run_dir,
-    )
     with _quiet_lightning():
+        trainer = L.Trainer(
+            max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
+            deterministic=config.deterministic, callbacks=[checkpoint],
+            logger=CSVLogger(run_dir, name="logs"), enable_progress_bar=progress,
+            enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
+            default_root_dir=run_dir,
+        )
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt) if resume else None)
     if module.perturbation is not None:
         module.perturbation.write_table(run_dir / "alpha.csv", train_set.names)
