@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from densecal.atomic import staged_directory
@@ -40,7 +41,7 @@ def iter_predictions(checkpoint: str | Path, data: str | Path, *, with_masks: bo
     Yields:
         ``(name, image (H, W, 3) uint8, mask (H, W) or None, probability map (H, W))``.
     """
-    module = load_module(checkpoint)
+    module = load_module(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
     if with_masks:
         items = [(p.name, p.image, p.mask) for p in find_pairs(data)]
     else:

@@ -28,6 +28,13 @@ def _dataset(root: Path, n: int = 4, size: int = 16) -> Path:
     return root
 
 
+def _maps(folder: Path, n: int = 4, size: int = 16) -> Path:
+    folder.mkdir(parents=True)
+    for i in range(n):
+        np.save(folder / f"im{i}.npy", np.full((size, size), 0.5, np.float32))
+    return folder
+
+
 def _truncated_image(root: Path) -> str:
     data = (root / "images" / "im1.png").read_bytes()
     (root / "images" / "im1.png").write_bytes(data[: len(data) // 2])
@@ -100,11 +107,7 @@ def test_train_refuses_broken_dataset(breaker: Callable[[Path], str], tmp_path: 
 ])
 def test_evaluate_refuses_bad_npy(array: np.ndarray, fragment: str, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
-    data = _dataset(tmp_path / "data")
-    pred = tmp_path / "pred"
-    pred.mkdir()
-    for i in range(4):
-        np.save(pred / f"im{i}.npy", np.full((16, 16), 0.5, np.float32))
+    data, pred = _dataset(tmp_path / "data"), _maps(tmp_path / "pred")
     np.save(pred / "im0.npy", array)
     out = tmp_path / "out"
     code, err = _run(["evaluate", "--pred", str(pred), "--gt", str(data), "--out", str(out)],
@@ -124,11 +127,7 @@ def test_evaluate_refuses_bad_npy(array: np.ndarray, fragment: str, tmp_path: Pa
 ])
 def test_bad_options(argv: list[str], fragment: str, tmp_path: Path,
                      capsys: pytest.CaptureFixture[str]) -> None:
-    data = _dataset(tmp_path / "data")
-    pred = tmp_path / "pred"
-    pred.mkdir()
-    for i in range(4):
-        np.save(pred / f"im{i}.npy", np.full((16, 16), 0.5, np.float32))
+    data, pred = _dataset(tmp_path / "data"), _maps(tmp_path / "pred")
     mapping = {"P": str(pred), "D": str(data), "C": str(tmp_path / "none.ckpt"),
                "O": str(tmp_path / "o")}
     argv = [mapping.get(a, a) for a in argv]

@@ -160,7 +160,12 @@ def plot_reliability(
     strip.bar(centre[filled], count[filled], width=width[filled], color="0.6",
               edgecolor="black", linewidth=0.4)
     if filled.any():
+        from matplotlib.ticker import LogLocator, NullFormatter
+
         strip.set_yscale("log")
+        strip.set_ylim(bottom=max(0.5, 0.5 * float(count[filled].min())))
+        strip.yaxis.set_major_locator(LogLocator(base=10.0, numticks=3))
+        strip.yaxis.set_minor_formatter(NullFormatter())
     strip.set_xlabel("Confidence")
     strip.set_ylabel("Pixels")
     return ax
