@@ -137,3 +137,16 @@ def test_bad_options(argv: list[str], fragment: str, tmp_path: Path,
     assert code == 2, err
     assert fragment in err and "Traceback" not in err
     assert not (tmp_path / "run").exists() and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--aslp-objective", "greedy"), ("--technique", "flip"), ("--beta", "3"),
+    ("--model", "resnet9000"),
+])
+def test_train_refuses_bad_method_options(option: str, value: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    data = _dataset(tmp_path / "data")
+    code, err = _run(["train", "--method", "aslp", "--data", str(data), option, value,
+                      "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()

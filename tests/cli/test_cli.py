@@ -81,8 +81,7 @@ def test_resume_continues_a_finished_run(tiny_demo: dict[str, Path], tiny_checkp
     before = torch.load(tiny_checkpoint, weights_only=False)
     assert "perturbation.alpha" in before["state_dict"]
     assert (run_dir / "alpha.csv").is_file() and (run_dir / "config.json").is_file()
-    code, _, err = run(["train", "--data", str(tiny_demo["train"]), "--out", str(run_dir),
-                        "--epochs", "3", "--resume"], capsys)
+    code, _, err = run(["train", "--out", str(run_dir), "--epochs", "3", "--resume"], capsys)
     assert code == 0, err
     after = torch.load(tiny_checkpoint, weights_only=False)
     assert after["epoch"] == before["epoch"] + 1

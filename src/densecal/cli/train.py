@@ -11,7 +11,8 @@ __all__ = ["train"]
 
 def train(
     method: str = typer.Option("bce", "--method", help="bce, ls, slp or aslp."),
-    data: Path = typer.Option(..., "--data", help="Folder dataset of training image/mask pairs."),
+    data: Path | None = typer.Option(None, "--data",
+                                     help="Folder dataset of training image/mask pairs."),
     val_data: Path | None = typer.Option(None, "--val-data",
                                          help="Separate validation folder (else --val-fraction)."),
     val_fraction: float = typer.Option(0.2, "--val-fraction",
@@ -27,6 +28,19 @@ def train(
     technique: str = typer.Option("hard_inversion", "--technique",
                                   help="hard_inversion, soft_inversion, moderation, "
                                        "moderation_noise (slp, aslp)."),
+    beta: float | None = typer.Option(None, "--beta", help="Explicit beta (overrides "
+                                      "--technique); paper convention unless --beta-convention "
+                                      "code."),
+    beta_convention: str = typer.Option("paper", "--beta-convention",
+                                        help="paper (beta in [0, 2]) or code (official ASLP "
+                                             "code's b = beta/2, up to 2)."),
+    aslp_objective: str = typer.Option("calibration", "--aslp-objective",
+                                       help="calibration (ASLP_MC) or conservative (ASLP_MEI)."),
+    aslp_warmup: int = typer.Option(5, "--aslp-warmup", help="Epochs before alpha adapts."),
+    aslp_lr: float = typer.Option(0.002, "--aslp-lr", help="Alpha step size eta."),
+    aslp_penalty: float = typer.Option(2000.0, "--aslp-penalty", help="Penalty weight lambda."),
+    lr_decay: float = typer.Option(1.0, "--lr-decay",
+                                   help="LR factor every 10 epochs (ASLP recipe: 0.95)."),
     augment: bool = typer.Option(True, "--augment/--no-augment",
                                  help="Random flip, border crop and rotation (ASLP recipe)."),
     num_workers: int = typer.Option(0, "--num-workers", help="DataLoader workers."),
@@ -34,14 +48,20 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
 ) -> None:
     """Train a dense binary classifier; checkpoints, config and (ASLP) α table go to --out."""
+    from densecal.errors import input_error
     from densecal.methods import TrainConfig
     from densecal.methods import train as run_training
 
-    config = TrainConfig(method=method, data=str(data),
+    if data is None and not resume:
+        raise input_error("--data", "required (except with --resume, which reads the run's "
+                          "config.json)")
+    config = TrainConfig(method=method, data=str(data or ""),
                          val_data=str(val_data) if val_data else None,
                          val_fraction=val_fraction, model=model, epochs=epochs,
                          batch_size=batch_size, image_size=image_size, lr=lr, seed=seed, eps=eps,
-                         alpha=alpha, technique=technique, augment=augment,
-                         num_workers=num_workers)
+                         alpha=alpha, technique=technique, beta=beta,
+                         beta_convention=beta_convention, aslp_objective=aslp_objective,
+                         aslp_warmup=aslp_warmup, aslp_lr=aslp_lr, aslp_penalty=aslp_penalty,
+                         lr_decay=lr_decay, augment=augment, num_workers=num_workers)
     ckpt = run_training(config, out, resume=resume)
     typer.echo(f"checkpoint: {ckpt}")

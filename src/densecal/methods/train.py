@@ -24,7 +24,8 @@ from densecal.data import FolderDataset, find_pairs, split_indices
 from densecal.errors import input_error
 from densecal.methods.binary import BinarySegmentationModule
 from densecal.methods.config import TrainConfig, load_config, save_config
-from densecal.methods.objectives import method_names
+from densecal.methods.objectives import build_objective, method_names
+from densecal.models import create_model
 
 __all__ = ["last_checkpoint", "train"]
 
@@ -61,6 +62,8 @@ def _check(config: TrainConfig) -> None:
             raise input_error(f"--{name.replace('_', '-')}", "must be a positive integer")
     if config.image_size % 8:
         raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
+    build_objective(config, 1)  # validates the method's options (beta, technique, objective)
+    create_model(config.model)  # validates the model name
 
 
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
