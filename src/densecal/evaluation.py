@@ -18,6 +18,7 @@ Protocols (DESIGN.md section 4):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,6 @@ import torch
 
 from densecal.errors import input_error
 from densecal.metrics import PixelCalibration
-from densecal.metrics.functional import pixel_calibration
 from densecal.metrics.segmentation import SODMetrics
 
 __all__ = [
@@ -136,6 +136,9 @@ class Evaluator:
                                        threshold=self.options.threshold)
         self.rows: list[dict[str, Any]] = []
         self.n_pixels = 0
+        self._per_image = self.options.aggregate != "pooled"
+        self.seconds = {"calibration": 0.0, "segmentation": 0.0}
+        """Time spent in :meth:`add` on calibration and on the SOD measures (for reports)."""
 
     def add(self, name: str, pred: np.ndarray, gt: np.ndarray) -> dict[str, Any]:
         """Score one map.
@@ -161,11 +164,21 @@ class Evaluator:
                               f"max {pred.max():.4g}); probabilities expected")
         if self.options.protocol == "official":
             pred = official_quantise(pred)
+        start = time.perf_counter()
         p = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32))[None]
         y = torch.from_numpy(np.ascontiguousarray(gt, dtype=np.float32))[None]
-        self.calibration.update(p, y)
-        own = pixel_calibration(p, y, **{**self.options.metric_kwargs(), "aggregate": "pooled"})
+        # one pass: the image's own state gives its row and is merged into the dataset state
+        own_metric = PixelCalibration(**{**self.options.metric_kwargs(), "aggregate": "pooled"})
+        own_metric.update(p, y)
+        own = own_metric.compute()
+        if self._per_image:  # the dataset state also needs the per-image sums
+            self.calibration.update(p, y)
+        else:
+            self.calibration.merge_state(own_metric)
+        middle = time.perf_counter()
         seg = self.segmentation.update(pred, gt)
+        self.seconds["calibration"] += middle - start
+        self.seconds["segmentation"] += time.perf_counter() - middle
         self.n_pixels += int(pred.size)
         row: dict[str, Any] = {"name": name}
         row.update({k: float(own[k]) for k in ("ece", "oe", "mce", "accuracy", "brier", "nll")})

@@ -154,3 +154,21 @@ def test_metric_attributes():
     assert PixelCalibration.full_state_update is False
     assert PixelCalibration.is_differentiable is False
     assert PixelCalibration.higher_is_better is False
+
+
+def test_merge_state_counts_as_update_and_invalidates_cached_compute():
+    import warnings
+
+    a, b = PixelCalibration(), PixelCalibration()
+    p = torch.tensor([[0.75, 0.25]])
+    y = torch.tensor([[1.0, 0.0]])
+    b.update(p, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a.merge_state(b)
+        first = a.compute()["ece"]
+    assert float(first) == 0.25
+    wrong = PixelCalibration()
+    wrong.update(torch.tensor([[0.75, 0.75]]), torch.tensor([[0.0, 0.0]]))
+    a.merge_state(wrong)  # now 2 correct + 2 wrong pixels: a stale cache would say 1.0
+    assert float(a.compute()["accuracy"]) == 0.5

@@ -38,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; bad input ends with one line on stderr and exit code 2."""
     try:
         app(args=list(argv) if argv is not None else None, prog_name="densecal")
+    except SystemExit as exc:
+        if exc.code not in (0, None):  # success returns normally, so main() is callable
+            raise
     except DensecalInputError as exc:
         print(f"densecal: error: {_one_line(exc)}", file=sys.stderr)
         sys.exit(2)

@@ -129,6 +129,16 @@ class PixelCalibration(Metric):
         ):
             return {k: v.clone() for k, v in _reliability_compute(self._state()).items()}
 
+    def merge_state(self, incoming_state: dict[str, Any] | Metric) -> None:
+        """Add another metric's (or state dict's) sums into this one.
+
+        Unlike torchmetrics' default, the merge counts as an update (no "compute before update"
+        warning) and drops a cached :meth:`compute` result, which would otherwise be stale.
+        """
+        super().merge_state(incoming_state)
+        self._update_count += 1
+        self._computed = None
+
     def state_size(self) -> int:
         """Total number of elements held in the metric state (independent of the data seen)."""
         return sum(int(getattr(self, name).numel()) for name in CalibrationState._fields)

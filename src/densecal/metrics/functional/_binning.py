@@ -8,15 +8,22 @@ aggregations.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
 __all__ = [
     "bin_edges",
     "bin_index",
+    "cell_bins",
+    "cell_histogram",
+    "cell_index",
+    "cell_resolution",
+    "cells_to_bins",
+    "cells_to_fine",
+    "conf_above_edge",
     "equal_mass_ace",
-    "fine_index",
-    "row_histogram",
     "uniform_bin_errors",
 ]
 
@@ -35,25 +42,67 @@ def bin_edges(n_bins: int, *, device: torch.device | None = None) -> Tensor:
     return torch.arange(n_bins + 1, dtype=torch.float64, device=device) / n_bins
 
 
+def _nearest_edge(q: Tensor, n_bins: int, precision: torch.dtype) -> Tensor:
+    """The edge ``r/n`` nearest to each value (r = round(q n)), rounded to ``precision``.
+
+    ``r / n_bins`` is one correctly rounded division in ``q.dtype``; for float32 values it
+    equals the float64 edge rounded to float32 (checked for every n <= 20000: no double
+    rounding), so float32 maps need no float64 arithmetic here.
+    """
+    edge = (q * n_bins).round_().div_(n_bins)
+    if precision != q.dtype:
+        edge = edge.to(torch.float64).to(precision).to(q.dtype)
+    return edge
+
+
+def conf_above_edge(
+    q: Tensor, n_bins: int, *, top_label: bool, precision: torch.dtype | None = None
+) -> Tensor:
+    """Whether each confidence lies strictly above its nearest bin edge, by the exact rule.
+
+    With r the edge index nearest to the confidence c, the bin of c is ``r - 1 + above``
+    (clamped to ``[0, n_bins - 1]``): a value equal to the edge is "not above" and goes to the
+    lower bin. Edges are ``k/n`` rounded to ``precision`` (the precision of the maps), and
+    compared with the values themselves, never through ``ceil(c * n)``. With ``top_label``,
+    c = max(q, 1 - q) and for q < 0.5 the test is made on q itself (c above the edge
+    ``1 - k/n`` iff q below the edge ``k/n``), so rounding 1 - q cannot move a value across
+    an edge. Both halves in one expression: ``(q - e)(q - 1/2) > 0``; the product cannot
+    underflow to zero when it matters (both factors are then at least one ulp of 1/2).
+
+    Args:
+        q: foreground probabilities in [0, 1], any shape, float32 or float64.
+        n_bins: number of bins, >= 1.
+        top_label: test c = max(q, 1 - q) instead of q.
+        precision: dtype the maps came in (default ``q.dtype``).
+
+    Returns:
+        bool tensor of ``q``'s shape.
+    """
+    edge = _nearest_edge(q, n_bins, q.dtype if precision is None else precision)
+    if not top_label:
+        return q > edge
+    return (q - edge).mul_(q - 0.5) > 0
+
+
 def bin_index(
     q: Tensor, n_bins: int, *, top_label: bool, precision: torch.dtype = torch.float64
 ) -> Tensor:
     """Index of the right-closed bin ``(k/n, (k+1)/n]`` holding each confidence, 0 in bin 0.
 
-    The bin rule of the ASLP evaluation code (``conf > lo and conf <= hi``) made exact: values
-    are compared with the edge values themselves (``torch.bucketize``), never through
-    ``ceil(conf * n)`` (the float32 0.3 times 10 is 3.0000001 in float64). Edges are k/n
-    rounded to ``precision``, the precision the maps came in: for a float32 map the float32
-    value nearest 0.6 (the 8-bit level 153/255) is "on" the edge 0.6 and lands in bin 5, as in
-    the ASLP code. With ``top_label`` the confidence is c = max(q, 1 - q) and, for q < 0.5, the
-    bin is decided on q itself (c in (k/n, (k+1)/n] iff q in [1 - (k+1)/n, 1 - k/n)), so the
-    rounding of 1 - q cannot move a value across an edge.
+    The bin rule of the ASLP evaluation code (``conf > lo and conf <= hi``) made exact (see
+    :func:`conf_above_edge`): for a float32 map the float32 value nearest 0.6 (the 8-bit
+    level 153/255) is "on" the edge 0.6 and lands in bin 5, as in the ASLP code. With
+    ``top_label`` the confidence is c = max(q, 1 - q) and, for q < 0.5, the bin is decided
+    on q itself (c in (k/n, (k+1)/n] iff q in [1 - (k+1)/n, 1 - k/n)).
+
+    The metrics do not call this per pixel: they histogram (fine cell, above-edge) pairs and
+    map cells to bins afterwards (:func:`cell_bins`); this is the same rule, per value.
 
     Args:
         q: foreground probabilities in [0, 1], any shape, float64.
         n_bins: number of bins, >= 1.
         top_label: bin max(q, 1 - q) instead of q.
-        precision: dtype of the original values; edges are rounded to it and back to float64.
+        precision: dtype of the original values; edges are rounded to it.
 
     Returns:
         int64 tensor of ``q``'s shape with values in ``[0, n_bins - 1]``; a confidence equal to
@@ -64,57 +113,86 @@ def bin_index(
         >>> bin_index(q, 4, top_label=False).tolist(), bin_index(q, 4, top_label=True).tolist()
         ([0, 0, 1, 1, 3], [3, 2, 2, 1, 3])
     """
-    inner = bin_edges(n_bins, device=q.device)[1:-1].to(precision).to(torch.float64)
-    if not top_label:
-        return torch.bucketize(q, inner, right=False)
-    # one search for both halves: -q against the mirrored edges, q against the edges
-    upper = q >= 0.5
-    index = torch.bucketize(torch.where(upper, q, -q), torch.cat([-inner.flip(0), inner]))
-    return index - upper.to(torch.int64) * (n_bins - 1)
+    nearest = (q * n_bins).round_()  # the edge conf_above_edge compares with, in q-space
+    if top_label:  # its index in confidence space
+        nearest = torch.where(q >= 0.5, nearest, n_bins - nearest)
+    above = conf_above_edge(q, n_bins, top_label=top_label, precision=precision)
+    return (nearest - 1 + above).clamp_(0, n_bins - 1).to(torch.int64)
 
 
-def fine_index(conf: Tensor, fine_bins: int) -> Tensor:
-    """Index ``floor(conf * fine_bins)`` (clamped to ``fine_bins - 1``) of the fine histogram.
+def cell_resolution(n_bins: int, fine_bins: int) -> int:
+    """Number G of uniform cells ``[j/G, (j+1)/G)`` the hot path sorts confidences into.
 
-    Only the order of fine bins matters (they are regrouped into equal-mass bins), so the
-    half-open rule [j/F, (j+1)/F) is used; 8-bit levels k/255 never share a fine bin when
-    ``fine_bins >= 256``.
+    G is a multiple of ``fine_bins`` (so the fine histogram is a regroup of the cells) and at
+    least ``4 n_bins`` (so a cell never holds both a bin edge and a bin midpoint; see
+    :func:`cell_bins`; valid for ``n_bins < 2**19``).
     """
-    return (conf * fine_bins).floor_().clamp_(0, fine_bins - 1).to(torch.int64)
+    return fine_bins * -(-4 * n_bins // fine_bins)
 
 
-def row_histogram(
-    index: Tensor,
-    n_cols: int,
-    weights: tuple[Tensor | None, ...],
-) -> tuple[Tensor, ...]:
-    """Per-row sums of several weight tensors over column indices.
+def cell_index(conf: Tensor, n_cells: int) -> Tensor:
+    """Cell ``floor(conf * n_cells)`` of each confidence in [0, 1], as int32.
 
-    Counts use ``torch.bincount``; weighted sums use float64 ``scatter_add_`` (much faster than
-    a weighted ``bincount`` on CPU).
-
-    Args:
-        index: int64 ``(R, P)`` column index in ``[0, n_cols)`` of each of P pixels in R rows.
-        n_cols: number of columns (bins).
-        weights: float64 tensors ``(R, P)``; ``None`` counts pixels (weight 1).
-
-    Returns:
-        One float64 ``(R, n_cols)`` tensor per entry of ``weights``.
+    ``conf`` must be float64 (the product is then exact for float32 values); conf = 1 gets
+    the extra cell ``n_cells``, folded into the last fine bin by :func:`cells_to_fine`.
     """
-    rows = index.shape[0]
-    key = index
-    if rows > 1:
-        key = index + torch.arange(rows, device=index.device).unsqueeze(1) * n_cols
-    key = key.reshape(-1)
-    out = []
-    for w in weights:
-        if w is None:
-            h = torch.bincount(key, minlength=rows * n_cols).to(torch.float64)
-        else:
-            h = torch.zeros(rows * n_cols, dtype=torch.float64, device=key.device)
-            h.scatter_add_(0, key, w.reshape(-1))
-        out.append(h.view(rows, n_cols))
-    return tuple(out)
+    return (conf * n_cells).to(torch.int32)  # truncation == floor for conf >= 0
+
+
+@functools.lru_cache(maxsize=32)
+def _cell_bins_cpu(n_bins: int, n_cells: int) -> Tensor:
+    j = torch.arange(n_cells + 1, dtype=torch.float64)
+    # widen each cell by more than the rounding of float32 q * n (2^-24 relative), far less
+    # than a quarter bin, so pixels and table agree on the nearest edge
+    slack = 2.0**-22
+    lo, hi = (j / n_cells - slack) * n_bins, ((j + 1) / n_cells + slack) * n_bins
+    # the bin holding a midpoint (m + 1/2)/n that lies in the cell, if any
+    mid = (lo - 0.5).ceil_()
+    has_mid = mid + 0.5 <= hi
+    # otherwise the cell is near one edge k/n: bin k - 1 below it, k above it
+    edge = ((j + 0.5) / n_cells * n_bins).round_()
+    table = torch.stack([edge - 1, edge], dim=-1)
+    table = torch.where(has_mid.unsqueeze(-1), mid.unsqueeze(-1), table)
+    return table.clamp_(0, n_bins - 1).to(torch.int64).reshape(-1)
+
+
+def cell_bins(n_bins: int, n_cells: int, device: torch.device | None = None) -> Tensor:
+    """Equal-width bin of each (cell, above-edge) pair: int64 ``(2 (n_cells + 1),)``.
+
+    Entry ``2 j + a`` is the bin of every confidence in cell j whose above-edge flag
+    (:func:`conf_above_edge`) is a. Cells are narrower than a quarter bin, so a cell lies
+    either near one edge k/n (bin k - 1 + a, the exact rule) or near one midpoint (the bin
+    holding it, whatever a), and regrouping the cell histogram gives the exact bin sums.
+    """
+    return _cell_bins_cpu(n_bins, n_cells).to(device)
+
+
+def cell_histogram(key: Tensor, n_keys: int, weights: Tensor | None = None) -> Tensor:
+    """Sums of ``weights`` (float64; None counts) per key in ``[0, n_keys)``: float64 ``(n_keys,)``.
+
+    One ``bincount`` pass; keys are int32/int64 of any shape.
+    """
+    flat = key.reshape(-1)
+    if weights is None:
+        return torch.bincount(flat, minlength=n_keys).to(torch.float64)
+    return torch.bincount(flat, weights.reshape(-1), minlength=n_keys)
+
+
+def cells_to_bins(cells: Tensor, table: Tensor, n_bins: int) -> Tensor:
+    """Regroup ``(R, n_cells + 1, 2)`` cell sums into ``(R, n_bins)`` bin sums (see cell_bins)."""
+    out = cells.new_zeros(cells.shape[0], n_bins)
+    return out.index_add_(1, table, cells.reshape(cells.shape[0], -1))
+
+
+def cells_to_fine(cells: Tensor, fine_bins: int) -> Tensor:
+    """Regroup ``(R, n_cells + 1)`` cell sums into ``(R, fine_bins)`` fine-bin sums.
+
+    Cell ``n_cells`` (conf = 1) joins the last fine bin, as ``floor(conf F)`` clamped.
+    """
+    n_cells = cells.shape[-1] - 1
+    fine = cells[:, :n_cells].reshape(cells.shape[0], fine_bins, n_cells // fine_bins).sum(-1)
+    fine[:, -1] += cells[:, n_cells]
+    return fine
 
 
 def uniform_bin_errors(count: Tensor, conf_sum: Tensor, acc_sum: Tensor) -> dict[str, Tensor]:

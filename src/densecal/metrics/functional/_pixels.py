@@ -2,8 +2,26 @@
 
 ``chunk_statistics`` turns a chunk of maps into per-row histograms and sums (rows = images in
 per-image mode, one row when pooled). The caller walks a batch in chunks of bounded size so the
-float64 temporaries stay small (cache-resident on CPU) and peak memory does not grow with the
-batch.
+temporaries stay small and peak memory does not grow with the batch.
+
+Data path of one chunk (every step is one vectorised pass; no sort, no search):
+
+1. ``cell``: the uniform cell ``floor(conf G)`` of each confidence (G: ``cell_resolution``),
+   and ``above``: whether the confidence is strictly above its nearest bin edge (exact edge
+   rule, ``_binning.conf_above_edge``). Together they fix both the fine bin (a regroup of
+   cells) and the equal-width bin (``_binning.cell_bins``), so ONE key per pixel serves both
+   histograms.
+2. Hard targets without ``ignore_index`` (the common case) add two bits to the key, the
+   prediction 1[q >= threshold] and the label 1[y >= 0.5]: then pixel counts, accuracy sums
+   and the correct count all come from a single ``bincount`` of the key, and only the
+   confidence sum needs a weighted one. Other target types weight the histograms instead.
+3. Brier and NLL are scalar sums; with 0/1 targets the NLL takes one ``log`` per 32 pixels
+   (the log of a product of 32 clamped probabilities, >= 1e-224: no underflow).
+4. The key histograms are regrouped into the ``(R, n_bins)`` and ``(R, fine_bins)`` sums.
+
+Floating-point policy: probabilities keep their dtype for the edge tests (float32 maps are
+compared with float32 edges, as the ASLP code does); confidences are widened to float64 once,
+and every sum is accumulated in float64.
 """
 
 from __future__ import annotations
@@ -15,7 +33,15 @@ import torch
 from torch import Tensor
 
 from densecal.errors import input_error
-from densecal.metrics.functional._binning import bin_index, fine_index, row_histogram
+from densecal.metrics.functional._binning import (
+    cell_bins,
+    cell_histogram,
+    cell_index,
+    cell_resolution,
+    cells_to_bins,
+    cells_to_fine,
+    conf_above_edge,
+)
 from densecal.metrics.functional._options import (
     CalibrationOptions,
     Confidence,
@@ -23,7 +49,15 @@ from densecal.metrics.functional._options import (
     TargetType,
 )
 
-__all__ = ["ChunkStatistics", "chunk_statistics", "match_shapes", "validate_values"]
+__all__ = [
+    "CellStatistics",
+    "ChunkStatistics",
+    "cell_statistics",
+    "chunk_statistics",
+    "match_shapes",
+    "regroup",
+    "validate_values",
+]
 
 NLL_EPS = 1e-7
 """Probabilities are clamped to [NLL_EPS, 1 - NLL_EPS] for the NLL (as in the ASLP code)."""
@@ -73,8 +107,8 @@ def validate_values(preds: Tensor, target: Tensor, options: CalibrationOptions) 
     if options.ignore_index is not None:
         t = torch.where(t == options.ignore_index, torch.zeros_like(t[:1, :1]), t)
     p_min, p_max, t_min, t_max = torch.stack(
-        [preds.amin().double(), preds.amax().double(), t.amin().double(), t.amax().double()]
-    ).tolist()
+        [*torch.aminmax(preds), *torch.aminmax(t)]
+    ).double().tolist()  # fmt: skip
     if not (math.isfinite(p_min) and math.isfinite(p_max)):
         raise input_error("preds", "contains NaN or Inf values")
     if options.input is InputKind.PROBS and (p_min < 0.0 or p_max > 1.0):
@@ -112,6 +146,27 @@ def _positive_frequency(y: Tensor, target_type: TargetType) -> Tensor:
     return (y == 1.0).double()
 
 
+class CellStatistics(NamedTuple):
+    """Per-row sums over the (cell, above-edge) keys of one or more chunks (float64; R rows).
+
+    Cell sums add across chunks, so a pooled update regroups them into bins only once.
+
+    Attributes:
+        cells: ``(count, conf_sum, acc_sum)``, each ``(R, n_cells + 1, 2)`` (see
+            ``_binning.cell_bins``).
+        sums: ``(3, R)``: top-label correct, Brier and NLL sums.
+    """
+
+    cells: tuple[Tensor, ...]
+    sums: Tensor
+
+    def __add__(self, other: object) -> CellStatistics:
+        if not isinstance(other, CellStatistics):
+            return NotImplemented
+        cells = tuple(a + b for a, b in zip(self.cells, other.cells, strict=True))
+        return CellStatistics(cells, self.sums + other.sums)
+
+
 class ChunkStatistics(NamedTuple):
     """Per-row sums of one chunk (float64; R rows).
 
@@ -126,10 +181,146 @@ class ChunkStatistics(NamedTuple):
     sums: Tensor
 
 
+def _probabilities(preds: Tensor, options: CalibrationOptions) -> tuple[Tensor, torch.dtype]:
+    """Probabilities q (float32 or float64) and the precision the bin edges are rounded to."""
+    if options.input is InputKind.LOGITS:
+        return torch.sigmoid(preds.to(torch.float64)), torch.float64
+    if preds.dtype in (torch.float32, torch.float64):
+        return preds, preds.dtype
+    return preds.to(torch.float32), preds.dtype  # half / bfloat16: exact in float32
+
+
+def _row_keys(key: Tensor, n_keys: int) -> tuple[Tensor, int]:
+    """Offset the ``(R, P)`` keys of row r by ``r * n_keys``; returns keys and their total."""
+    rows = key.shape[0]
+    if rows > 1:
+        key = key + torch.arange(0, rows * n_keys, n_keys, device=key.device, dtype=key.dtype)[
+            :, None
+        ]
+    return key, rows * n_keys
+
+
+_PRODUCT_BLOCK = 32
+"""Probabilities multiplied before one log: 32 values >= 1e-7 have a product >= 1e-224."""
+
+
+def _sum_neg_log(v: Tensor) -> Tensor:
+    """``-sum(log v)`` over the last dim of ``(R, P)`` float64 values in [1e-7, 1].
+
+    Multiplies blocks of 32 values first (31 roundings of 2^-53 each: a relative error below
+    4e-15 per block, i.e. an absolute error below 4e-15 per 32 pixels in the sum), then takes
+    one log per block: 32 times fewer logs than pixels.
+    """
+    rows, n = v.shape
+    pad = -n % _PRODUCT_BLOCK
+    if pad:
+        v = torch.nn.functional.pad(v, (0, pad), value=1.0)
+    v = v.reshape(rows, _PRODUCT_BLOCK, -1)
+    while v.shape[1] > 1:  # pairwise products of contiguous halves
+        half = v.shape[1] // 2
+        v = v[:, :half] * v[:, half:]
+    return v.log_().sum((1, 2)).neg_()
+
+
+def _is_binary(target: Tensor, y: Tensor) -> bool:
+    """Whether every target value is exactly 0 or 1 (``y``: the target as float64)."""
+    if target.dtype == torch.bool:
+        return True
+    if not target.is_floating_point():
+        low, high = torch.aminmax(target)
+        return bool((low >= 0) & (high <= 1))
+    # y (1 - y) >= 0 on [0, 1], and exactly 0 only at 0 and 1 (no underflow in float64)
+    return bool(torch.dot(y.reshape(-1), (1.0 - y).reshape(-1)) == 0.0)
+
+
+def _brier_nll(q: Tensor, y: Tensor, binary: bool, weight: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Per-row sums of (q - y)^2 and of BCE(q, y), q clamped to [1e-7, 1 - 1e-7] for the NLL."""
+    qc = q.clamp(NLL_EPS, 1.0 - NLL_EPS)
+    if binary and weight is None:
+        brier = (q - y).square_().sum(-1)
+        # -(y log qc + (1 - y) log(1 - qc)) is -log(qc) or -log(1 - qc) for 0/1 targets
+        picked = (2.0 * qc - 1.0).mul_(y).add_(1.0 - qc)  # qc where y = 1, 1 - qc where 0
+        return brier, _sum_neg_log(picked)
+    brier = (q - y).square_()
+    nll = torch.lerp(qc.log(), (1.0 - qc).log_(), 1.0 - y).neg_()  # -(y log q + (1-y) log(1-q))
+    if weight is not None:
+        brier, nll = brier.mul_(weight), nll.mul_(weight)
+    return brier.sum(-1), nll.sum(-1)
+
+
+def cell_statistics(
+    preds: Tensor, target: Tensor, options: CalibrationOptions, rows: int
+) -> CellStatistics:
+    """Key histograms and sums of a chunk of pixels laid out as ``rows`` rows.
+
+    Args:
+        preds: ``(rows, P)`` probabilities or logits, original dtype.
+        target: ``(rows, P)`` targets, any dtype.
+        options: parsed options.
+        rows: number of rows (images in per-image mode, 1 when pooled).
+
+    Returns:
+        The chunk's :class:`CellStatistics`.
+    """
+    q, precision = _probabilities(preds, options)
+    top_label = options.confidence is Confidence.TOP_LABEL
+    n_cells = cell_resolution(options.n_bins, options.fine_bins)
+
+    # 1. one key per pixel: (cell of the confidence, above its nearest edge)
+    q64 = q.to(torch.float64)
+    conf = torch.maximum(q64, 1.0 - q64) if top_label else q64
+    key = cell_index(conf, n_cells).mul_(2)
+    key += conf_above_edge(q, options.n_bins, top_label=top_label, precision=precision)
+    pos = q >= options.threshold
+
+    y = target.to(torch.float64)
+    weight = None
+    if options.ignore_index is not None:
+        valid = y != options.ignore_index
+        y = torch.where(valid, y, 0.0)
+        weight = valid.to(torch.float64)
+
+    if options.target_type is TargetType.HARD and weight is None:
+        # 2a. counts by (key, prediction, label): every sum but the confidence is a count
+        label = target if target.dtype == torch.bool else target >= 0.5
+        key = key.mul_(4).add_(pos, alpha=2).add_(label)
+        key, n_keys = _row_keys(key, 8 * (n_cells + 1))
+        count = cell_histogram(key, n_keys).view(rows, n_cells + 1, 2, 2, 2)
+        conf_sum = cell_histogram(key, n_keys, conf).view(rows, n_cells + 1, 2, 2, 2)
+        hits = count[..., 0, 0] + count[..., 1, 1]  # prediction == label
+        acc = hits if top_label else count[..., 1].sum(-1)
+        cells = (count.sum((-1, -2)), conf_sum.sum((-1, -2)), acc)
+        correct = hits.sum((1, 2))
+    else:
+        # 2b. weighted histograms of the (cell, above) key
+        correct = _correctness(pos, y, options.target_type)
+        acc = correct if top_label else _positive_frequency(y, options.target_type)
+        if weight is not None:
+            conf, acc, correct = conf * weight, acc * weight, correct * weight
+        key, n_keys = _row_keys(key, 2 * (n_cells + 1))
+        cells = tuple(
+            cell_histogram(key, n_keys, w).view(rows, n_cells + 1, 2) for w in (weight, conf, acc)
+        )
+        correct = correct.sum(-1)
+
+    # 3. Brier and NLL
+    brier, nll = _brier_nll(q64, y, _is_binary(target, y), weight)
+    return CellStatistics(cells, torch.stack([correct, brier, nll]))
+
+
+def regroup(stats: CellStatistics, options: CalibrationOptions) -> ChunkStatistics:
+    """Step 4: equal-width and fine-bin sums from (cell, above-edge) sums."""
+    n_cells = stats.cells[0].shape[1] - 1
+    table = cell_bins(options.n_bins, n_cells, device=stats.sums.device)
+    coarse = tuple(cells_to_bins(c, table, options.n_bins) for c in stats.cells)
+    fine = tuple(cells_to_fine(c.sum(-1), options.fine_bins) for c in stats.cells)
+    return ChunkStatistics(coarse, fine, torch.cat([coarse[0].sum(-1)[None], stats.sums]))
+
+
 def chunk_statistics(
     preds: Tensor, target: Tensor, options: CalibrationOptions, rows: int
 ) -> ChunkStatistics:
-    """Histograms and sums of a chunk of pixels laid out as ``rows`` rows.
+    """Bin histograms and sums of a chunk of pixels laid out as ``rows`` rows.
 
     Args:
         preds: ``(rows, P)`` probabilities or logits, original dtype.
@@ -140,35 +331,4 @@ def chunk_statistics(
     Returns:
         The chunk's :class:`ChunkStatistics`.
     """
-    if options.input is InputKind.LOGITS:
-        q, precision = torch.sigmoid(preds.to(torch.float64)), torch.float64
-    else:
-        q, precision = preds.to(torch.float64), preds.dtype
-    y = target.to(torch.float64)
-    weight = None
-    if options.ignore_index is not None:
-        valid = y != options.ignore_index
-        y = torch.where(valid, y, 0.0)
-        weight = valid.to(torch.float64)
-
-    pos = q >= options.threshold
-    correct = _correctness(pos, y, options.target_type)
-    top_label = options.confidence is Confidence.TOP_LABEL
-    if top_label:
-        conf, acc = torch.maximum(q, 1.0 - q), correct
-    else:
-        conf, acc = q, _positive_frequency(y, options.target_type)
-    qc = q.clamp(NLL_EPS, 1.0 - NLL_EPS)
-    brier = (q - y).square_()
-    nll = torch.lerp(qc.log(), (1.0 - qc).log_(), 1.0 - y).neg_()  # -(y log q + (1-y) log(1-q))
-    if weight is not None:
-        acc, correct = acc * weight, correct * weight
-        brier, nll = brier.mul_(weight), nll.mul_(weight)
-    conf_w = conf if weight is None else conf * weight
-
-    index = bin_index(q, options.n_bins, top_label=top_label, precision=precision)
-    weights = (weight, conf_w, acc)
-    coarse = row_histogram(index, options.n_bins, weights)
-    fine = row_histogram(fine_index(conf, options.fine_bins), options.fine_bins, weights)
-    sums = torch.stack([coarse[0].sum(-1), correct.sum(-1), brier.sum(-1), nll.sum(-1)])
-    return ChunkStatistics(coarse, fine, sums)
+    return regroup(cell_statistics(preds, target, options, rows), options)

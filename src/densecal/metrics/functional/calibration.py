@@ -20,12 +20,19 @@ from typing import NamedTuple, TypeVar
 import torch
 from torch import Tensor
 
-from densecal.metrics.functional._binning import bin_edges, equal_mass_ace, uniform_bin_errors
+from densecal.metrics.functional._binning import (
+    bin_edges,
+    cell_resolution,
+    equal_mass_ace,
+    uniform_bin_errors,
+)
 from densecal.metrics.functional._options import Aggregate, CalibrationOptions, parse_options
 from densecal.metrics.functional._pixels import (
+    CellStatistics,
     ChunkStatistics,
-    chunk_statistics,
+    cell_statistics,
     match_shapes,
+    regroup,
     validate_values,
 )
 
@@ -82,19 +89,30 @@ class CalibrationState(NamedTuple):
         )  # fmt: skip
 
 
-_CHUNK_PIXELS_CPU = 1 << 17  # 1 MiB of float64 per temporary: stays in cache
+_CHUNK_PIXELS_CPU = 1 << 18  # 2 MiB of float64 per temporary; amortises per-op overhead
 _CHUNK_PIXELS_CUDA = 1 << 25  # bounds GPU temporaries without many kernel launches
+_CHUNK_KEYS = 1 << 22  # per-image mode: bounds rows x histogram keys (32 MiB of float64)
 
 
-def _chunks(preds: Tensor, target: Tensor, per_image: bool) -> Iterator[tuple[Tensor, Tensor]]:
+def _rows_per_chunk(options: CalibrationOptions, p_len: int) -> int:
+    """Images per chunk in per-image mode: about a chunk of pixels, and few enough rows that
+    the ``rows x keys`` histograms stay bounded (small images would otherwise pile up)."""
+    n_keys = 8 * (cell_resolution(options.n_bins, options.fine_bins) + 1)
+    return max(1, min(_CHUNK_KEYS // n_keys, _CHUNK_PIXELS_CPU // max(1, p_len)))
+
+
+def _chunks(
+    preds: Tensor, target: Tensor, per_image: bool, rows_cap: int
+) -> Iterator[tuple[Tensor, Tensor]]:
     """Split ``(N, P)`` maps into pieces of about ``_CHUNK_PIXELS_*`` pixels.
 
     Pooled: the pixels are flattened into one row and cut anywhere. Per-image: whole images
-    (at least one per piece), since each image's histogram must be complete.
+    (at least one, at most ``rows_cap`` per piece), since each image's histogram must be
+    complete.
     """
     step = _CHUNK_PIXELS_CUDA if preds.is_cuda else _CHUNK_PIXELS_CPU
     if per_image:
-        per = max(1, step // max(1, preds.shape[1]))
+        per = max(1, min(rows_cap, step // max(1, preds.shape[1])))
         yield from zip(preds.split(per), target.split(per), strict=True)
         return
     flat_p, flat_t = preds.reshape(1, -1), target.reshape(1, -1)
@@ -137,19 +155,30 @@ def _calibration_update(
         validate_values(preds, target, options)
     state = CalibrationState.zeros(options.n_bins, options.fine_bins, preds.device)
     per_image = options.aggregate is Aggregate.PER_IMAGE
-    for p, t in _chunks(preds, target, per_image):
+    pooled: CellStatistics | None = None  # cell sums add up; regrouped once at the end
+    for p, t in _chunks(preds, target, per_image, _rows_per_chunk(options, p_len=preds.shape[1])):
         if p.numel() == 0:
             continue
-        part = chunk_statistics(p, t, options, rows=p.shape[0])
-        for acc, new in zip(state[:6], (*part.coarse, *part.fine), strict=True):
-            acc.add_(new.sum(0))
-        for acc, new in zip(state[6:10], part.sums.sum(-1), strict=True):
-            acc.add_(new)
+        cells = cell_statistics(p, t, options, rows=p.shape[0])
         if per_image:
+            part = regroup(cells, options)
+            _add_part(state, part)
             image_sums, image_count = _image_metrics(part, options.n_bins)
             state.image_sums.add_(image_sums)
             state.image_count.add_(image_count)
+        else:
+            pooled = cells if pooled is None else pooled + cells
+    if pooled is not None:
+        _add_part(state, regroup(pooled, options))
     return state
+
+
+def _add_part(state: CalibrationState, part: ChunkStatistics) -> None:
+    """Add a chunk's bin sums (summed over its rows) into ``state`` in place."""
+    for acc, new in zip(state[:6], (*part.coarse, *part.fine), strict=True):
+        acc.add_(new.sum(0))
+    for acc, new in zip(state[6:10], part.sums.sum(-1), strict=True):
+        acc.add_(new)
 
 
 def _calibration_compute(state: CalibrationState, aggregate: Aggregate) -> dict[str, Tensor]:
