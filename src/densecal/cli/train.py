@@ -10,7 +10,8 @@ __all__ = ["train"]
 
 
 def train(
-    method: str = typer.Option("bce", "--method", help="bce, ls, slp or aslp."),
+    method: str = typer.Option("bce", "--method",
+                               help="bce, ls, slp, aslp, focal, ecp, mbls or svls."),
     data: Path | None = typer.Option(None, "--data",
                                      help="Folder dataset of training image/mask pairs."),
     val_data: Path | None = typer.Option(None, "--val-data",

@@ -25,7 +25,7 @@ __all__ = ["BinarySegmentationModule"]
 
 
 class BinarySegmentationModule(L.LightningModule):
-    """Train a dense binary classifier (sigmoid output) with an SC-BCE-family loss.
+    """Train a dense binary classifier (sigmoid output) with any registered objective.
 
     Args:
         config: the run configuration (saved in the checkpoint's hyper-parameters).
@@ -55,11 +55,10 @@ class BinarySegmentationModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self(batch["image"])
         target = batch["mask"]
-        alpha = None
-        if self.perturbation is not None:
-            alpha = self.perturbation(batch["index"])
-        loss = self.loss(logits, target, alpha=alpha)
-        if self.perturbation is not None:
+        if self.perturbation is None:
+            loss = self.loss(logits, target)
+        else:
+            loss = self.loss(logits, target, alpha=self.perturbation(batch["index"]))
             self.perturbation.update(batch["index"], logits.detach(), target,
                                      epoch=self.current_epoch)
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True,

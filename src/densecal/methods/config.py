@@ -26,7 +26,8 @@ class TrainConfig:
     """Everything that defines a binary dense-classification training run.
 
     Attributes:
-        method: training objective, one of ``bce``, ``ls``, ``slp``, ``aslp``.
+        method: training objective, one of ``bce``, ``ls``, ``slp``, ``aslp``, ``focal``,
+            ``ecp``, ``mbls``, ``svls``.
         data: folder dataset of training image/mask pairs.
         val_data: optional separate validation folder; otherwise ``val_fraction`` of ``data`` is
             held out (seeded). ASLP needs the validation pixel accuracy every epoch.
@@ -54,6 +55,11 @@ class TrainConfig:
         aslp_penalty: ASLP's penalty weight λ (default 2000).
         aslp_warmup: epochs before α starts to adapt (default 5).
         aslp_objective: ``calibration`` (ASLP_MC, the official code) or ``conservative``.
+        gamma: focal-loss γ (``focal``).
+        beta_h: entropy-penalty weight β_H (``ecp``).
+        margin: MbLS margin m on logit distances (``mbls``).
+        mbls_lambda: MbLS penalty weight λ (``mbls``).
+        svls_sigma: SVLS Gaussian σ (``svls``).
         accelerator: Lightning accelerator (``auto`` uses a GPU when present).
         devices: Lightning devices.
     """
@@ -82,6 +88,11 @@ class TrainConfig:
     aslp_penalty: float = 2000.0
     aslp_warmup: int = 5
     aslp_objective: str = "calibration"
+    gamma: float = 3.0
+    beta_h: float = 0.1
+    margin: float = 10.0
+    mbls_lambda: float = 0.1
+    svls_sigma: float = 1.0
     accelerator: str = "auto"
     devices: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
