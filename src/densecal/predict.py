@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from densecal.atomic import staged_directory
+from densecal.atomic import atomic_path, staged_directory
 from densecal.data import find_images, find_pairs, read_image, read_mask
 from densecal.errors import input_error
 from densecal.evaluation import (
@@ -19,10 +19,11 @@ from densecal.evaluation import (
     evaluate_maps,
     iter_prediction_pairs,
 )
-from densecal.methods.inference import load_module, predict_images
+from densecal.methods.inference import load_module, predict_images, predict_logits
+from densecal.posthoc import FitResult
 
-__all__ = ["evaluate_checkpoint", "evaluate_prediction_folder", "iter_predictions",
-           "predict_folder"]
+__all__ = ["calibrate_checkpoint", "evaluate_checkpoint", "evaluate_prediction_folder",
+           "iter_predictions", "predict_folder"]
 
 FORMATS = ("png", "npy")
 
@@ -126,3 +127,51 @@ def evaluate_prediction_folder(pred: str | Path, gt: str | Path,
             evaluator.add(name, p, np.zeros_like(p))
         evaluations["ood"] = evaluator.evaluation()
     return evaluations
+
+
+def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Path | None = None,
+                         *, batch_size: int = 16) -> tuple[FitResult, Path]:
+    """Fit the checkpoint's post-hoc temperature on a held-out folder dataset and save it.
+
+    The frozen model predicts every image of ``data`` at its original size; T is fitted by
+    streamed NLL minimisation (:meth:`densecal.posthoc.TemperatureScaler.fit`) against the masks,
+    and a copy of the checkpoint carrying T is written atomically. ``predict`` and ``evaluate``
+    then apply ``sigmoid(logits / T)``. The logits are cached on the CPU during the fit (4 bytes
+    per pixel of ``data``).
+
+    Args:
+        checkpoint: a ``densecal train`` checkpoint.
+        data: a folder dataset held out from training (e.g. the validation split).
+        out: where to write the calibrated checkpoint (default: ``NAME-calibrated.ckpt`` beside
+            the input; the input is never modified unless ``out`` names it).
+        batch_size: images per forward pass.
+
+    Returns:
+        The fit result (temperature, NLL before and after, passes, whether it hit a bound) and
+        the path written.
+    """
+    checkpoint = Path(checkpoint)
+    out = Path(out) if out is not None else checkpoint.with_name(
+        f"{checkpoint.stem}-calibrated{checkpoint.suffix}")
+    module = load_module(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+    pairs = find_pairs(data)
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start:start + batch_size]
+            images = [read_image(p.image) for p in chunk]
+            for pair, logits in zip(chunk, predict_logits(module, images, batch_size),
+                                    strict=True):
+                mask = read_mask(pair.mask)
+                if mask.shape != tuple(logits.shape):
+                    raise input_error(pair.mask, f"mask size {mask.shape} differs from image "
+                                      f"size {tuple(logits.shape)}")
+                yield logits[None].cpu(), torch.from_numpy(mask)[None]
+
+    result = module.temperature.fit(batches(), cache_logits=True)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    for key, value in module.temperature.state_dict().items():
+        state["state_dict"][f"temperature.{key}"] = value.cpu()
+    with atomic_path(out) as tmp:
+        torch.save(state, tmp)
+    return result, out

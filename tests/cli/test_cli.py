@@ -181,3 +181,30 @@ def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("densecal: error: ")
+
+
+def test_calibrate_stores_temperature_applied_by_predict(
+        tiny_demo: dict[str, Path], tiny_checkpoint: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+
+    import torch
+
+    from densecal.data import read_image
+    from densecal.methods import load_module, predict_images, predict_logits
+
+    before = hashlib.sha256(tiny_checkpoint.read_bytes()).hexdigest()
+    out = tmp_path / "ts.ckpt"
+    code, printed, err = run(["calibrate", "--checkpoint", str(tiny_checkpoint), "--data",
+                              str(tiny_demo["val"]), "--out", str(out)], capsys)
+    assert code == 0, err
+    assert hashlib.sha256(tiny_checkpoint.read_bytes()).hexdigest() == before
+    module = load_module(out)
+    t = module.temperature.temperature
+    assert 0.05 <= t <= 20.0 and f"T = {t:.4f}" in printed
+    image = read_image(next((tiny_demo["test"] / "images").iterdir()))
+    logits = next(predict_logits(module, [image]))
+    probs = next(predict_images(module, [image]))
+    np.testing.assert_allclose(probs, torch.sigmoid(logits / t).numpy(), atol=1e-6)
+    # the uncalibrated checkpoint still loads with T = 1
+    assert load_module(tiny_checkpoint).temperature.temperature == 1.0

@@ -5,7 +5,7 @@ This package imports Lightning; the core packages (losses, metrics) never do.
 
 from densecal.methods.binary import BinarySegmentationModule
 from densecal.methods.config import TrainConfig, load_config, save_config
-from densecal.methods.inference import load_module, predict_images
+from densecal.methods.inference import load_module, predict_images, predict_logits
 from densecal.methods.objectives import OBJECTIVES, build_objective, method_names
 from densecal.methods.train import last_checkpoint, train
 
@@ -19,6 +19,7 @@ __all__ = [
     "load_module",
     "method_names",
     "predict_images",
+    "predict_logits",
     "save_config",
     "train",
 ]

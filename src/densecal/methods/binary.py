@@ -20,6 +20,7 @@ from densecal.methods.config import TrainConfig
 from densecal.methods.objectives import build_objective
 from densecal.metrics import PixelCalibration
 from densecal.models import create_model
+from densecal.posthoc import TemperatureScaler
 
 __all__ = ["BinarySegmentationModule"]
 
@@ -47,10 +48,17 @@ class BinarySegmentationModule(L.LightningModule):
         self.loss = objective.loss
         self.perturbation = objective.perturbation
         self.val_calibration = PixelCalibration(n_bins=10, input="logits")
+        # post-hoc temperature (T = 1 until ``densecal calibrate`` fits it); applied by
+        # :meth:`calibrated_logits`, never during training
+        self.temperature = TemperatureScaler(task="binary")
 
     def forward(self, image: Tensor) -> Tensor:
         """Logits ``(N, 1, H, W)`` for images ``(N, 3, H, W)``."""
         return self.net(image)
+
+    def calibrated_logits(self, logits: Tensor) -> Tensor:
+        """``logits / T`` with the fitted post-hoc temperature (T = 1 when not calibrated)."""
+        return self.temperature(logits)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self(batch["image"])

@@ -15,7 +15,7 @@ from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
 from densecal.methods.binary import BinarySegmentationModule
 
-__all__ = ["load_module", "predict_images"]
+__all__ = ["load_module", "predict_images", "predict_logits"]
 
 
 def load_module(checkpoint: str | Path, map_location: str | torch.device = "cpu"
@@ -37,8 +37,11 @@ def load_module(checkpoint: str | Path, map_location: str | torch.device = "cpu"
     if "config" not in hparams or "num_train_images" not in hparams:
         raise input_error(path, "is not a densecal training checkpoint")
     module = BinarySegmentationModule(**hparams)
+    weights = dict(state["state_dict"])
+    for key, value in module.temperature.state_dict().items():  # uncalibrated: T = 1
+        weights.setdefault(f"temperature.{key}", value)
     try:
-        module.load_state_dict(state["state_dict"])
+        module.load_state_dict(weights)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise input_error(path, f"weights do not match its configuration ({first})") from None
@@ -46,12 +49,12 @@ def load_module(checkpoint: str | Path, map_location: str | torch.device = "cpu"
 
 
 @torch.no_grad()
-def predict_images(module: BinarySegmentationModule, images: Sequence[np.ndarray],
-                   batch_size: int = 16) -> Iterator[np.ndarray]:
-    """Foreground probability maps for RGB images, each at its own original size.
+def predict_logits(module: BinarySegmentationModule, images: Sequence[np.ndarray],
+                   batch_size: int = 16) -> Iterator[torch.Tensor]:
+    """Foreground logits for RGB images, each at its own original size (before any temperature).
 
     Images are resized to the training ``image_size``, passed through the network in batches,
-    and the logits resized back (bilinear) before the sigmoid.
+    and the logits resized back (bilinear) to the image size.
 
     Args:
         module: a loaded module (see :func:`load_module`).
@@ -59,7 +62,7 @@ def predict_images(module: BinarySegmentationModule, images: Sequence[np.ndarray
         batch_size: images per forward pass.
 
     Yields:
-        ``(H, W)`` float32 maps in [0, 1], in input order.
+        ``(H, W)`` float32 logit tensors on the module's device, in input order.
     """
     size = module.config.image_size
     device = next(module.parameters()).device
@@ -70,4 +73,18 @@ def predict_images(module: BinarySegmentationModule, images: Sequence[np.ndarray
         for im, logit in zip(chunk, logits, strict=True):
             h, w = im.shape[:2]
             up = F.interpolate(logit[None], size=(h, w), mode="bilinear", align_corners=False)
-            yield torch.sigmoid(up)[0, 0].float().cpu().numpy()
+            yield up[0, 0].float()
+
+
+@torch.no_grad()
+def predict_images(module: BinarySegmentationModule, images: Sequence[np.ndarray],
+                   batch_size: int = 16) -> Iterator[np.ndarray]:
+    """Foreground probability maps ``sigmoid(logits / T)`` at each image's original size.
+
+    ``T`` is the checkpoint's post-hoc temperature (1 unless fitted by ``densecal calibrate``).
+
+    Yields:
+        ``(H, W)`` float32 maps in [0, 1], in input order.
+    """
+    for logits in predict_logits(module, images, batch_size):
+        yield torch.sigmoid(module.calibrated_logits(logits)).cpu().numpy()
