@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import typer
 
+from densecal.cli import benchmark as benchmark_cli
 from densecal.cli import calibrate as calibrate_cli
 from densecal.cli import data as data_cli
 from densecal.cli import demo as demo_cli
@@ -33,6 +34,7 @@ app.command("train")(train_cli.train)
 app.command("predict")(predict_cli.predict)
 app.command("evaluate")(evaluate_cli.evaluate)
 app.command("calibrate")(calibrate_cli.calibrate)
+app.command("benchmark")(benchmark_cli.benchmark)
 app.add_typer(data_cli.app, name="data")
 
 

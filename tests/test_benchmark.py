@@ -1,0 +1,66 @@
+"""``densecal benchmark``: same schedule for every method, mean ± std tables, resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from densecal.benchmark import BenchmarkSchedule, run_benchmark, summary_table
+from densecal.errors import DensecalInputError
+
+TINY = BenchmarkSchedule(epochs=2, image_size=32, batch_size=4, aslp_warmup=1)
+
+
+def test_benchmark_records_tables_and_resume(tiny_demo: dict[str, Path], tmp_path: Path) -> None:
+    data = tiny_demo["train"].parent
+    out = tmp_path / "bench"
+    result = run_benchmark(out, methods=["bce", "bce+ts", "aslp"], seeds=2, data=data,
+                           schedule=TINY, progress=False)
+    assert result["schema"] == "densecal.benchmark/1"
+    runs = result["runs"]
+    assert len(runs) == 3 * 2 * 2  # methods x seeds x (test, ood)
+    assert {r["split"] for r in runs} == {"test", "ood"}
+    for record in runs:
+        assert set(record) == {"method", "seed", "split", "calibration", "segmentation"}
+        assert {"ece", "oe", "mce", "nll"} <= set(record["calibration"])
+    # bce+ts evaluates the bce run with a temperature: same accuracy, different NLL
+    bce = {(r["seed"], r["split"]): r for r in runs if r["method"] == "bce"}
+    for r in (r for r in runs if r["method"] == "bce+ts"):
+        twin = bce[(r["seed"], r["split"])]
+        assert r["calibration"]["accuracy"] == twin["calibration"]["accuracy"]
+    saved = json.loads((out / "benchmark.json").read_text())
+    assert saved["runs"] == json.loads(json.dumps(runs))
+    assert (out / "runs.csv").read_text().count("\n") == len(runs) + 1
+    assert "| bce+ts | test  | 2" in (out / "benchmark.md").read_text()
+    assert (out / "ece_vs_maxf.png").stat().st_size > 5_000
+
+    # resumable: cached evaluations are reused, nothing is trained again
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    ckpt = out / "runs" / "bce-seed0" / "checkpoints" / "last.ckpt"
+    before = ckpt.stat().st_mtime_ns
+    again = run_benchmark(out, methods=["bce", "bce+ts", "aslp"], seeds=2, data=data,
+                          schedule=TINY, progress=False)
+    assert again["runs"] == runs
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert ckpt.stat().st_mtime_ns == before
+
+
+def test_summary_table_mean_and_std() -> None:
+    def rec(seed: int, ece: float) -> dict:
+        cal = {"ece": ece, "oe": 0.0, "mce": ece, "nll": 0.5}
+        seg = {"mae": 0.1, "max_f": 0.8, "s_measure": 0.7}
+        return {"method": "m", "seed": seed, "split": "test", "calibration": cal,
+                "segmentation": seg}
+
+    table = summary_table([rec(0, 0.01), rec(1, 0.03)], ["m"])
+    # mean 2.00 %, sample std sqrt(((1-2)^2 + (3-2)^2) / 1) = 1.41 %
+    assert "| 2.00 ± 1.41" in table
+
+
+def test_bad_benchmark_arguments(tmp_path: Path) -> None:
+    with pytest.raises(DensecalInputError, match="--methods"):
+        run_benchmark(tmp_path, methods=["magic"], data=tmp_path)
+    with pytest.raises(DensecalInputError, match="needs split folders"):
+        run_benchmark(tmp_path, methods=["bce"], data=tmp_path)
