@@ -1,4 +1,5 @@
-"""Streaming pixel calibration metric (torchmetrics ``Metric``) for binary dense maps."""
+"""Streaming pixel calibration metric (torchmetrics ``Metric``) for binary, multi-class and
+multi-label dense maps."""
 
 from __future__ import annotations
 
@@ -7,19 +8,26 @@ from typing import Any
 from torch import Tensor
 from torchmetrics import Metric
 
-from densecal.metrics.functional._options import parse_options
-from densecal.metrics.functional.calibration import (
+from densecal.errors import input_error
+from densecal.metrics.functional._classwise import (
+    ClasswiseState,
+    class_compute,
+    class_reliability,
+    class_update,
+)
+from densecal.metrics.functional._options import Task, parse_options
+from densecal.metrics.functional._state import (
     CalibrationState,
     _calibration_compute,
-    _calibration_update,
     _reliability_compute,
 )
+from densecal.metrics.functional.calibration import _calibration_update
 
 __all__ = ["PixelCalibration"]
 
 
 class PixelCalibration(Metric):
-    """ECE, MCE, OE, ACE, Brier, NLL and accuracy of binary maps, exact and in constant memory.
+    """ECE, MCE, OE, ACE, Brier, NLL, accuracy (and class-wise ECEs), exact, in constant memory.
 
     The state is the sufficient statistics of :class:`~densecal.metrics.functional.calibration.
     CalibrationState`: per-bin sums (count, confidence sum, accuracy sum) over ``n_bins``
@@ -28,6 +36,11 @@ class PixelCalibration(Metric):
     float64 tensor reduced with ``sum``, so batches and DDP ranks merge exactly and memory does
     not grow with the number of images (unlike torchmetrics' ``BinaryCalibrationError``, which
     keeps every prediction).
+
+    With ``task="multiclass"`` or ``"multilabel"`` the same keys are top-label and
+    :meth:`compute` adds ``ece_class`` (``(C,)``), ``classwise_ece`` and ``marginal_ece``; the
+    state then also holds the :class:`~densecal.metrics.functional._classwise.ClasswiseState`
+    sums (``(C, n_bins)`` per-class bin sums and per-image running sums), all ``sum``-reduced.
 
     Formulas and options: :func:`densecal.metrics.functional.pixel_calibration` (ASLP ICCV 2023
     evaluation code; Guo et al. 2017; Nixon et al. 2019 for ACE).
@@ -43,6 +56,11 @@ class PixelCalibration(Metric):
         threshold: foreground threshold on q (0.5).
         ignore_index: target value excluded everywhere.
         fine_bins: resolution of the fine histogram behind ACE (4096).
+        task: ``"binary"``, ``"multiclass"`` (softmax over C channels) or ``"multilabel"`` (C
+            sigmoids).
+        num_classes: C (multiclass / multilabel only), checked against the channel dim.
+        include_background: False: foreground-only top-label metrics and class 0 left out
+            of ``classwise_ece`` / ``marginal_ece`` (MONAI convention).
         validate_args: check values on every update (one host sync per update).
         **kwargs: passed to :class:`torchmetrics.Metric` (``sync_on_compute``, ...).
 
@@ -73,6 +91,9 @@ class PixelCalibration(Metric):
         threshold: float = 0.5,
         ignore_index: float | None = None,
         fine_bins: int = 4096,
+        task: str = "binary",
+        num_classes: int | None = None,
+        include_background: bool = True,
         validate_args: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -80,39 +101,63 @@ class PixelCalibration(Metric):
         self.options = parse_options(
             n_bins=n_bins, input=input, confidence=confidence, aggregate=aggregate,
             target_type=target_type, threshold=threshold, ignore_index=ignore_index,
-            fine_bins=fine_bins,
+            fine_bins=fine_bins, task=task, num_classes=num_classes,
+            include_background=include_background,
         )  # fmt: skip
         self.validate_args = validate_args
         empty = CalibrationState.zeros(n_bins, fine_bins)
         for name, default in zip(CalibrationState._fields, empty, strict=True):
             self.add_state(name, default=default, dist_reduce_fx="sum")
+        self._state_names: tuple[str, ...] = CalibrationState._fields
+        if self.options.num_classes is not None:
+            classes = ClasswiseState.zeros(self.options.num_classes, n_bins)
+            for name, default in zip(ClasswiseState._fields, classes, strict=True):
+                self.add_state(name, default=default, dist_reduce_fx="sum")
+            self._state_names += ClasswiseState._fields
+
+    @property
+    def _classwise(self) -> bool:
+        return self.options.task is not Task.BINARY
 
     def _state(self) -> CalibrationState:
         return CalibrationState(*(getattr(self, name) for name in CalibrationState._fields))
+
+    def _class_state(self) -> ClasswiseState:
+        return ClasswiseState(*(getattr(self, name) for name in ClasswiseState._fields))
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch of maps.
 
         Args:
-            preds: ``(N, *S)`` or ``(N, 1, *S)`` floating-point probabilities or logits.
-            target: same shape, values in [0, 1] (may be soft) except ``ignore_index``.
+            preds: binary: ``(N, *S)`` or ``(N, 1, *S)``; multiclass / multilabel:
+                ``(N, C, *S)``; floating-point probabilities or logits.
+            target: binary: same shape, values in [0, 1] (may be soft) except
+                ``ignore_index``. Multiclass: ``(N, *S)`` integer class indices or an
+                ``(N, C, *S)`` one-hot / soft map; multilabel: ``(N, C, *S)`` in [0, 1].
 
         Raises:
-            DensecalInputError: shape mismatch, NaN/Inf, values outside [0, 1].
+            DensecalInputError: shape mismatch, channel dim != ``num_classes``, NaN/Inf,
+                values outside [0, 1], bad class indices, channels not summing to 1.
         """
-        batch = _calibration_update(
-            preds.to(self.device), target.to(self.device), self.options,
-            validate=self.validate_args,
-        )  # fmt: skip
-        for name, value in zip(CalibrationState._fields, batch, strict=True):
+        preds, target = preds.to(self.device), target.to(self.device)
+        if self._classwise:
+            batch = class_update(preds, target, self.options, validate=self.validate_args)
+            values = (*batch[0], *batch[1])
+        else:
+            values = _calibration_update(preds, target, self.options, validate=self.validate_args)
+        for name, value in zip(self._state_names, values, strict=True):
             setattr(self, name, getattr(self, name) + value)
 
     def compute(self) -> dict[str, Tensor]:
-        """Metrics over everything seen: keys ``ece, mce, oe, ace, brier, nll, accuracy``.
+        """Metrics over everything seen: keys ``ece, mce, oe, ace, brier, nll, accuracy``
+        (multiclass / multilabel: then ``ece_class``, ``classwise_ece``, ``marginal_ece``).
 
         Returns:
-            0-dim float64 tensors, fractions in [0, 1]; NaN when no pixel was seen.
+            0-dim float64 tensors (``ece_class``: ``(C,)``), fractions in [0, 1]; NaN when no
+            pixel was seen.
         """
+        if self._classwise:
+            return class_compute(self._state(), self._class_state(), self.options)
         return _calibration_compute(self._state(), self.options.aggregate)
 
     def reliability(self) -> dict[str, Tensor]:
@@ -129,6 +174,26 @@ class PixelCalibration(Metric):
         ):
             return {k: v.clone() for k, v in _reliability_compute(self._state()).items()}
 
+    def reliability_classwise(self) -> dict[str, Tensor]:
+        """Per-class reliability tables of the equal-width bins of p_k (synced across ranks).
+
+        Returns:
+            ``bin_lower``, ``bin_upper``: float64 ``(n_bins,)``; ``count``, ``confidence``
+            (mean p_k), ``accuracy`` (frequency of class k): float64 ``(C, n_bins)``, NaN in
+            empty bins. Row k feeds :func:`densecal.report.figures.plot_reliability`.
+
+        Raises:
+            DensecalInputError: with ``task="binary"`` (no classes).
+        """
+        if not self._classwise:
+            raise input_error("task", "reliability_classwise needs 'multiclass' or 'multilabel'")
+        with self.sync_context(
+            dist_sync_fn=self.dist_sync_fn,
+            should_sync=self._to_sync,
+            should_unsync=self._should_unsync,
+        ):
+            return {k: v.clone() for k, v in class_reliability(self._class_state()).items()}
+
     def merge_state(self, incoming_state: dict[str, Any] | Metric) -> None:
         """Add another metric's (or state dict's) sums into this one.
 
@@ -141,4 +206,4 @@ class PixelCalibration(Metric):
 
     def state_size(self) -> int:
         """Total number of elements held in the metric state (independent of the data seen)."""
-        return sum(int(getattr(self, name).numel()) for name in CalibrationState._fields)
+        return sum(int(getattr(self, name).numel()) for name in self._state_names)

@@ -25,7 +25,12 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_reliability", "save_prediction_grid", "save_reliability_grid"]
+__all__ = [
+    "plot_reliability",
+    "save_classwise_reliability_grid",
+    "save_prediction_grid",
+    "save_reliability_grid",
+]
 
 _RELIABILITY_KEYS = ("bin_lower", "bin_upper", "count", "confidence", "accuracy")
 _ACC_COLOR = "#4c72b0"
@@ -316,4 +321,83 @@ def save_prediction_grid(
                 ax.set_title(titles[c], fontsize="small")
         if "name" in rows[r]:
             axes[r, 0].set_ylabel(str(rows[r]["name"]), fontsize="small")
+    _save(fig, path, fmt)
+
+
+def _class_rows(values: Any, where: str) -> list[list[float]]:
+    """A ``(C, n_bins)`` table (tensor, array or nested lists; ``None`` read as NaN) as lists."""
+    if hasattr(values, "tolist"):
+        values = values.tolist()
+    try:
+        rows = [[np.nan if v is None else float(v) for v in row] for row in values]
+    except TypeError:
+        raise input_error(where, "must be a (classes, bins) table of numbers") from None
+    return rows
+
+
+def save_classwise_reliability_grid(
+    reliability: Mapping[str, Sequence[Any]],
+    path: str | Path,
+    *,
+    class_names: Sequence[str] | None = None,
+    max_classes: int = 12,
+) -> None:
+    """Save one small reliability diagram per class, from per-class bin statistics, atomically.
+
+    Each panel is :func:`plot_reliability` on one class's row: mean p_k against the frequency
+    of class k in each equal-width bin of p_k (the bins behind ``ece_class``; Kull et al. 2019).
+    Panels are laid out 4 per row, in class order.
+
+    Args:
+        reliability: per-class bins as returned by
+            :meth:`densecal.metrics.PixelCalibration.reliability_classwise` or
+            ``reliability_bins(..., per_class=True)``: ``bin_lower`` / ``bin_upper``
+            ``(n_bins,)`` and ``count`` / ``confidence`` / ``accuracy`` ``(C, n_bins)``
+            (tensors, arrays or nested lists; NaN or ``None`` in empty bins).
+        path: destination ``.png`` (120 dpi), ``.pdf`` or ``.svg``; folder created if missing.
+        class_names: one title per class (default ``"class k"``).
+        max_classes: draw only the first ``max_classes`` classes (>= 1).
+
+    Raises:
+        DensecalInputError: for an unsupported suffix, missing keys, tables that are not
+            ``(C, n_bins)``, a wrong number of class names, ``max_classes`` < 1, or bad bins
+            (see :func:`plot_reliability`). Nothing is written.
+    """
+    fmt = _figure_format(path)
+    if not isinstance(reliability, Mapping):
+        raise input_error("reliability", "must be a mapping of per-class bin tables, got "
+                                         f"{type(reliability).__name__}")
+    missing = [k for k in _RELIABILITY_KEYS if k not in reliability]
+    if missing:
+        raise input_error("reliability", f"missing key {missing[0]!r}")
+    if isinstance(max_classes, bool) or not isinstance(max_classes, int) or max_classes < 1:
+        raise input_error("max_classes", f"expected an integer >= 1, got {max_classes!r}")
+    tables = {k: _class_rows(reliability[k], f"reliability.{k}")
+              for k in ("count", "confidence", "accuracy")}
+    n_classes = len(tables["count"])
+    if n_classes == 0 or any(len(t) != n_classes for t in tables.values()):
+        raise input_error("reliability", "count, confidence and accuracy need one row per "
+                                         "class (the same number of rows)")
+    names = [f"class {k}" for k in range(n_classes)] if class_names is None else [
+        str(name) for name in class_names
+    ]
+    if len(names) != n_classes:
+        raise input_error("class_names", f"needs {n_classes} names, got {len(names)}")
+    shown = min(n_classes, max_classes)
+    rows = []
+    for k in range(shown):
+        row = {"bin_lower": reliability["bin_lower"], "bin_upper": reliability["bin_upper"],
+               **{key: table[k] for key, table in tables.items()}}
+        row = {key: (v.tolist() if hasattr(v, "tolist") else v) for key, v in row.items()}
+        _reliability_arrays(row, where=f"reliability[{names[k]!r}]")
+        rows.append(row)
+    n_cols = min(4, shown)
+    n_rows = -(-shown // n_cols)
+    fig = _new_figure((3.2 * n_cols, 3.6 * n_rows))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k < shown:
+            plot_reliability(rows[k], ax, title=names[k], show_counts=False)
+        else:
+            ax.set_axis_off()
     _save(fig, path, fmt)

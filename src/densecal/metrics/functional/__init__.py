@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from densecal.metrics.functional._options import Aggregate, Confidence, InputKind, TargetType
+from densecal.metrics.functional._options import (
+    Aggregate,
+    Confidence,
+    InputKind,
+    TargetType,
+    Task,
+)
 from densecal.metrics.functional.calibration import pixel_calibration, reliability_bins
 
 __all__ = [
@@ -10,6 +16,7 @@ __all__ = [
     "Confidence",
     "InputKind",
     "TargetType",
+    "Task",
     "pixel_calibration",
     "reliability_bins",
 ]

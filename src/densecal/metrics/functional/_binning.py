@@ -42,17 +42,22 @@ def bin_edges(n_bins: int, *, device: torch.device | None = None) -> Tensor:
     return torch.arange(n_bins + 1, dtype=torch.float64, device=device) / n_bins
 
 
-def _nearest_edge(q: Tensor, n_bins: int, precision: torch.dtype) -> Tensor:
-    """The edge ``r/n`` nearest to each value (r = round(q n)), rounded to ``precision``.
+def _above_nearest(
+    q: Tensor, nearest: Tensor, n_bins: int, top_label: bool, precision: torch.dtype
+) -> Tensor:
+    """Whether q lies above (top-label: on the confidence side of) its nearest edge.
 
-    ``r / n_bins`` is one correctly rounded division in ``q.dtype``; for float32 values it
-    equals the float64 edge rounded to float32 (checked for every n <= 20000: no double
-    rounding), so float32 maps need no float64 arithmetic here.
+    ``nearest`` is ``round(q n)`` in ``q.dtype``; the edge ``nearest / n`` is one correctly
+    rounded division in ``q.dtype``, which for float32 values equals the float64 edge rounded
+    to float32 (checked for every n <= 20000: no double rounding), so float32 maps need no
+    float64 arithmetic here. Edges are rounded to ``precision`` when it is coarser.
     """
-    edge = (q * n_bins).round_().div_(n_bins)
+    edge = nearest / n_bins
     if precision != q.dtype:
         edge = edge.to(torch.float64).to(precision).to(q.dtype)
-    return edge
+    if not top_label:
+        return q > edge
+    return (q - edge).mul_(q - 0.5) > 0
 
 
 def conf_above_edge(
@@ -78,14 +83,18 @@ def conf_above_edge(
     Returns:
         bool tensor of ``q``'s shape.
     """
-    edge = _nearest_edge(q, n_bins, q.dtype if precision is None else precision)
-    if not top_label:
-        return q > edge
-    return (q - edge).mul_(q - 0.5) > 0
+    nearest = (q * n_bins).round_()
+    precision = q.dtype if precision is None else precision
+    return _above_nearest(q, nearest, n_bins, top_label, precision)
 
 
 def bin_index(
-    q: Tensor, n_bins: int, *, top_label: bool, precision: torch.dtype = torch.float64
+    q: Tensor,
+    n_bins: int,
+    *,
+    top_label: bool,
+    precision: torch.dtype = torch.float64,
+    dtype: torch.dtype = torch.int64,
 ) -> Tensor:
     """Index of the right-closed bin ``(k/n, (k+1)/n]`` holding each confidence, 0 in bin 0.
 
@@ -99,14 +108,15 @@ def bin_index(
     map cells to bins afterwards (:func:`cell_bins`); this is the same rule, per value.
 
     Args:
-        q: foreground probabilities in [0, 1], any shape, float64.
+        q: foreground probabilities in [0, 1], any shape, float32 or float64.
         n_bins: number of bins, >= 1.
         top_label: bin max(q, 1 - q) instead of q.
         precision: dtype of the original values; edges are rounded to it.
+        dtype: integer dtype of the result.
 
     Returns:
-        int64 tensor of ``q``'s shape with values in ``[0, n_bins - 1]``; a confidence equal to
-        the edge ``k/n`` (1 <= k <= n) gets ``k - 1``; 0 gets 0.
+        ``dtype`` tensor of ``q``'s shape with values in ``[0, n_bins - 1]``; a confidence
+        equal to the edge ``k/n`` (1 <= k <= n) gets ``k - 1``; 0 gets 0.
 
     Example:
         >>> q = torch.tensor([0.0, 0.25, 0.3, 0.5, 1.0], dtype=torch.float64)
@@ -114,10 +124,10 @@ def bin_index(
         ([0, 0, 1, 1, 3], [3, 2, 2, 1, 3])
     """
     nearest = (q * n_bins).round_()  # the edge conf_above_edge compares with, in q-space
+    above = _above_nearest(q, nearest, n_bins, top_label, precision)
     if top_label:  # its index in confidence space
         nearest = torch.where(q >= 0.5, nearest, n_bins - nearest)
-    above = conf_above_edge(q, n_bins, top_label=top_label, precision=precision)
-    return (nearest - 1 + above).clamp_(0, n_bins - 1).to(torch.int64)
+    return nearest.add_(above).sub_(1).clamp_(0, n_bins - 1).to(dtype)
 
 
 def cell_resolution(n_bins: int, fine_bins: int) -> int:

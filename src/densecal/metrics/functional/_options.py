@@ -20,6 +20,7 @@ __all__ = [
     "Confidence",
     "InputKind",
     "TargetType",
+    "Task",
     "parse_options",
 ]
 
@@ -68,6 +69,19 @@ class InputKind(str, Enum):
     LOGITS = "logits"
 
 
+class Task(str, Enum):
+    """What the maps classify (torchmetrics' ``task`` argument).
+
+    ``BINARY``: one foreground probability per pixel. ``MULTICLASS``: ``C`` channels that sum to
+    1 per pixel (softmax; exactly one class is true). ``MULTILABEL``: ``C`` independent
+    foreground probabilities per pixel (sigmoids; any subset of classes may be true).
+    """
+
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    MULTILABEL = "multilabel"
+
+
 _E = TypeVar("_E", bound=Enum)
 
 
@@ -92,6 +106,9 @@ class CalibrationOptions:
     threshold: float
     ignore_index: float | None
     fine_bins: int
+    task: Task = Task.BINARY
+    num_classes: int | None = None
+    include_background: bool = True
 
 
 def _parse_count(name: str, value: object) -> int:
@@ -110,8 +127,16 @@ def parse_options(
     threshold: float,
     ignore_index: float | None,
     fine_bins: int,
+    task: str = "binary",
+    num_classes: int | None = None,
+    include_background: bool = True,
 ) -> CalibrationOptions:
     """Validate user options and convert strings to enums.
+
+    ``num_classes`` is required (and only allowed) with ``task="multiclass"`` (>= 2) or
+    ``"multilabel"`` (>= 1, >= 2 without the background); ``include_background=False`` and
+    ``task="multiclass"`` with ``confidence="positive"`` are refused for the tasks where they
+    mean nothing (the class-wise keys are the positive-mode metrics of multi-class maps).
 
     Raises:
         DensecalInputError: an option has a bad type or value; the message names it.
@@ -126,13 +151,50 @@ def parse_options(
         or not math.isfinite(ignore_index)
     ):
         raise input_error("ignore_index", f"expected None or a finite number, got {ignore_index!r}")
+    parsed_task = _parse_enum("task", task, Task)
+    classes = _parse_classes(parsed_task, num_classes, include_background)
+    parsed_confidence = _parse_enum("confidence", confidence, Confidence)
+    if parsed_task is Task.MULTICLASS and parsed_confidence is not Confidence.TOP_LABEL:
+        raise input_error(
+            "confidence",
+            "task='multiclass' bins the top-label confidence only; the positive-mode "
+            "calibration of each class is in the 'ece_class' / 'marginal_ece' keys",
+        )
     return CalibrationOptions(
         n_bins=_parse_count("n_bins", n_bins),
         input=_parse_enum("input", input, InputKind),
-        confidence=_parse_enum("confidence", confidence, Confidence),
+        confidence=parsed_confidence,
         aggregate=_parse_enum("aggregate", aggregate, Aggregate),
         target_type=_parse_enum("target_type", target_type, TargetType),
         threshold=float(threshold),
         ignore_index=None if ignore_index is None else float(ignore_index),
         fine_bins=_parse_count("fine_bins", fine_bins),
+        task=parsed_task,
+        num_classes=classes,
+        include_background=include_background,
     )
+
+
+def _parse_classes(task: Task, num_classes: object, include_background: object) -> int | None:
+    """Check ``num_classes`` / ``include_background`` against the task; returns num_classes."""
+    if not isinstance(include_background, bool):
+        raise input_error(
+            "include_background", f"expected True or False, got {include_background!r}"
+        )
+    if task is Task.BINARY:
+        if num_classes is not None:
+            raise input_error(
+                "num_classes", "only used with task='multiclass' or 'multilabel'; leave it None"
+            )
+        if not include_background:
+            raise input_error(
+                "include_background", "only used with task='multiclass' or 'multilabel'"
+            )
+        return None
+    low = 2 if task is Task.MULTICLASS or not include_background else 1
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < low:
+        raise input_error(
+            "num_classes",
+            f"task={task.value!r} needs an integer >= {low}, got {num_classes!r}",
+        )
+    return num_classes

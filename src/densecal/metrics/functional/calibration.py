@@ -1,8 +1,12 @@
-"""Exact, constant-memory pixel calibration metrics for binary dense maps (functional form).
+"""Exact, constant-memory pixel calibration metrics of dense maps (functional form).
 
-The metrics follow the ASLP evaluation code (Liu et al., ICCV 2023, github.com/Carlisle-Liu/ASLP,
-``ECE.py``: pooled pixels, top-label confidence, 10 equal-width bins ``(lo, hi]``), Guo et al.
-2017 (ECE, MCE), Thulasidasan et al. 2019 (OE) and Nixon et al. 2019 (adaptive ECE, "ACE").
+Binary maps (default) follow the ASLP evaluation code (Liu et al., ICCV 2023,
+github.com/Carlisle-Liu/ASLP, ``ECE.py``: pooled pixels, top-label confidence, 10 equal-width bins
+``(lo, hi]``), Guo et al. 2017 (ECE, MCE), Thulasidasan et al. 2019 (OE) and Nixon et al. 2019
+(adaptive ECE, "ACE"). Multi-class maps (``task="multiclass"``, softmax over C channels) and
+multi-label maps (``task="multilabel"``, C sigmoids) get the same keys, top-label, plus
+class-wise calibration: the ECE of each class (Kull et al. 2019; Nixon et al. 2019's static
+calibration error is their mean) and the marginal ECE of all class probabilities.
 
 Everything is computed from sufficient statistics: per-bin sums (count, confidence sum,
 accuracy sum) in float64, a fine histogram for the equal-mass bins, and scalar sums. These sums
@@ -15,79 +19,49 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
-import torch
 from torch import Tensor
 
-from densecal.metrics.functional._binning import (
-    bin_edges,
-    cell_resolution,
-    equal_mass_ace,
-    uniform_bin_errors,
+from densecal.errors import input_error
+from densecal.metrics.functional._binning import cell_resolution
+from densecal.metrics.functional._classwise import (
+    CLASS_KEYS,
+    ClasswiseState,
+    class_compute,
+    class_reliability,
+    class_update,
 )
-from densecal.metrics.functional._options import Aggregate, CalibrationOptions, parse_options
+from densecal.metrics.functional._options import (
+    Aggregate,
+    CalibrationOptions,
+    Task,
+    parse_options,
+)
 from densecal.metrics.functional._pixels import (
     CellStatistics,
-    ChunkStatistics,
     cell_statistics,
     match_shapes,
     regroup,
     validate_values,
 )
+from densecal.metrics.functional._state import (
+    METRIC_KEYS,
+    CalibrationState,
+    _add_part,
+    _calibration_compute,
+    _image_metrics,
+    _reliability_compute,
+)
 
-__all__ = ["METRIC_KEYS", "CalibrationState", "pixel_calibration", "reliability_bins"]
-
-METRIC_KEYS = ("ece", "mce", "oe", "ace", "brier", "nll", "accuracy")
-"""Keys of the dict returned by :func:`pixel_calibration`, in this order."""
-
-
-class CalibrationState(NamedTuple):
-    """Sufficient statistics of the calibration metrics; every field adds (``sum`` reduce).
-
-    Attributes:
-        bin_count: ``(n_bins,)`` pixels per equal-width bin.
-        bin_conf: ``(n_bins,)`` sum of confidences per bin.
-        bin_acc: ``(n_bins,)`` sum of correctness (top-label) or of positives (positive mode).
-        fine_count: ``(fine_bins,)`` pixels per fine bin (for equal-mass bins / ACE).
-        fine_conf: ``(fine_bins,)`` sum of confidences per fine bin.
-        fine_acc: ``(fine_bins,)`` sum of correctness / positives per fine bin.
-        count: ``()`` number of pixels (ignored pixels excluded).
-        correct: ``()`` sum of top-label correctness at ``threshold``.
-        brier: ``()`` sum of (q - y)^2.
-        nll: ``()`` sum of BCE(q, y).
-        image_sums: ``(7,)`` sums over images of each image's metrics, in ``METRIC_KEYS``
-            order (per-image aggregation only; zeros otherwise).
-        image_count: ``()`` number of images with at least one pixel (per-image only).
-
-    All tensors are float64.
-    """
-
-    bin_count: Tensor
-    bin_conf: Tensor
-    bin_acc: Tensor
-    fine_count: Tensor
-    fine_conf: Tensor
-    fine_acc: Tensor
-    count: Tensor
-    correct: Tensor
-    brier: Tensor
-    nll: Tensor
-    image_sums: Tensor
-    image_count: Tensor
-
-    @staticmethod
-    def zeros(n_bins: int, fine_bins: int, device: torch.device | None = None) -> CalibrationState:
-        """An empty state (the identity of addition)."""
-
-        def z(*shape: int) -> Tensor:
-            return torch.zeros(shape, dtype=torch.float64, device=device)
-
-        return CalibrationState(
-            z(n_bins), z(n_bins), z(n_bins), z(fine_bins), z(fine_bins), z(fine_bins),
-            z(), z(), z(), z(), z(len(METRIC_KEYS)), z(),
-        )  # fmt: skip
-
+__all__ = [
+    "CLASS_KEYS",
+    "METRIC_KEYS",
+    "CalibrationState",
+    "ClasswiseState",
+    "pixel_calibration",
+    "reliability_bins",
+]
 
 _CHUNK_PIXELS_CPU = 1 << 18  # 2 MiB of float64 per temporary; amortises per-op overhead
 _CHUNK_PIXELS_CUDA = 1 << 25  # bounds GPU temporaries without many kernel launches
@@ -119,17 +93,6 @@ def _chunks(
     yield from zip(flat_p.split(step, dim=1), flat_t.split(step, dim=1), strict=True)
 
 
-def _image_metrics(part: ChunkStatistics, n_bins: int) -> tuple[Tensor, Tensor]:
-    """Sum over the rows (images) of each image's metrics, and the number of non-empty images."""
-    n_pix, correct, brier, nll = part.sums
-    errs = uniform_bin_errors(*part.coarse)
-    ace = equal_mass_ace(*part.fine, n_bins)
-    per = torch.stack(
-        [errs["ece"], errs["mce"], errs["oe"], ace, brier / n_pix, nll / n_pix, correct / n_pix],
-        dim=-1,
-    )
-    present = n_pix > 0
-    return torch.where(present.unsqueeze(-1), per, 0.0).sum(0), present.sum().to(torch.float64)
 
 
 def _calibration_update(
@@ -173,52 +136,6 @@ def _calibration_update(
     return state
 
 
-def _add_part(state: CalibrationState, part: ChunkStatistics) -> None:
-    """Add a chunk's bin sums (summed over its rows) into ``state`` in place."""
-    for acc, new in zip(state[:6], (*part.coarse, *part.fine), strict=True):
-        acc.add_(new.sum(0))
-    for acc, new in zip(state[6:10], part.sums.sum(-1), strict=True):
-        acc.add_(new)
-
-
-def _calibration_compute(state: CalibrationState, aggregate: Aggregate) -> dict[str, Tensor]:
-    """Metrics from accumulated statistics (NaN when no pixel was seen).
-
-    Pooled: ECE/MCE/OE from the equal-width bins, ACE from the fine histogram regrouped into
-    ``n_bins`` equal-mass bins (``n_bins`` = length of ``state.bin_count``), Brier/NLL/accuracy
-    as pixel means. Per-image: mean over images of each image's values.
-    """
-    if aggregate is Aggregate.PER_IMAGE:
-        means = state.image_sums / state.image_count
-        return {k: means[i] for i, k in enumerate(METRIC_KEYS)}
-    n_bins = state.bin_count.shape[0]
-    errs = uniform_bin_errors(state.bin_count[None], state.bin_conf[None], state.bin_acc[None])
-    fine = (state.fine_count[None], state.fine_conf[None], state.fine_acc[None])
-    ace = equal_mass_ace(*fine, n_bins)
-    n = state.count
-    return {
-        "ece": errs["ece"][0],
-        "mce": errs["mce"][0],
-        "oe": errs["oe"][0],
-        "ace": ace[0],
-        "brier": state.brier / n,
-        "nll": state.nll / n,
-        "accuracy": state.correct / n,
-    }
-
-
-def _reliability_compute(state: CalibrationState) -> dict[str, Tensor]:
-    """Per-bin table of the pooled equal-width bins (NaN confidence/accuracy when empty)."""
-    edges = bin_edges(state.bin_count.shape[0], device=state.bin_count.device)
-    count = state.bin_count
-    empty = torch.full_like(count, float("nan"))
-    return {
-        "bin_lower": edges[:-1],
-        "bin_upper": edges[1:],
-        "count": count,
-        "confidence": torch.where(count > 0, state.bin_conf / count, empty),
-        "accuracy": torch.where(count > 0, state.bin_acc / count, empty),
-    }
 
 
 _OPTIONS_DOC = """
@@ -240,7 +157,21 @@ _OPTIONS_DOC = """
         threshold: foreground decision threshold on q, in [0, 1].
         ignore_index: target value whose pixels are excluded everywhere (e.g. 255).
         fine_bins: uniform bins of the fine histogram behind ACE (default 4096).
-        validate_args: check values (finite, in range); costs one device-to-host sync."""
+        task: ``"binary"`` (one foreground map), ``"multiclass"`` (C channels, softmax: with
+            ``input="probs"`` they must sum to 1 over C within ``max(1e-3, C eps)``; with
+            ``"logits"`` the softmax is taken in float64) or ``"multilabel"`` (C independent
+            foreground maps; sigmoid for logits). ``threshold`` and ``confidence`` apply to
+            binary and multi-label decisions; multi-class predictions are argmax_k p_k and
+            only ``confidence="top-label"`` is accepted.
+        num_classes: C, required for multiclass (>= 2) / multilabel, checked against the
+            channel dim of ``preds``; must be None for binary.
+        include_background: (multiclass / multilabel; MONAI's name, class 0 is background)
+            False: the top-label keys use only pixels whose target class is not 0 (soft
+            maps: whose argmax target is not 0; multi-label: the elements of classes 1..C-1),
+            the "foreground-only ECE" of medical segmentation, and ``classwise_ece`` /
+            ``marginal_ece`` leave class 0 out. ``ece_class`` always reports all C classes.
+        validate_args: check values (finite, in range, class indices, channel sums); costs
+            one device-to-host sync."""
 
 
 _F = TypeVar("_F", bound=Callable[..., object])
@@ -251,6 +182,19 @@ def _options_doc(func: _F) -> _F:
     if func.__doc__:  # None under python -OO
         func.__doc__ = func.__doc__.replace("        {options}", _OPTIONS_DOC.strip("\n"))
     return func
+
+
+def _parse(
+    n_bins: int, input: str, confidence: str, aggregate: str, target_type: str,
+    threshold: float, ignore_index: float | None, fine_bins: int, task: str,
+    num_classes: int | None, include_background: bool,
+):  # fmt: skip
+    return parse_options(
+        n_bins=n_bins, input=input, confidence=confidence, aggregate=aggregate,
+        target_type=target_type, threshold=threshold, ignore_index=ignore_index,
+        fine_bins=fine_bins, task=task, num_classes=num_classes,
+        include_background=include_background,
+    )  # fmt: skip
 
 
 @_options_doc
@@ -266,9 +210,12 @@ def pixel_calibration(
     threshold: float = 0.5,
     ignore_index: float | None = None,
     fine_bins: int = 4096,
+    task: str = "binary",
+    num_classes: int | None = None,
+    include_background: bool = True,
     validate_args: bool = True,
 ) -> dict[str, Tensor]:
-    """Calibration metrics of binary probability maps (ECE, MCE, OE, ACE, Brier, NLL, accuracy).
+    """Calibration metrics of dense maps (ECE, MCE, OE, ACE, Brier, NLL, accuracy, class-wise).
 
     With n_b pixels in bin b (N in all), mean confidence conf_b and accuracy acc_b:
 
@@ -286,35 +233,79 @@ def pixel_calibration(
     Differences from the ASLP code: sums are float64 (the code accumulates float32 counts,
     inexact beyond 2^24 pixels per bin) and bin means divide by n_b, not n_b + 1e-6.
 
+    Multi-class maps (``task="multiclass"``; p_k, k < C, summing to 1): the same keys are
+    top-label (Guo et al. 2017): confidence max_k p_k, prediction argmax_k p_k, correct when it
+    is the target class (soft / one-hot map y: expected accuracy y_pred; ``"hard"`` takes the
+    argmax of the map as the class; ``"strict"``: y_pred == 1). ``brier`` is the multi-class
+    Brier score, the mean over pixels of sum_k (p_k - y_k)^2 (Brier 1950; in [0, 2]), and
+    ``nll`` the mean of -sum_k y_k log max(p_k, 1e-7) (= -log p_y for class indices), both on
+    the target as given. Multi-label maps (``task="multilabel"``): every (pixel, class) element
+    is one binary decision, and the keys are the binary metrics of all elements pooled
+    (confidence max(q, 1 - q), per-element Brier and BCE). Both tasks add:
+
+    - ``ece_class``: ``(C,)``, the class-wise ECE of each class k, the positive-mode ECE of
+      p_k against 1[y = k] (soft: y_k) over every valid pixel (Kull et al. 2019, Eq. in
+      Sec. 3, "classwise-ECE"; Nixon et al. 2019's per-class term). Class 0 is always
+      reported. Equal-mass (ACE-style) bins are not kept per class (constant state: only
+      ``(C, n_bins)`` sums),
+    - ``classwise_ece``: the mean of ``ece_class`` over the included classes (NaN entries
+      skipped): Kull et al. 2019's classwise-ECE = Nixon et al. 2019's static calibration
+      error (SCE),
+    - ``marginal_ece``: the ECE of ONE positive-mode histogram of all (p_k, 1[y = k]) pairs of
+      the included classes pooled, i.e. the marginal calibration of every class probability
+      (each pixel counts once per class; Kumar et al. 2019's marginal calibration error with
+      the l1 norm and a shared binning).
+
+    Aggregation of the class-wise keys: pooled, one histogram per class over every valid
+    pixel of the dataset (a class absent from all targets still has an ECE, mean p_k).
+    Per-image (MONAI's ``CalibrationErrorMetric`` with ``metric_reduction="mean_batch"``):
+    ``ece_class[k]`` is the mean over every image with at least one valid pixel (element) of
+    that image's class-k ECE, including images where class k is absent from the target (its
+    ECE there is the mean of p_k, a penalty for probability on absent classes); ``marginal_ece``
+    the mean of the images' marginal ECEs; ``classwise_ece`` the mean of ``ece_class``.
+
     Args:
-        preds: ``(N, *S)`` or ``(N, 1, *S)`` floating-point maps (probabilities or logits).
-        target: same shape (the singleton channel may be absent on either side), values in
-            [0, 1] (may be soft), any dtype; ``ignore_index`` pixels may hold other values.
+        preds: binary: ``(N, *S)`` or ``(N, 1, *S)``; multiclass / multilabel: ``(N, C, *S)``
+            floating-point maps (probabilities or logits).
+        target: binary: same shape (the singleton channel may be absent on either side),
+            values in [0, 1] (may be soft), any dtype. Multiclass: class indices ``(N, *S)``
+            (or ``(N, 1, *S)``) of an integer dtype in [0, C), or a one-hot / soft probability
+            map ``(N, C, *S)`` summing to 1 over C. Multilabel: ``(N, C, *S)`` in [0, 1]. Pixels
+            (elements for multilabel; multi-class maps: pixels with every channel) equal to
+            ``ignore_index`` are excluded everywhere.
         {options}
 
     Returns:
         ``{"ece", "mce", "oe", "ace", "brier", "nll", "accuracy"}``: 0-dim float64 tensors on
-        ``preds.device``, fractions in [0, 1] (NaN if no pixel is left).
+        ``preds.device``, fractions in [0, 1] (NaN if no pixel is left); for multiclass /
+        multilabel also ``"ece_class"`` (float64 ``(C,)``), ``"classwise_ece"`` and
+        ``"marginal_ece"`` (0-dim).
 
     Raises:
-        DensecalInputError: bad option, shape mismatch, NaN/Inf values, probabilities or
-            target outside [0, 1].
+        DensecalInputError: bad option, shape mismatch, channel dim != ``num_classes``,
+            NaN/Inf values, probabilities or target outside [0, 1], multi-class probabilities
+            or target maps not summing to 1, class indices negative or >= ``num_classes``.
 
     Example:
+        >>> import torch
         >>> q = torch.tensor([[0.9, 0.8, 0.3, 0.6]])  # confidences 0.9, 0.8, 0.7, 0.6
         >>> y = torch.tensor([[1, 0, 0, 1]])  # correct: yes, no, yes, yes
         >>> m = pixel_calibration(q, y, n_bins=4)  # bins (.5, .75]: 2 px, (.75, 1]: 2 px
         >>> {k: round(v.item(), 6) for k, v in m.items()}  # doctest: +NORMALIZE_WHITESPACE
         {'ece': 0.35, 'mce': 0.35, 'oe': 0.14875, 'ace': 0.4, 'brier': 0.225,
          'nll': 0.645575, 'accuracy': 0.75}
+        >>> p = torch.tensor([[[0.5, 0.25], [0.25, 0.75], [0.25, 0.0]]])  # (1, 3 classes, 2 px)
+        >>> m = pixel_calibration(p, torch.tensor([[0, 2]]), n_bins=4, task="multiclass",
+        ...                       num_classes=3)
+        >>> m["ece"].item(), m["ece_class"].tolist()  # px 1 right at 0.5, px 2 wrong at 0.75
+        (0.625, [0.375, 0.5, 0.375])
     """
-    options = parse_options(
-        n_bins=n_bins, input=input, confidence=confidence, aggregate=aggregate,
-        target_type=target_type, threshold=threshold, ignore_index=ignore_index,
-        fine_bins=fine_bins,
-    )  # fmt: skip
-    state = _calibration_update(preds, target, options, validate=validate_args)
-    return _calibration_compute(state, options.aggregate)
+    options = _parse(n_bins, input, confidence, aggregate, target_type, threshold,
+                     ignore_index, fine_bins, task, num_classes, include_background)
+    if options.task is Task.BINARY:
+        state = _calibration_update(preds, target, options, validate=validate_args)
+        return _calibration_compute(state, options.aggregate)
+    return class_compute(*class_update(preds, target, options, validate=validate_args), options)
 
 
 @_options_doc
@@ -330,37 +321,50 @@ def reliability_bins(
     threshold: float = 0.5,
     ignore_index: float | None = None,
     fine_bins: int = 4096,
+    task: str = "binary",
+    num_classes: int | None = None,
+    include_background: bool = True,
+    per_class: bool = False,
     validate_args: bool = True,
 ) -> dict[str, Tensor]:
     """Reliability-diagram table of the pooled equal-width bins.
 
     The bins are always pooled over every pixel (``aggregate`` is accepted for a uniform
     signature and ignored). Bin b covers ``(bin_lower[b], bin_upper[b]]`` (0 included in bin 0).
+    Multi-class / multi-label: the top-label table (the bins of ``ece``), or with
+    ``per_class=True`` one positive-mode table per class (the bins of ``ece_class``).
 
     Args:
-        preds: ``(N, *S)`` or ``(N, 1, *S)`` floating-point maps (probabilities or logits).
-        target: same shape, values in [0, 1] except ``ignore_index`` pixels.
+        preds: as :func:`pixel_calibration`.
+        target: as :func:`pixel_calibration`.
         {options}
+        per_class: (multiclass / multilabel only) return ``(C, n_bins)`` per-class rows:
+            mean p_k and frequency of class k per bin of p_k.
 
     Returns:
         ``bin_lower``, ``bin_upper`` (edges k/n, float64 ``(n_bins,)``), ``count`` (pixels per
         bin), ``confidence`` (mean confidence) and ``accuracy`` (mean correctness, or
-        frequency of y = 1 in positive mode), all float64 ``(n_bins,)``; ``confidence`` and
-        ``accuracy`` are NaN for empty bins.
+        frequency of y = 1 in positive mode), all float64 ``(n_bins,)`` (``(C, n_bins)`` with
+        ``per_class``); ``confidence`` and ``accuracy`` are NaN for empty bins.
 
     Raises:
-        DensecalInputError: as :func:`pixel_calibration`.
+        DensecalInputError: as :func:`pixel_calibration`; ``per_class`` with binary maps.
 
     Example:
+        >>> import torch
         >>> q = torch.tensor([[0.9, 0.8, 0.3, 0.6]])
         >>> table = reliability_bins(q, torch.tensor([[1, 0, 0, 1]]), n_bins=4)
         >>> table["count"].tolist(), table["accuracy"].tolist()
         ([0.0, 0.0, 2.0, 2.0], [nan, nan, 1.0, 0.5])
     """
-    options = parse_options(
-        n_bins=n_bins, input=input, confidence=confidence, aggregate=aggregate,
-        target_type=target_type, threshold=threshold, ignore_index=ignore_index,
-        fine_bins=fine_bins,
-    )  # fmt: skip
+    options = _parse(n_bins, input, confidence, aggregate, target_type, threshold,
+                     ignore_index, fine_bins, task, num_classes, include_background)
     options = dataclasses.replace(options, aggregate=Aggregate.POOLED)  # bins are pooled
-    return _reliability_compute(_calibration_update(preds, target, options, validate=validate_args))
+    if options.task is Task.BINARY:
+        if per_class:
+            raise input_error("per_class", "needs task='multiclass' or 'multilabel'")
+        return _reliability_compute(
+            _calibration_update(preds, target, options, validate=validate_args)
+        )
+    state, cstate = class_update(preds, target, options, validate=validate_args)
+    return class_reliability(cstate) if per_class else _reliability_compute(state)
