@@ -1,4 +1,9 @@
-"""Run a trained model over folders: write maps (``predict``) or score them (``evaluate``)."""
+"""Run a trained model over folders: write maps (``predict``) or score them (``evaluate``).
+
+Binary checkpoints write foreground-probability maps; multi-class checkpoints (``num_classes =
+K >= 2``) write argmax label maps (png) or ``(K, H, W)`` class probabilities (npy). ``evaluate``
+scores binary maps only; ``calibrate`` fits the temperature for both.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import torch
 from PIL import Image
 
 from densecal.atomic import atomic_path, staged_directory
-from densecal.data import find_images, find_pairs, read_image, read_mask
+from densecal.data import find_images, find_pairs, read_image, read_label, read_mask
 from densecal.errors import input_error
 from densecal.evaluation import (
     Evaluation,
@@ -19,7 +24,13 @@ from densecal.evaluation import (
     evaluate_maps,
     iter_prediction_pairs,
 )
-from densecal.methods.inference import load_module, predict_images, predict_logits
+from densecal.methods.binary import SegmentationModule
+from densecal.methods.inference import (
+    load_module,
+    predict_class_probabilities,
+    predict_images,
+    predict_logits,
+)
 from densecal.posthoc import FitResult
 
 __all__ = ["calibrate_checkpoint", "evaluate_checkpoint", "evaluate_prediction_folder",
@@ -28,13 +39,20 @@ __all__ = ["calibrate_checkpoint", "evaluate_checkpoint", "evaluate_prediction_f
 FORMATS = ("png", "npy")
 
 
-def iter_predictions(checkpoint: str | Path, data: str | Path, *, with_masks: bool = True,
+def _load(checkpoint: str | Path | SegmentationModule) -> SegmentationModule:
+    if isinstance(checkpoint, SegmentationModule):
+        return checkpoint
+    return load_module(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+
+
+def iter_predictions(checkpoint: str | Path | SegmentationModule, data: str | Path, *,
+                     with_masks: bool = True,
                      batch_size: int = 16
                      ) -> Iterator[tuple[str, np.ndarray, np.ndarray | None, np.ndarray]]:
     """Predict every image of a folder.
 
     Args:
-        checkpoint: a ``densecal train`` checkpoint.
+        checkpoint: a binary ``densecal train`` checkpoint (or its loaded module).
         data: a folder dataset (``with_masks=True``) or any folder of images.
         with_masks: pair images with masks; if false, masks are ``None``.
         batch_size: images per forward pass.
@@ -42,7 +60,7 @@ def iter_predictions(checkpoint: str | Path, data: str | Path, *, with_masks: bo
     Yields:
         ``(name, image (H, W, 3) uint8, mask (H, W) or None, probability map (H, W))``.
     """
-    module = load_module(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+    module = _load(checkpoint)
     if with_masks:
         items = [(p.name, p.image, p.mask) for p in find_pairs(data)]
     else:
@@ -59,9 +77,25 @@ def iter_predictions(checkpoint: str | Path, data: str | Path, *, with_masks: bo
             yield name, image, mask, prob
 
 
+def _iter_class_probabilities(module: SegmentationModule, data: str | Path, batch_size: int
+                              ) -> Iterator[tuple[str, np.ndarray]]:
+    """``(name, (K, H, W) class probabilities)`` for every image of a folder."""
+    items = find_images(data)
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        images = [read_image(path) for _, path in chunk]
+        for (name, _), prob in zip(chunk, predict_class_probabilities(module, images, batch_size),
+                                   strict=True):
+            yield name, prob
+
+
 def predict_folder(checkpoint: str | Path, data: str | Path, out_dir: str | Path, *,
                    fmt: str = "png", batch_size: int = 16) -> int:
     """Write ``OUT/NAME.png`` (8-bit, round(255·q)) or ``OUT/NAME.npy`` (float32 q) per image.
+
+    For a multi-class checkpoint (``K`` classes, ``K <= 256`` for png): ``OUT/NAME.png`` is the
+    8-bit argmax label map (values ``0..K-1``) and ``OUT/NAME.npy`` the float32 ``(K, H, W)``
+    class probabilities ``softmax(logits / T)``.
 
     Maps are staged and moved into ``out_dir`` only when all were written.
 
@@ -73,12 +107,33 @@ def predict_folder(checkpoint: str | Path, data: str | Path, out_dir: str | Path
     """
     if fmt not in FORMATS:
         raise input_error("--format", f"unknown format {fmt!r}; choose png or npy")
+    module = _load(checkpoint)
+    if module.task != "binary":
+        return _predict_classes(module, data, out_dir, fmt=fmt, batch_size=batch_size)
     n = 0
     with staged_directory(out_dir) as stage:
-        for name, _, _, prob in iter_predictions(checkpoint, data, with_masks=False,
+        for name, _, _, prob in iter_predictions(module, data, with_masks=False,
                                                  batch_size=batch_size):
             if fmt == "png":
                 Image.fromarray(np.round(prob * 255.0).astype(np.uint8)).save(stage / f"{name}.png")
+            else:
+                np.save(stage / f"{name}.npy", prob.astype(np.float32))
+            n += 1
+    return n
+
+
+def _predict_classes(module: SegmentationModule, data: str | Path, out_dir: str | Path, *,
+                     fmt: str, batch_size: int) -> int:
+    """Multi-class :func:`predict_folder`: argmax label PNGs or ``(K, H, W)`` npy."""
+    num_classes = module.config.num_classes
+    if fmt == "png" and num_classes > 256:
+        raise input_error("--format", f"png label maps hold at most 256 classes, the model has "
+                          f"{num_classes}; use npy")
+    n = 0
+    with staged_directory(out_dir) as stage:
+        for name, prob in _iter_class_probabilities(module, data, batch_size):
+            if fmt == "png":
+                Image.fromarray(prob.argmax(axis=0).astype(np.uint8)).save(stage / f"{name}.png")
             else:
                 np.save(stage / f"{name}.npy", prob.astype(np.float32))
             n += 1
@@ -156,19 +211,22 @@ def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pa
     module = load_module(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
     pairs = find_pairs(data)
 
+    binary = module.task == "binary"
+
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
             images = [read_image(p.image) for p in chunk]
             for pair, logits in zip(chunk, predict_logits(module, images, batch_size),
                                     strict=True):
-                mask = read_mask(pair.mask)
-                if mask.shape != tuple(logits.shape):
+                mask = read_mask(pair.mask) if binary else read_label(pair.mask)
+                if mask.shape != tuple(logits.shape[-2:]):
                     raise input_error(pair.mask, f"mask size {mask.shape} differs from image "
-                                      f"size {tuple(logits.shape)}")
+                                      f"size {tuple(logits.shape[-2:])}")
                 yield logits[None].cpu(), torch.from_numpy(mask)[None]
 
-    result = module.temperature.fit(batches(), cache_logits=True)
+    result = module.temperature.fit(
+        batches(), cache_logits=True, ignore_index=None if binary else module.config.ignore_index)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     for key, value in module.temperature.state_dict().items():
         state["state_dict"][f"temperature.{key}"] = value.cpu()

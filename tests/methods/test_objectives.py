@@ -8,7 +8,7 @@ import torch
 from densecal.methods.config import TrainConfig
 from densecal.methods.objectives import build_objective, method_names
 
-METHODS = ["aslp", "bce", "ecp", "focal", "ls", "mbls", "slp", "svls"]
+METHODS = ["aslp", "bce", "ce", "ecp", "focal", "ls", "mbls", "slp", "svls"]
 
 
 def test_registered_methods() -> None:

@@ -11,7 +11,14 @@ __all__ = ["train"]
 
 def train(
     method: str = typer.Option("bce", "--method",
-                               help="bce, ls, slp, aslp, focal, ecp, mbls or svls."),
+                               help="bce, ce, ls, slp, aslp, focal, ecp, mbls or svls "
+                                    "(bce, slp, aslp: binary only; ce = bce when binary)."),
+    num_classes: int = typer.Option(1, "--num-classes",
+                                    help="1: binary (sigmoid, masks in [0, 1]); K >= 2: softmax "
+                                         "over K classes, masks are class-index label maps."),
+    ignore_index: int | None = typer.Option(None, "--ignore-index",
+                                            help="Label value left out of loss and metrics "
+                                                 "(multi-class, e.g. 255)."),
     data: Path | None = typer.Option(None, "--data",
                                      help="Folder dataset of training image/mask pairs."),
     val_data: Path | None = typer.Option(None, "--val-data",
@@ -48,7 +55,8 @@ def train(
     out: Path = typer.Option(Path("runs/run"), "--out", help="Run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
 ) -> None:
-    """Train a dense binary classifier; checkpoints, config and (ASLP) α table go to --out."""
+    """Train a dense binary or multi-class classifier; checkpoints, config and (ASLP) α table go
+    to --out."""
     from densecal.errors import input_error
     from densecal.methods import TrainConfig
     from densecal.methods import train as run_training
@@ -56,7 +64,8 @@ def train(
     if data is None and not resume:
         raise input_error("--data", "required (except with --resume, which reads the run's "
                           "config.json)")
-    config = TrainConfig(method=method, data=str(data or ""),
+    config = TrainConfig(method=method, num_classes=num_classes, ignore_index=ignore_index,
+                         data=str(data or ""),
                          val_data=str(val_data) if val_data else None,
                          val_fraction=val_fraction, model=model, epochs=epochs,
                          batch_size=batch_size, image_size=image_size, lr=lr, seed=seed, eps=eps,

@@ -1,6 +1,7 @@
 """Datasets: folder datasets of (image, mask) pairs, file readers, the bundled demo scenes.
 
-- :mod:`~densecal.data.readers`: ``read_image``, ``read_mask``, ``read_prediction``.
+- :mod:`~densecal.data.readers`: ``read_image``, ``read_mask``, ``read_label``,
+  ``read_prediction``.
 - :mod:`~densecal.data.pairs`: pairing files by stem (``find_pairs``, ``find_prediction_pairs``).
 - :mod:`~densecal.data.folder`: ``FolderDataset`` and ``split_indices``.
 - :mod:`~densecal.data.demo`: the demo scenes (Fashion-MNIST garments on scikit-image textures)
@@ -28,6 +29,7 @@ from densecal.data.readers import (
     MASK_EXTENSIONS,
     PREDICTION_EXTENSIONS,
     read_image,
+    read_label,
     read_mask,
     read_prediction,
 )
@@ -61,6 +63,7 @@ __all__ = [
     "make_ood_scene",
     "make_scene",
     "read_image",
+    "read_label",
     "read_mask",
     "read_prediction",
     "render_scene_layers",

@@ -3,27 +3,35 @@
 Layout and pairing rules: :mod:`densecal.data.pairs` (DESIGN.md section 3). Images are resized
 with bilinear interpolation and the mask with the same filter, so masks stay soft, as in the ASLP
 training recipe (METHODS.md section 1.3).
+
+With ``labels=True`` the masks are multi-class label maps (pixel value = class index, see
+:func:`~densecal.data.readers.read_label`); they are resized and augmented with nearest-neighbour
+sampling, so no pixel ever gets a value that was not in its label map (besides the fill value of
+rotated-in corners).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from densecal.data import transforms
 from densecal.data.pairs import Pair, find_pairs
-from densecal.data.readers import read_image, read_mask
-from densecal.data.transforms import pair_to_tensors, random_augment, resize
+from densecal.data.readers import read_image, read_label, read_mask
+from densecal.data.transforms import image_to_tensor, pair_to_tensors, random_augment, resize
 from densecal.errors import input_error
 
-__all__ = ["FolderDataset", "split_indices"]
+__all__ = ["FolderDataset", "augment_labels", "resize_labels", "split_indices"]
 
 
 class FolderDataset(Dataset):
-    """Images and soft masks read from a folder dataset.
+    """Images and soft masks (or multi-class label maps) read from a folder dataset.
 
     Args:
         root: dataset root (see :func:`~densecal.data.pairs.find_pairs`); may be ``None`` when
@@ -34,23 +42,33 @@ class FolderDataset(Dataset):
         augment: apply :func:`~densecal.data.transforms.random_augment` (flip, border crop,
             rotation) before resizing; reproducible under ``lightning.seed_everything``.
         pairs: use these pairs instead of scanning ``root`` (e.g. a subset for a split).
+        labels: read masks as multi-class label maps (:func:`~densecal.data.readers.read_label`)
+            and resize / augment them with nearest-neighbour sampling.
+        num_classes: with ``labels``, check every label value is in ``0..num_classes-1`` or
+            equals ``ignore_index``; ``None`` skips the check.
+        ignore_index: with ``labels``, the "unlabelled" value; also fills the corners that a
+            rotation brings in (0 when ``None``).
 
     Each item is a dict:
 
     - ``"image"``: ``(3, S, S)`` float32 in [0, 1];
-    - ``"mask"``: ``(1, S, S)`` float32 in [0, 1], soft after resizing;
+    - ``"mask"``: ``(1, S, S)`` float32 in [0, 1], soft after resizing; with ``labels``,
+      ``(S, S)`` int64 class indices;
     - ``"index"``: int, the position in this dataset (the key of ASLP's per-image alpha);
     - ``"name"``: str, the file stem;
     - ``"size"``: ``(2,)`` int64 tensor, the original ``(H, W)``.
 
     Raises:
         DensecalInputError: from :func:`find_pairs` when scanning; when reading an item, from
-            the readers, or if an image and its mask differ in size (both files are named).
+            the readers, if an image and its mask differ in size (both files are named), or a
+            label value outside the classes (the label file is named).
     """
 
     def __init__(self, root: str | Path | None, *, image_size: int | None = None,
                  image_dir: str | Path | None = None, mask_dir: str | Path | None = None,
-                 augment: bool = False, pairs: Sequence[Pair] | None = None) -> None:
+                 augment: bool = False, pairs: Sequence[Pair] | None = None,
+                 labels: bool = False, num_classes: int | None = None,
+                 ignore_index: int | None = None) -> None:
         if image_size is not None and (isinstance(image_size, bool) or int(image_size) < 1
                                        or int(image_size) != image_size):
             raise input_error("image_size", f"must be a positive integer, got {image_size!r}")
@@ -62,6 +80,9 @@ class FolderDataset(Dataset):
         self.pairs: list[Pair] = list(pairs)
         self.image_size = None if image_size is None else int(image_size)
         self.augment = augment
+        self.labels = labels
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -73,16 +94,21 @@ class FolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, object]:
         pair = self.pairs[index]
-        image_np, mask_np = read_image(pair.image), read_mask(pair.mask)
+        image_np = read_image(pair.image)
+        mask_np = read_label(pair.mask) if self.labels else read_mask(pair.mask)
         if image_np.shape[:2] != mask_np.shape:
             raise input_error(pair.image, f"image size {image_np.shape[1]}x{image_np.shape[0]} "
                                           f"differs from mask {pair.mask} size "
                                           f"{mask_np.shape[1]}x{mask_np.shape[0]} (W x H)")
-        image, mask = pair_to_tensors(image_np, mask_np)
-        if self.augment:
-            image, mask = random_augment(image, mask)
-        if self.image_size is not None:
-            image, mask = resize(image, self.image_size), resize(mask, self.image_size)
+        if self.labels:
+            self._check_labels(pair, mask_np)
+            image, mask = self._label_item(image_np, mask_np)
+        else:
+            image, mask = pair_to_tensors(image_np, mask_np)
+            if self.augment:
+                image, mask = random_augment(image, mask)
+            if self.image_size is not None:
+                image, mask = resize(image, self.image_size), resize(mask, self.image_size)
         return {
             "image": image,
             "mask": mask,
@@ -90,6 +116,98 @@ class FolderDataset(Dataset):
             "name": pair.name,
             "size": torch.tensor(mask_np.shape, dtype=torch.int64),
         }
+
+
+    def _check_labels(self, pair: Pair, label: np.ndarray) -> None:
+        if self.num_classes is None:
+            return
+        bad = (label < 0) | (label >= self.num_classes)
+        if self.ignore_index is not None:
+            bad &= label != self.ignore_index
+        if bad.any():
+            allowed = f"0..{self.num_classes - 1}" + (
+                "" if self.ignore_index is None else f" or the ignore index {self.ignore_index}")
+            raise input_error(pair.mask, f"label value {int(label[bad].flat[0])} is not a class "
+                                         f"index {allowed} ({int(bad.sum())} pixels)")
+
+    def _label_item(self, image_np: np.ndarray, label_np: np.ndarray
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image ``(3, S, S)`` and label map ``(S, S)`` int64, nearest-neighbour for the labels."""
+        image = image_to_tensor(image_np)
+        label = torch.from_numpy(np.ascontiguousarray(label_np, dtype=np.int64))
+        fill = 0 if self.ignore_index is None else int(self.ignore_index)
+        if self.augment:
+            image, label = augment_labels(image, label, fill)
+        if self.image_size is not None:
+            image, label = resize(image, self.image_size), resize_labels(label, self.image_size)
+        return image, label
+
+
+def resize_labels(label: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize an ``(H, W)`` integer label map to ``(size, size)`` by nearest neighbour.
+
+    Uses PyTorch's ``nearest-exact`` rule (the source pixel whose centre is nearest, as PIL's
+    ``NEAREST``), so every output value occurs in the input. Values must be below 2**24 (exact
+    in float32).
+
+    Example:
+        >>> resize_labels(torch.tensor([[0, 1], [2, 255]]), 4).tolist()[0]
+        [0, 0, 1, 1]
+    """
+    if tuple(label.shape) == (size, size):
+        return label
+    out = F.interpolate(label[None, None].float(), size=(size, size), mode="nearest-exact")
+    return out[0, 0].round().to(label.dtype)
+
+
+def _rotate_labels(label: torch.Tensor, degrees: float, fill: int) -> torch.Tensor:
+    """Rotate an ``(H, W)`` label map about its centre like the image rotation of
+    :func:`densecal.data.transforms.random_augment`, by nearest neighbour, ``fill`` outside.
+
+    The label is shifted by ``-fill`` before sampling so that the zeros grid sampling puts
+    outside the image become ``fill`` after shifting back.
+    """
+    height, width = label.shape
+    angle = math.radians(degrees)
+    cos, sin = math.cos(angle), math.sin(angle)
+    theta = torch.tensor([[cos, -sin * height / width, 0.0],
+                          [sin * width / height, cos, 0.0]], dtype=torch.float64)
+    grid = F.affine_grid(theta[None], [1, 1, height, width], align_corners=False)
+    shifted = (label - fill).double()[None, None]
+    out = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return out[0, 0].round().long().to(label.dtype) + fill
+
+
+def augment_labels(image: torch.Tensor, label: torch.Tensor, fill: int = 0
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random flip / border crop / rotation of
+    :func:`~densecal.data.transforms.random_augment` for an image and a label map.
+
+    The same random draws, in the same order, as ``random_augment``; the image is resampled
+    bilinearly, the label map by nearest neighbour (rotated-in corners get ``fill``), so the
+    output labels are a subset of the input labels and ``fill``.
+
+    Args:
+        image: ``(C, H, W)`` float tensor.
+        label: ``(H, W)`` integer tensor, same ``H, W``.
+        fill: label value of pixels rotated in from outside the image.
+
+    Returns:
+        The transformed image ``(C, H', W')`` and label map ``(H', W')``.
+    """
+    if torch.rand(()) < 0.5:
+        image, label = image.flip(-1), label.flip(-1)
+    height, width = label.shape
+    crop_h = transforms._randint(min(transforms.MAX_BORDER_CROP, height // 8))
+    crop_w = transforms._randint(min(transforms.MAX_BORDER_CROP, width // 8))
+    top, left = transforms._randint(crop_h), transforms._randint(crop_w)
+    image = image[:, top:top + height - crop_h, left:left + width - crop_w]
+    label = label[top:top + height - crop_h, left:left + width - crop_w]
+    if torch.rand(()) < transforms.ROTATION_PROBABILITY:
+        degrees = (torch.rand(()).item() * 2.0 - 1.0) * transforms.MAX_ROTATION_DEG
+        image = transforms._rotate(image, degrees)
+        label = _rotate_labels(label, degrees, fill)
+    return image.contiguous(), label.contiguous()
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -8,6 +8,8 @@ Value conventions (DESIGN.md section 3, "Folder dataset"):
 
 - masks: 8-bit value / 255, 16-bit value / 65535, 1-bit as 0 / 1; soft (anti-aliased) masks stay
   soft. RGB masks are accepted only when the three channels are equal.
+- label maps (multi-class): pixel values are class indices, read as they are (no scaling) from
+  8-bit, 16-bit or palette single-channel images, or RGB images with equal channels.
 - predictions: ``.png`` read like a mask (8-bit value / 255); ``.npy`` holds probabilities in
   [0, 1] with shape ``(H, W)`` or ``(1, H, W)``.
 """
@@ -27,6 +29,7 @@ __all__ = [
     "MASK_EXTENSIONS",
     "PREDICTION_EXTENSIONS",
     "read_image",
+    "read_label",
     "read_mask",
     "read_prediction",
 ]
@@ -157,6 +160,55 @@ def read_mask(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     return _mask_values(path, _open_image(path, MASK_EXTENSIONS))
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    """Read a multi-class label map: each pixel value is a class index, taken as it is.
+
+    1-bit images read as 0 / 1; 8-bit (``L``), 16-bit and 32-bit integer grayscale read their
+    raw values; palette (``P``)
+    images read their palette indices (not the colours, as in PASCAL VOC / Cityscapes label
+    PNGs); RGB(A) images are accepted when R == G == B everywhere (the first channel is used).
+    An alpha channel is ignored. Values are not checked against a number of classes here.
+
+    Args:
+        path: a ``.png``, ``.bmp``, ``.tif`` or ``.tiff`` file.
+
+    Returns:
+        ``(H, W)`` int64 array of non-negative class indices.
+
+    Raises:
+        DensecalInputError: missing file, unsupported extension, undecodable or truncated file,
+            colour image with unequal channels, or a pixel format without integer values
+            (float, negative 32-bit values).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from PIL import Image
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "l.png"
+        >>> Image.fromarray(np.array([[0, 2, 255]], dtype=np.uint8)).save(p)
+        >>> read_label(p).tolist()
+        [[0, 2, 255]]
+    """
+    path = Path(path)
+    image = _open_image(path, MASK_EXTENSIONS)
+    mode = image.mode
+    if mode in ("1", "L", "LA", "La", "P", "PA", *_SIXTEEN_BIT_MODES):
+        values = np.asarray(image.getchannel(0) if mode in ("LA", "La", "PA") else image)
+    elif mode == "I":
+        values = np.asarray(image, dtype=np.int64)
+        if values.size and values.min() < 0:
+            raise input_error(path, f"negative label value {values.min()}")
+    elif mode in ("RGB", "RGBA", "RGBX", "RGBa"):
+        rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        if not ((rgb[:, :, 0] == rgb[:, :, 1]).all() and (rgb[:, :, 0] == rgb[:, :, 2]).all()):
+            raise input_error(path, "colour label map with different values in its R, G and B "
+                                    "channels; a single-channel map of class indices is expected")
+        values = rgb[:, :, 0]
+    else:
+        raise input_error(path, f"unsupported label mode {mode!r} (expected 8-bit, 16-bit or "
+                                f"palette single-channel class indices)")
+    return np.asarray(values, dtype=np.int64)
 
 
 def _read_npy_probabilities(path: Path) -> np.ndarray:

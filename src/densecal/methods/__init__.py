@@ -3,21 +3,29 @@
 This package imports Lightning; the core packages (losses, metrics) never do.
 """
 
-from densecal.methods.binary import BinarySegmentationModule
+from densecal.methods.binary import BinarySegmentationModule, SegmentationModule
 from densecal.methods.config import TrainConfig, load_config, save_config
-from densecal.methods.inference import load_module, predict_images, predict_logits
-from densecal.methods.objectives import OBJECTIVES, build_objective, method_names
+from densecal.methods.inference import (
+    load_module,
+    predict_class_probabilities,
+    predict_images,
+    predict_logits,
+)
+from densecal.methods.objectives import OBJECTIVES, build_objective, is_multiclass, method_names
 from densecal.methods.train import last_checkpoint, train
 
 __all__ = [
     "OBJECTIVES",
     "BinarySegmentationModule",
+    "SegmentationModule",
     "TrainConfig",
     "build_objective",
+    "is_multiclass",
     "last_checkpoint",
     "load_config",
     "load_module",
     "method_names",
+    "predict_class_probabilities",
     "predict_images",
     "predict_logits",
     "save_config",

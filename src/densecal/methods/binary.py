@@ -1,11 +1,15 @@
-"""Lightning module for binary dense classification with any SC-BCE-family objective.
+"""Lightning module for binary or multi-class dense classification with any registered objective.
 
-One module serves ``bce``, ``ls``, ``slp`` and ``aslp``: the network and data path are shared and
-only the objective differs, so methods are compared on equal terms.
+One module serves every method: the network and data path are shared and only the objective
+differs, so methods are compared on equal terms. ``config.num_classes`` picks the task: 1 is a
+binary map (one sigmoid channel), ``K >= 2`` a softmax over ``K`` channels; only
+:meth:`SegmentationModule.task` and the objects built from it (output channels, validation
+metric, post-hoc temperature) depend on it.
 
 Batches are the dicts of :class:`densecal.data.FolderDataset`: ``image`` ``(N, 3, H, W)`` in
-[0, 1], ``mask`` ``(N, 1, H, W)`` in [0, 1], ``index`` ``(N,)`` the image's position in the
-training set (ASLP's α key).
+[0, 1], ``mask`` ``(N, 1, H, W)`` in [0, 1] (binary) or ``(N, H, W)`` int64 class indices
+(multi-class, ``labels=True``), ``index`` ``(N,)`` the image's position in the training set
+(ASLP's α key).
 """
 
 from __future__ import annotations
@@ -17,24 +21,26 @@ import torch
 from torch import Tensor
 
 from densecal.methods.config import TrainConfig
-from densecal.methods.objectives import build_objective
+from densecal.methods.objectives import build_objective, is_multiclass
 from densecal.metrics import PixelCalibration
 from densecal.models import create_model
 from densecal.posthoc import TemperatureScaler
 
-__all__ = ["BinarySegmentationModule"]
+__all__ = ["BinarySegmentationModule", "SegmentationModule"]
 
 
-class BinarySegmentationModule(L.LightningModule):
-    """Train a dense binary classifier (sigmoid output) with any registered objective.
+class SegmentationModule(L.LightningModule):
+    """Train a dense classifier (sigmoid, or softmax over ``config.num_classes``) with any
+    registered objective.
 
     Args:
         config: the run configuration (saved in the checkpoint's hyper-parameters).
         num_train_images: size of the training set (length of ASLP's α table).
         train_names: training image names in index order (for ``alpha.csv``).
 
-    Logged per epoch: ``train_loss``, ``val_accuracy`` (pixel accuracy at 0.5, hard target),
-    ``val_ece``, and for ASLP ``alpha_mean``/``alpha_max``.
+    Logged per epoch: ``train_loss``, ``val_accuracy`` (pixel accuracy: at 0.5 with the hard
+    target for binary, argmax for multi-class, ``ignore_index`` pixels left out), ``val_ece``
+    (top-label), and for ASLP ``alpha_mean``/``alpha_max``.
     """
 
     def __init__(self, config: dict[str, Any], num_train_images: int,
@@ -43,17 +49,30 @@ class BinarySegmentationModule(L.LightningModule):
         self.save_hyperparameters()
         self.config = TrainConfig.from_dict(config)
         self.train_names = list(train_names or [])
-        self.net = create_model(self.config.model, in_channels=3, out_channels=1)
+        task = self.task
+        self.net = create_model(self.config.model, in_channels=3,
+                                out_channels=self.config.num_classes)
         objective = build_objective(self.config, num_train_images)
         self.loss = objective.loss
         self.perturbation = objective.perturbation
-        self.val_calibration = PixelCalibration(n_bins=10, input="logits")
+        if task == "binary":
+            self.val_calibration = PixelCalibration(n_bins=10, input="logits")
+        else:
+            self.val_calibration = PixelCalibration(
+                n_bins=10, input="logits", task="multiclass",
+                num_classes=self.config.num_classes, ignore_index=self.config.ignore_index)
         # post-hoc temperature (T = 1 until ``densecal calibrate`` fits it); applied by
         # :meth:`calibrated_logits`, never during training
-        self.temperature = TemperatureScaler(task="binary")
+        self.temperature = TemperatureScaler(task=task)
+
+    @property
+    def task(self) -> str:
+        """``"binary"`` (``num_classes == 1``) or ``"multiclass"``."""
+        return "multiclass" if is_multiclass(self.config) else "binary"
 
     def forward(self, image: Tensor) -> Tensor:
-        """Logits ``(N, 1, H, W)`` for images ``(N, 3, H, W)``."""
+        """Logits ``(N, K, H, W)`` (``K = num_classes``, 1 for binary) for images
+        ``(N, 3, H, W)``."""
         return self.net(image)
 
     def calibrated_logits(self, logits: Tensor) -> Tensor:
@@ -97,3 +116,7 @@ class BinarySegmentationModule(L.LightningModule):
             optimizer, lambda epoch: decay ** (epoch // every))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule,
                                                           "interval": "epoch"}}
+
+
+BinarySegmentationModule = SegmentationModule
+"""The name of :class:`SegmentationModule` from when it was binary-only (kept for imports)."""

@@ -23,11 +23,16 @@ CONFIG_SCHEMA = "densecal.train-config/1"
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a binary dense-classification training run.
+    """Everything that defines a dense-classification training run (binary or multi-class).
 
     Attributes:
-        method: training objective, one of ``bce``, ``ls``, ``slp``, ``aslp``, ``focal``,
-            ``ecp``, ``mbls``, ``svls``.
+        method: training objective, one of ``bce``, ``ce``, ``ls``, ``slp``, ``aslp``,
+            ``focal``, ``ecp``, ``mbls``, ``svls`` (``bce``, ``slp``, ``aslp`` are binary-only;
+            ``ce`` is an alias of ``bce`` when ``num_classes == 1``).
+        num_classes: 1 for a binary map (one sigmoid channel, masks in [0, 1]); ``K >= 2`` for a
+            softmax over ``K`` channels trained on class-index label maps (values ``0..K-1``).
+        ignore_index: multi-class label value left out of the loss and the metrics (e.g. 255);
+            ``None`` when every pixel is labelled. Multi-class only.
         data: folder dataset of training image/mask pairs.
         val_data: optional separate validation folder; otherwise ``val_fraction`` of ``data`` is
             held out (seeded). ASLP needs the validation pixel accuracy every epoch.
@@ -65,6 +70,8 @@ class TrainConfig:
     """
 
     method: str = "bce"
+    num_classes: int = 1
+    ignore_index: int | None = None
     data: str = ""
     val_data: str | None = None
     val_fraction: float = 0.2

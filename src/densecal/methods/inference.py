@@ -1,4 +1,8 @@
-"""Load a trained checkpoint and turn images into probability maps at their original size."""
+"""Load a trained checkpoint and turn images into probability maps at their original size.
+
+Binary checkpoints give one foreground map ``(H, W)`` per image; multi-class checkpoints
+(``num_classes = K >= 2``) give ``(K, H, W)`` logits / class probabilities.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,13 @@ import torch.nn.functional as F
 
 from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
-from densecal.methods.binary import BinarySegmentationModule
+from densecal.methods.binary import SegmentationModule
 
-__all__ = ["load_module", "predict_images", "predict_logits"]
+__all__ = ["load_module", "predict_class_probabilities", "predict_images", "predict_logits"]
 
 
 def load_module(checkpoint: str | Path, map_location: str | torch.device = "cpu"
-                ) -> BinarySegmentationModule:
+                ) -> SegmentationModule:
     """Load a ``densecal train`` checkpoint, ready for inference (eval mode).
 
     Raises:
@@ -36,7 +40,7 @@ def load_module(checkpoint: str | Path, map_location: str | torch.device = "cpu"
     hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
     if "config" not in hparams or "num_train_images" not in hparams:
         raise input_error(path, "is not a densecal training checkpoint")
-    module = BinarySegmentationModule(**hparams)
+    module = SegmentationModule(**hparams)
     weights = dict(state["state_dict"])
     for key, value in module.temperature.state_dict().items():  # uncalibrated: T = 1
         weights.setdefault(f"temperature.{key}", value)
@@ -49,9 +53,9 @@ def load_module(checkpoint: str | Path, map_location: str | torch.device = "cpu"
 
 
 @torch.no_grad()
-def predict_logits(module: BinarySegmentationModule, images: Sequence[np.ndarray],
+def predict_logits(module: SegmentationModule, images: Sequence[np.ndarray],
                    batch_size: int = 16) -> Iterator[torch.Tensor]:
-    """Foreground logits for RGB images, each at its own original size (before any temperature).
+    """Logits for RGB images, each at its own original size (before any temperature).
 
     Images are resized to the training ``image_size``, passed through the network in batches,
     and the logits resized back (bilinear) to the image size.
@@ -62,9 +66,11 @@ def predict_logits(module: BinarySegmentationModule, images: Sequence[np.ndarray
         batch_size: images per forward pass.
 
     Yields:
-        ``(H, W)`` float32 logit tensors on the module's device, in input order.
+        Float32 logit tensors on the module's device, in input order: ``(H, W)`` foreground
+        logits for a binary module, ``(K, H, W)`` class logits for a ``K``-class module.
     """
     size = module.config.image_size
+    binary = module.task == "binary"
     device = next(module.parameters()).device
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
@@ -73,11 +79,11 @@ def predict_logits(module: BinarySegmentationModule, images: Sequence[np.ndarray
         for im, logit in zip(chunk, logits, strict=True):
             h, w = im.shape[:2]
             up = F.interpolate(logit[None], size=(h, w), mode="bilinear", align_corners=False)
-            yield up[0, 0].float()
+            yield (up[0, 0] if binary else up[0]).float()
 
 
 @torch.no_grad()
-def predict_images(module: BinarySegmentationModule, images: Sequence[np.ndarray],
+def predict_images(module: SegmentationModule, images: Sequence[np.ndarray],
                    batch_size: int = 16) -> Iterator[np.ndarray]:
     """Foreground probability maps ``sigmoid(logits / T)`` at each image's original size.
 
@@ -85,6 +91,39 @@ def predict_images(module: BinarySegmentationModule, images: Sequence[np.ndarray
 
     Yields:
         ``(H, W)`` float32 maps in [0, 1], in input order.
+
+    Raises:
+        DensecalInputError: ``module`` is multi-class (use :func:`predict_class_probabilities`).
     """
+    if module.task != "binary":
+        raise input_error("checkpoint", f"is a {module.config.num_classes}-class model; "
+                          "foreground maps need a binary one")
     for logits in predict_logits(module, images, batch_size):
         yield torch.sigmoid(module.calibrated_logits(logits)).cpu().numpy()
+
+
+@torch.no_grad()
+def predict_class_probabilities(module: SegmentationModule, images: Sequence[np.ndarray],
+                                batch_size: int = 16) -> Iterator[np.ndarray]:
+    """Class probability maps ``softmax(logits / T)`` over ``K`` classes, at each image's size.
+
+    The logits of :func:`predict_logits` (resized bilinearly to the image size) are divided by
+    the checkpoint's post-hoc temperature ``T`` (1 unless fitted) and soft-maxed over classes
+    (Guo et al., ICML 2017, temperature scaling).
+
+    Args:
+        module: a loaded multi-class module (``num_classes = K >= 2``).
+        images: RGB images ``(H, W, 3)`` uint8, sizes may differ.
+        batch_size: images per forward pass.
+
+    Yields:
+        ``(K, H, W)`` float32 maps in [0, 1] summing to 1 over ``K``, in input order.
+
+    Raises:
+        DensecalInputError: ``module`` is binary (use :func:`predict_images`).
+    """
+    if module.task == "binary":
+        raise input_error("checkpoint", "is a binary model; class probabilities need "
+                          "--num-classes >= 2 (use predict_images)")
+    for logits in predict_logits(module, images, batch_size):
+        yield torch.softmax(module.calibrated_logits(logits[None]), dim=1)[0].cpu().numpy()

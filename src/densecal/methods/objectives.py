@@ -5,18 +5,26 @@ Each entry builds the pixel loss and, for ASLP, the per-image α controller from
 the SC-BCE family (METHODS.md 1.1): BCE is α = 0, label smoothing is α = 1, β = ε, SLP is a fixed
 α, and ASLP learns α per image. ``focal``, ``ecp``, ``mbls`` and ``svls`` are the calibration
 baselines of METHODS.md section 2, applied to the sigmoid output.
+
+With ``config.num_classes = K >= 2`` the network has ``K`` softmax channels and the target is a
+class-index map ``(N, *S)``: ``ce`` (plain cross entropy), ``ls``, ``focal``, ``ecp``, ``mbls``
+and ``svls`` use their ``task="multiclass"`` forms with ``config.ignore_index``; ``bce``,
+``slp`` and ``aslp`` are binary-only and refused. For ``K = 1``, ``ce`` is an alias of ``bce``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
+from densecal.errors import input_error
 from densecal.losses import (
     AdaptivePerturbation,
     EntropyPenaltyLoss,
     FocalLoss,
+    LabelSmoothingLoss,
     MbLSLoss,
     SCBCELoss,
     SVLSLoss,
@@ -24,7 +32,7 @@ from densecal.losses import (
 from densecal.methods.config import TrainConfig
 from densecal.registry import Registry
 
-__all__ = ["OBJECTIVES", "Objective", "build_objective", "method_names"]
+__all__ = ["OBJECTIVES", "Objective", "build_objective", "is_multiclass", "method_names"]
 
 
 @dataclass
@@ -39,28 +47,76 @@ class Objective:
 OBJECTIVES: Registry[Objective] = Registry("method")
 
 
+def is_multiclass(config: TrainConfig) -> bool:
+    """Whether ``config`` trains a softmax over ``num_classes >= 2`` channels.
+
+    Raises:
+        DensecalInputError: ``num_classes`` is not a positive integer, or ``ignore_index`` is set
+            for a binary run or is not an integer outside ``0..num_classes-1``.
+    """
+    k = config.num_classes
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise input_error("--num-classes", f"must be a positive integer, got {k!r}")
+    ignore = config.ignore_index
+    if ignore is not None:
+        if k == 1:
+            raise input_error("--ignore-index", "is for multi-class runs (--num-classes >= 2)")
+        if isinstance(ignore, bool) or not isinstance(ignore, int) or 0 <= ignore < k:
+            raise input_error("--ignore-index", f"must be an integer outside the class range "
+                              f"0..{k - 1}, got {ignore!r}")
+    return k >= 2
+
+
+def _binary_only(config: TrainConfig) -> None:
+    if is_multiclass(config):
+        raise input_error("--method", f"method {config.method} is binary-only; use ce for "
+                          f"--num-classes {config.num_classes}")
+
+
+def _multiclass(config: TrainConfig) -> dict[str, Any]:
+    """Loss options of ``config``'s task: ``task`` and, for multi-class, ``ignore_index``."""
+    if is_multiclass(config):
+        return {"task": "multiclass", "ignore_index": config.ignore_index}
+    return {"task": "binary"}
+
+
 @OBJECTIVES.register("bce")
 def _bce(config: TrainConfig, num_images: int) -> Objective:
-    """Plain binary cross entropy (SC-BCE with α = 0)."""
+    """Plain binary cross entropy (SC-BCE with α = 0). Binary-only."""
+    _binary_only(config)
     return Objective(SCBCELoss(alpha=0.0))
+
+
+@OBJECTIVES.register("ce")
+def _ce(config: TrainConfig, num_images: int) -> Objective:
+    """Plain cross entropy: softmax CE over ``K`` classes (label smoothing with ε = 0, which
+    skips ``ignore_index`` pixels); for a binary run, the same as ``bce``."""
+    if not is_multiclass(config):
+        return _bce(config, num_images)
+    return Objective(LabelSmoothingLoss(eps=0.0, **_multiclass(config)))
 
 
 @OBJECTIVES.register("ls")
 def _ls(config: TrainConfig, num_images: int) -> Objective:
-    """Label smoothing with factor ε: SC-BCE with α = 1, β = ε."""
+    """Label smoothing with factor ε: SC-BCE with α = 1, β = ε (binary); multi-class target
+    ``(1 − ε)·onehot + ε/K`` (Szegedy et al. 2016)."""
+    if is_multiclass(config):
+        return Objective(LabelSmoothingLoss(eps=config.eps, **_multiclass(config)))
     return Objective(SCBCELoss(alpha=1.0, beta=config.eps))
 
 
 @OBJECTIVES.register("slp")
 def _slp(config: TrainConfig, num_images: int) -> Objective:
-    """Stochastic label perturbation: SC-BCE with the same fixed α for every image."""
+    """Stochastic label perturbation: SC-BCE with the same fixed α for every image. Binary-only."""
+    _binary_only(config)
     return Objective(SCBCELoss(alpha=config.alpha, beta=config.beta, technique=config.technique,
                                beta_convention=config.beta_convention))
 
 
 @OBJECTIVES.register("aslp")
 def _aslp(config: TrainConfig, num_images: int) -> Objective:
-    """Adaptive stochastic label perturbation: SC-BCE with a learned α per image."""
+    """Adaptive stochastic label perturbation: SC-BCE with a learned α per image. Binary-only."""
+    _binary_only(config)
     loss = SCBCELoss(beta=config.beta, technique=config.technique,
                      beta_convention=config.beta_convention)
     # loss.beta is the resolved β in the paper convention (up to 4 when the code's b is given)
@@ -74,33 +130,35 @@ def _aslp(config: TrainConfig, num_images: int) -> Objective:
 
 @OBJECTIVES.register("focal")
 def _focal(config: TrainConfig, num_images: int) -> Objective:
-    """Focal loss, γ = ``config.gamma`` (METHODS.md 2; γ = 0 is BCE)."""
-    return Objective(FocalLoss(gamma=config.gamma, task="binary"))
+    """Focal loss, γ = ``config.gamma`` (METHODS.md 2; γ = 0 is BCE / CE)."""
+    return Objective(FocalLoss(gamma=config.gamma, **_multiclass(config)))
 
 
 @OBJECTIVES.register("ecp")
 def _ecp(config: TrainConfig, num_images: int) -> Objective:
-    """BCE minus β_H times the Bernoulli entropy (confidence penalty, β_H = 0.1)."""
-    return Objective(EntropyPenaltyLoss(beta_h=config.beta_h, task="binary"))
+    """(B)CE minus β_H times the Bernoulli / softmax entropy (confidence penalty, β_H = 0.1)."""
+    return Objective(EntropyPenaltyLoss(beta_h=config.beta_h, **_multiclass(config)))
 
 
 @OBJECTIVES.register("mbls")
 def _mbls(config: TrainConfig, num_images: int) -> Objective:
-    """Margin-based label smoothing (Liu et al. 2022), margin 10, λ 0.1, two-logit form."""
-    return Objective(MbLSLoss(margin=config.margin, lam=config.mbls_lambda, task="binary"))
+    """Margin-based label smoothing (Liu et al. 2022), margin 10, λ 0.1 (binary: two-logit
+    form)."""
+    return Objective(MbLSLoss(margin=config.margin, lam=config.mbls_lambda, **_multiclass(config)))
 
 
 @OBJECTIVES.register("svls")
 def _svls(config: TrainConfig, num_images: int) -> Objective:
     """Spatially varying label smoothing (Islam & Glocker 2021), 3x3 Gaussian, σ = 1."""
-    return Objective(SVLSLoss(kernel_size=3, sigma=config.svls_sigma, task="binary"))
+    return Objective(SVLSLoss(kernel_size=3, sigma=config.svls_sigma, **_multiclass(config)))
 
 
 def build_objective(config: TrainConfig, num_images: int) -> Objective:
     """The loss (and ASLP controller) for ``config.method``.
 
     Raises:
-        DensecalInputError: unknown method name.
+        DensecalInputError: unknown method name, a binary-only method with
+            ``num_classes >= 2``, bad ``num_classes`` / ``ignore_index`` or method options.
     """
     return OBJECTIVES.get(config.method)(config, num_images)
 

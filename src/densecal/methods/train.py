@@ -1,4 +1,7 @@
-"""Train a binary dense classifier from folder data into a run folder, resumably.
+"""Train a binary or multi-class dense classifier from folder data into a run folder, resumably.
+
+Multi-class runs (``config.num_classes >= 2``) read the masks as label maps
+(``FolderDataset(labels=True)``), each value checked against the classes and ``ignore_index``.
 
 Run folder layout::
 
@@ -14,6 +17,7 @@ import logging
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -22,9 +26,9 @@ from lightning.pytorch.loggers import CSVLogger
 
 from densecal.data import FolderDataset, find_pairs, split_indices
 from densecal.errors import input_error
-from densecal.methods.binary import BinarySegmentationModule
+from densecal.methods.binary import SegmentationModule
 from densecal.methods.config import TrainConfig, load_config, save_config
-from densecal.methods.objectives import build_objective, method_names
+from densecal.methods.objectives import build_objective, is_multiclass, method_names
 from densecal.models import create_model
 
 __all__ = ["last_checkpoint", "train"]
@@ -48,9 +52,12 @@ def _datasets(config: TrainConfig) -> tuple[FolderDataset, FolderDataset]:
                               f"validation fraction of {config.val_fraction}")
         train_pairs = [pairs[i] for i in train_idx]
         val_pairs = [pairs[i] for i in val_idx]
-    size = config.image_size
-    return (FolderDataset(config.data, image_size=size, augment=config.augment, pairs=train_pairs),
-            FolderDataset(config.val_data or config.data, image_size=size, pairs=val_pairs))
+    common: dict[str, Any] = {"image_size": config.image_size}
+    if is_multiclass(config):
+        common.update(labels=True, num_classes=config.num_classes,
+                      ignore_index=config.ignore_index)
+    return (FolderDataset(config.data, augment=config.augment, pairs=train_pairs, **common),
+            FolderDataset(config.val_data or config.data, pairs=val_pairs, **common))
 
 
 def _check(config: TrainConfig) -> None:
@@ -62,7 +69,8 @@ def _check(config: TrainConfig) -> None:
             raise input_error(f"--{name.replace('_', '-')}", "must be a positive integer")
     if config.image_size % 8:
         raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
-    build_objective(config, 1)  # validates the method's options (beta, technique, objective)
+    # validates num_classes / ignore_index, binary-only methods and the method's options
+    build_objective(config, 1)
     create_model(config.model)  # validates the model name
 
 
@@ -118,7 +126,7 @@ def _fit(config: TrainConfig, run_dir: Path, train_set: FolderDataset, val_set: 
                    "persistent_workers": config.num_workers > 0}
     train_loader = torch.utils.data.DataLoader(train_set, shuffle=True, **loader_args)
     val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_args)
-    module = BinarySegmentationModule(config.to_dict(), len(train_set), train_set.names)
+    module = SegmentationModule(config.to_dict(), len(train_set), train_set.names)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
     with _quiet_lightning():
         trainer = L.Trainer(
