@@ -1,8 +1,8 @@
 """Run a trained model over folders: write maps (``predict``) or score them (``evaluate``).
 
 Binary checkpoints write foreground-probability maps; multi-class checkpoints (``num_classes =
-K >= 2``) write argmax label maps (png) or ``(K, H, W)`` class probabilities (npy). ``evaluate``
-scores binary maps only; ``calibrate`` fits the temperature for both.
+K >= 2``) write argmax label maps (png) or ``(K, H, W)`` class probabilities (npy); ``evaluate``
+and ``calibrate`` handle both.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def _predict_classes(module: SegmentationModule, data: str | Path, out_dir: str 
     return n
 
 
-def _ood_images(checkpoint: str | Path, ood: str | Path, batch_size: int
+def _ood_images(checkpoint: str | Path | SegmentationModule, ood: str | Path, batch_size: int
                 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """OOD images scored against their masks if the folder has them, else all-zero masks."""
     try:
@@ -156,14 +156,45 @@ def _ood_images(checkpoint: str | Path, ood: str | Path, batch_size: int
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
                         options: EvaluationOptions | None = None, *, ood: str | Path | None = None,
                         batch_size: int = 16) -> dict[str, Evaluation]:
-    """Evaluate a checkpoint on a folder dataset (split ``test``) and optionally ``ood``."""
+    """Evaluate a checkpoint on a folder dataset (split ``test``) and optionally ``ood``.
+
+    Binary checkpoints give ``densecal.evaluate/1`` results; multi-class checkpoints
+    ``densecal.evaluate-multiclass/1`` (see :mod:`densecal.evaluation_multiclass`), with the
+    label folders read as class indices and the checkpoint's ``ignore_index``.
+    """
+    module = _load(checkpoint)
+    if module.task != "binary":
+        return {split: _evaluate_classes(module, folder, options, batch_size)
+                for split, folder in (("test", data), ("ood", ood)) if folder is not None}
     evaluations = {"test": evaluate_maps(
-        ((n, p, m) for n, _, m, p in iter_predictions(checkpoint, data, batch_size=batch_size)),
+        ((n, p, m) for n, _, m, p in iter_predictions(module, data, batch_size=batch_size)),
         options, name=Path(data).name)}
     if ood is not None:
-        evaluations["ood"] = evaluate_maps(_ood_images(checkpoint, ood, batch_size), options,
+        evaluations["ood"] = evaluate_maps(_ood_images(module, ood, batch_size), options,
                                            name=Path(ood).name)
     return evaluations
+
+
+def _evaluate_classes(module: SegmentationModule, data: str | Path,
+                      options: EvaluationOptions | None, batch_size: int) -> Evaluation:
+    """Multi-class evaluation of one folder; a folder without label masks (OOD images) is
+    scored against all-background labels."""
+    from densecal.evaluation_multiclass import MulticlassEvaluator, MulticlassOptions
+
+    options = options or EvaluationOptions()
+    config = module.config
+    evaluator = MulticlassEvaluator(MulticlassOptions(
+        num_classes=config.num_classes, n_bins=options.n_bins, aggregate=options.aggregate,
+        ignore_index=config.ignore_index), name=Path(data).name)
+    try:
+        labels = {p.name: p.mask for p in find_pairs(data)}
+    except ValueError:
+        labels = {}
+    for name, probs in _iter_class_probabilities(module, data, batch_size):
+        label = (read_label(labels[name]) if name in labels
+                 else np.zeros(probs.shape[1:], np.int64))
+        evaluator.add(name, probs, label)
+    return evaluator.evaluation()
 
 
 def evaluate_prediction_folder(pred: str | Path, gt: str | Path,

@@ -205,3 +205,43 @@ def test_label_out_of_range_names_the_file(scenes: Path, tmp_path: Path) -> None
     with pytest.raises(DensecalInputError, match=r"s2\.png: label value 7 is not a class"):
         train(config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_evaluate_multiclass_checkpoint(mc_run: Path, scenes: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    out = tmp_path / "eval"
+    code, err = run(["evaluate", "--checkpoint", str(mc_run / "checkpoints" / "last.ckpt"),
+                     "--data", str(scenes), "--out", str(out)], capsys)
+    assert code == 0, err
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["schema"] == "densecal.evaluate-multiclass/1"
+    assert result["protocol"]["num_classes"] == 3 and result["protocol"]["ignore_index"] == 255
+    assert len(result["calibration"]["ece_class"]) == 3
+    assert len(result["segmentation"]["dice_class"]) == 3
+    # 10 images of 32x32, 3 ignored pixels each (positions may repeat, so at most 30)
+    assert 10 * SIZE * SIZE - 30 <= result["dataset"]["n_pixels"] < 10 * SIZE * SIZE
+    assert "cw-ECE %" in (out / "report.md").read_text()
+
+
+def test_multiclass_evaluator_hand_computed() -> None:
+    from densecal.evaluation_multiclass import MulticlassEvaluator, MulticlassOptions
+
+    probs = np.zeros((3, 1, 4), np.float32)
+    probs[:, 0, 0] = [0.5, 0.25, 0.25]  # predicts 0, truth 0
+    probs[:, 0, 1] = [0.25, 0.5, 0.25]  # predicts 1, truth 1
+    probs[:, 0, 2] = [0.25, 0.25, 0.5]  # predicts 2, truth 1
+    probs[:, 0, 3] = [0.5, 0.25, 0.25]  # ignored
+    labels = np.array([[0, 1, 1, 255]])
+    ev = MulticlassEvaluator(MulticlassOptions(num_classes=3, ignore_index=255))
+    ev.add("a", probs, labels)
+    result = ev.evaluation().result
+    seg = result["segmentation"]
+    # class 0: TP 1 -> Dice 1; class 1: TP 1, FN 1 -> 2/3, IoU 1/2; class 2: FP 1 -> 0
+    np.testing.assert_allclose(seg["dice_class"], [1.0, 2 / 3, 0.0])
+    np.testing.assert_allclose(seg["iou_class"], [1.0, 0.5, 0.0])
+    assert seg["dice"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+    # top-label: 3 pixels at confidence 0.5, 2 correct -> |0.5 - 2/3| = 1/6
+    assert result["calibration"]["ece"] == pytest.approx(1 / 6)
+    assert result["dataset"]["n_pixels"] == 3

@@ -49,6 +49,8 @@ def evaluate(
     paths = write_evaluation_outputs(out, evaluations)
     for split, ev in evaluations.items():
         c, s = ev.result["calibration"], ev.result["segmentation"]
+        accuracy = (f"Dice {s['dice']:.4f}  IoU {s['iou']:.4f}" if "dice_class" in s
+                    else f"MAE {s['mae']:.4f}  max-F {s['max_f']:.4f}")
         typer.echo(f"{split}: ECE {100 * c['ece']:.2f}%  OE {100 * c['oe']:.2f}%  "
-                   f"acc {100 * c['accuracy']:.2f}%  MAE {s['mae']:.4f}  max-F {s['max_f']:.4f}")
+                   f"acc {100 * c['accuracy']:.2f}%  {accuracy}")
     typer.echo(f"wrote {', '.join(p.name for p in paths)} to {out}")

@@ -16,7 +16,8 @@ from densecal.report.figures import save_reliability_grid
 from densecal.report.tables import metrics_table
 from densecal.report.writers import write_json, write_per_image_csv, write_report_md
 
-__all__ = ["SUMMARY_COLUMNS", "protocol_note", "write_evaluation_outputs"]
+__all__ = ["MULTICLASS_COLUMNS", "SUMMARY_COLUMNS", "protocol_note", "summary_columns",
+           "write_evaluation_outputs"]
 
 SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
     ("ECE %", "calibration", "ece"),
@@ -32,6 +33,25 @@ SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
 ]
 
 
+MULTICLASS_COLUMNS: list[tuple[str, str, str]] = [
+    ("ECE %", "calibration", "ece"),
+    ("OE %", "calibration", "oe"),
+    ("MCE %", "calibration", "mce"),
+    ("cw-ECE %", "calibration", "classwise_ece"),
+    ("marg-ECE %", "calibration", "marginal_ece"),
+    ("NLL", "calibration", "nll"),
+    ("Brier", "calibration", "brier"),
+    ("Acc %", "calibration", "accuracy"),
+    ("Dice", "segmentation", "dice"),
+    ("IoU", "segmentation", "iou"),
+]
+
+
+def summary_columns(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """Table columns for a binary (SOD measures) or multi-class (Dice, IoU) result."""
+    return MULTICLASS_COLUMNS if "multiclass" in result["schema"] else SUMMARY_COLUMNS
+
+
 def _suffix(split: str, first: bool) -> str:
     return "" if first else f"_{split}"
 
@@ -39,6 +59,10 @@ def _suffix(split: str, first: bool) -> str:
 def protocol_note(result: Mapping[str, Any]) -> str:
     """One markdown paragraph stating the protocol a result was computed under."""
     p = result["protocol"]
+    if "num_classes" in p:
+        return (f"{p['num_classes']} classes, {p['n_bins']} equal-width bins (lo, hi], top-label "
+                f"confidence, aggregate `{p['aggregate']}`, ignore_index {p['ignore_index']}. "
+                "Calibration in %, Dice / IoU pooled per class then averaged.")
     return (f"Protocol: `{p['protocol']}`, {p['n_bins']} equal-width bins (lo, hi], "
             f"confidence `{p['confidence']}`, threshold {p['threshold']}, aggregate "
             f"`{p['aggregate']}`, target `{p['target']}`. Calibration and accuracy are shown in %, "
@@ -74,9 +98,9 @@ def write_evaluation_outputs(out_dir: str | Path, evaluations: Mapping[str, Eval
             stage / "reliability.png",
             ece={split: ev.result["calibration"]["ece"] for split, ev in evaluations.items()},
         )
-        table = metrics_table({"model": {s: ev.result for s, ev in evaluations.items()}},
-                              SUMMARY_COLUMNS)
         first = next(iter(evaluations.values())).result
+        table = metrics_table({"model": {s: ev.result for s, ev in evaluations.items()}},
+                              summary_columns(first))
         datasets = "\n".join(
             f"- `{s}`: {ev.result['dataset']['name']} — {ev.result['dataset']['n_images']} "
             f"images, {ev.result['dataset']['n_pixels']} pixels"
