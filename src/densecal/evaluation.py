@@ -30,6 +30,7 @@ import torch
 from densecal.errors import input_error
 from densecal.metrics import PixelCalibration
 from densecal.metrics.segmentation import SODMetrics
+from densecal.report.writers import EVALUATE_SCHEMA
 
 __all__ = [
     "EVALUATE_SCHEMA",
@@ -41,7 +42,6 @@ __all__ = [
     "official_quantise",
 ]
 
-EVALUATE_SCHEMA = "densecal.evaluate/1"
 PROTOCOLS = ("raw", "official")
 
 

@@ -15,7 +15,14 @@ import torch
 from PIL import Image
 
 from densecal.atomic import atomic_path, staged_directory
-from densecal.data import find_images, find_pairs, read_image, read_label, read_mask
+from densecal.data import (
+    MASK_DIR_NAMES,
+    find_images,
+    find_pairs,
+    read_image,
+    read_label,
+    read_mask,
+)
 from densecal.errors import input_error
 from densecal.evaluation import (
     Evaluation,
@@ -140,15 +147,19 @@ def _predict_classes(module: SegmentationModule, data: str | Path, out_dir: str 
     return n
 
 
+def _has_mask_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` is a dataset root with a mask folder (OOD folders may hold images
+    only). A folder that has one is paired strictly, so its bad input is reported, not
+    silently replaced by all-background masks."""
+    names = {p.name for p in Path(folder).iterdir() if p.is_dir()}
+    return any(n in MASK_DIR_NAMES or n.endswith("-Mask") for n in names)
+
+
 def _ood_images(checkpoint: str | Path | SegmentationModule, ood: str | Path, batch_size: int
                 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """OOD images scored against their masks if the folder has them, else all-zero masks."""
-    try:
-        find_pairs(ood)
-        with_masks = True
-    except ValueError:
-        with_masks = False
-    for name, _, mask, prob in iter_predictions(checkpoint, ood, with_masks=with_masks,
+    for name, _, mask, prob in iter_predictions(checkpoint, ood,
+                                                with_masks=_has_mask_folder(ood),
                                                 batch_size=batch_size):
         yield name, prob, mask if mask is not None else np.zeros_like(prob)
 
@@ -164,8 +175,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
     """
     module = _load(checkpoint)
     if module.task != "binary":
-        return {split: _evaluate_classes(module, folder, options, batch_size)
-                for split, folder in (("test", data), ("ood", ood)) if folder is not None}
+        evaluations = {"test": _evaluate_classes(module, data, options, batch_size)}
+        if ood is not None:
+            evaluations["ood"] = _evaluate_classes(module, ood, options, batch_size, ood=True)
+        return evaluations
     evaluations = {"test": evaluate_maps(
         ((n, p, m) for n, _, m, p in iter_predictions(module, data, batch_size=batch_size)),
         options, name=Path(data).name)}
@@ -176,9 +189,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
 
 
 def _evaluate_classes(module: SegmentationModule, data: str | Path,
-                      options: EvaluationOptions | None, batch_size: int) -> Evaluation:
-    """Multi-class evaluation of one folder; a folder without label masks (OOD images) is
-    scored against all-background labels."""
+                      options: EvaluationOptions | None, batch_size: int, *,
+                      ood: bool = False) -> Evaluation:
+    """Multi-class evaluation of one folder; an OOD folder without label masks is scored
+    against all-background labels."""
     from densecal.evaluation_multiclass import MulticlassEvaluator, MulticlassOptions
 
     options = options or EvaluationOptions()
@@ -186,10 +200,8 @@ def _evaluate_classes(module: SegmentationModule, data: str | Path,
     evaluator = MulticlassEvaluator(MulticlassOptions(
         num_classes=config.num_classes, n_bins=options.n_bins, aggregate=options.aggregate,
         ignore_index=config.ignore_index), name=Path(data).name)
-    try:
-        labels = {p.name: p.mask for p in find_pairs(data)}
-    except ValueError:
-        labels = {}
+    with_labels = not ood or _has_mask_folder(data)
+    labels = {p.name: p.mask for p in find_pairs(data)} if with_labels else {}
     for name, probs in _iter_class_probabilities(module, data, batch_size):
         label = (read_label(labels[name]) if name in labels
                  else np.zeros(probs.shape[1:], np.int64))

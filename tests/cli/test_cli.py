@@ -208,3 +208,19 @@ def test_calibrate_stores_temperature_applied_by_predict(
     np.testing.assert_allclose(probs, torch.sigmoid(logits / t).numpy(), atol=1e-6)
     # the uncalibrated checkpoint still loads with T = 1
     assert load_module(tiny_checkpoint).temperature.temperature == 1.0
+
+
+def test_ood_folder_with_masks_is_paired_strictly(tiny_demo: dict[str, Path],
+                                                   tiny_checkpoint: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A broken OOD mask folder is reported, not silently replaced by all-zero masks."""
+    import shutil
+
+    ood = tmp_path / "ood"
+    shutil.copytree(tiny_demo["ood"], ood)
+    next((ood / "masks").iterdir()).unlink()
+    code, _, err = run(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data",
+                        str(tiny_demo["test"]), "--ood", str(ood), "--out",
+                        str(tmp_path / "eval")], capsys)
+    assert code == 2 and "unmatched" in err
+    assert not (tmp_path / "eval").exists()
