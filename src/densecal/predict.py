@@ -7,8 +7,9 @@ and ``calibrate`` handle both.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ __all__ = ["calibrate_checkpoint", "evaluate_checkpoint", "evaluate_prediction_f
            "iter_predictions", "predict_folder"]
 
 FORMATS = ("png", "npy")
+_Item = TypeVar("_Item", bound=tuple)
 
 
 def _load(checkpoint: str | Path | SegmentationModule) -> SegmentationModule:
@@ -72,28 +74,32 @@ def iter_predictions(checkpoint: str | Path | SegmentationModule, data: str | Pa
         items = [(p.name, p.image, p.mask) for p in find_pairs(data)]
     else:
         items = [(name, path, None) for name, path in find_images(data)]
+    for (name, _, mask_path), image, prob in _predicted(module, items, predict_images,
+                                                         batch_size):
+        mask = read_mask(mask_path) if mask_path is not None else None
+        if mask is not None and mask.shape != prob.shape:
+            raise input_error(name, f"mask size {mask.shape} differs from image size "
+                              f"{prob.shape}")
+        yield name, image, mask, prob
+
+
+def _predicted(module: SegmentationModule, items: Sequence[_Item],
+               predictor: Callable[[SegmentationModule, list[np.ndarray], int], Iterator[Any]],
+               batch_size: int) -> Iterator[tuple[_Item, np.ndarray, Any]]:
+    """Read the images of ``items`` (whose second field is the image path) batch by batch and
+    yield ``(item, image, predictor output)`` in order."""
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
-        images = [read_image(path) for _, path, _ in chunk]
-        masks = [read_mask(m) if m is not None else None for _, _, m in chunk]
-        for (name, _, _), image, mask, prob in zip(
-                chunk, images, masks, predict_images(module, images, batch_size), strict=True):
-            if mask is not None and mask.shape != prob.shape:
-                raise input_error(name, f"mask size {mask.shape} differs from image size "
-                                  f"{prob.shape}")
-            yield name, image, mask, prob
+        images = [read_image(item[1]) for item in chunk]
+        yield from zip(chunk, images, predictor(module, images, batch_size), strict=True)
 
 
 def _iter_class_probabilities(module: SegmentationModule, data: str | Path, batch_size: int
                               ) -> Iterator[tuple[str, np.ndarray]]:
     """``(name, (K, H, W) class probabilities)`` for every image of a folder."""
-    items = find_images(data)
-    for start in range(0, len(items), batch_size):
-        chunk = items[start:start + batch_size]
-        images = [read_image(path) for _, path in chunk]
-        for (name, _), prob in zip(chunk, predict_class_probabilities(module, images, batch_size),
-                                   strict=True):
-            yield name, prob
+    for (name, _), _, prob in _predicted(module, find_images(data),
+                                         predict_class_probabilities, batch_size):
+        yield name, prob
 
 
 def predict_folder(checkpoint: str | Path, data: str | Path, out_dir: str | Path, *,
@@ -251,22 +257,19 @@ def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pa
     checkpoint = Path(checkpoint)
     out = Path(out) if out is not None else checkpoint.with_name(
         f"{checkpoint.stem}-calibrated{checkpoint.suffix}")
-    module = load_module(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
-    pairs = find_pairs(data)
+    module = _load(checkpoint)
+    pairs = [(p.name, p.image, p.mask) for p in find_pairs(data)]
 
     binary = module.task == "binary"
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start:start + batch_size]
-            images = [read_image(p.image) for p in chunk]
-            for pair, logits in zip(chunk, predict_logits(module, images, batch_size),
-                                    strict=True):
-                mask = read_mask(pair.mask) if binary else read_label(pair.mask)
-                if mask.shape != tuple(logits.shape[-2:]):
-                    raise input_error(pair.mask, f"mask size {mask.shape} differs from image "
-                                      f"size {tuple(logits.shape[-2:])}")
-                yield logits[None].cpu(), torch.from_numpy(mask)[None]
+        for (_, _, mask_path), _, logits in _predicted(module, pairs, predict_logits,
+                                                       batch_size):
+            mask = read_mask(mask_path) if binary else read_label(mask_path)
+            if mask.shape != tuple(logits.shape[-2:]):
+                raise input_error(mask_path, f"mask size {mask.shape} differs from image "
+                                  f"size {tuple(logits.shape[-2:])}")
+            yield logits[None].cpu(), torch.from_numpy(mask)[None]
 
     result = module.temperature.fit(
         batches(), cache_logits=True, ignore_index=None if binary else module.config.ignore_index)
