@@ -11,7 +11,8 @@ from a perturbed threshold of the same field (int64, the labels torchmetrics exp
 
 Timing: every metric consumes the maps in batches of ``batch_size`` (update per batch, one
 compute at the end, as in an evaluation loop); one warm-up call on the first batch, then the best
-of 3 full passes. "read pass" is ``preds.sum()`` and ``target.sum()`` over the same batches,
+of 3 full passes. On the CPU densecal runs its fused numba kernel when numba is installed (extra
+``fast``); ``densecal_top_label_torch_path`` times the same metric with it disabled. "read pass" is ``preds.sum()`` and ``target.sum()`` over the same batches,
 timed the same way. Peak memory: max RSS (CPU) or ``torch.cuda.max_memory_allocated`` (CUDA) of
 a subprocess streaming 20 or 2000 maps generated batch by batch (the data is freed each batch),
 reported as the growth in MB between the two runs.
@@ -73,14 +74,26 @@ def read_pass(batches: Batches) -> Any:
     return [(p.sum(), t.sum()) for p, t in batches]
 
 
-def densecal_runner(**options: Any) -> Callable[[Batches], dict[str, torch.Tensor]]:
+def densecal_runner(
+    fused: bool = True, **options: Any
+) -> Callable[[Batches], dict[str, torch.Tensor]]:
+    """PixelCalibration over the batches; ``fused=False`` forces the torch path on the CPU."""
     from densecal.metrics import PixelCalibration
+    from densecal.metrics.functional import _fused
 
     def run(batches: Batches) -> dict[str, torch.Tensor]:
-        metric = PixelCalibration(**options).to(batches[0][0].device)
-        for p, t in batches:
-            metric.update(p, t)
-        return metric.compute()
+        saved = os.environ.get("DENSECAL_FUSED")
+        os.environ["DENSECAL_FUSED"] = "1" if fused else "0"
+        _fused._kernel.cache_clear()
+        try:
+            metric = PixelCalibration(**options).to(batches[0][0].device)
+            for p, t in batches:
+                metric.update(p, t)
+            return metric.compute()
+        finally:
+            os.environ.pop("DENSECAL_FUSED") if saved is None else os.environ.update(
+                DENSECAL_FUSED=saved)
+            _fused._kernel.cache_clear()
 
     return run
 
@@ -187,6 +200,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     device, repeats = args.device, (1 if args.quick else 3)
     info = machine_info(device)
+    from densecal.metrics.functional._fused import fused_available
+
+    info["fused_kernel"] = device == "cpu" and fused_available()
 
     preds, target = make_maps(args.n_maps, args.size, seed=0, device=device)
     batches = list(zip(preds.split(args.batch_size), target.split(args.batch_size), strict=True))
@@ -201,6 +217,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "densecal_top_label": best_of(pooled_top, batches, device, repeats),
         "densecal_positive": best_of(pooled_pos, batches, device, repeats),
         "densecal_per_image_positive": best_of(per_image_pos, batches, device, repeats),
+        "densecal_top_label_torch_path": best_of(densecal_runner(fused=False), batches, device,
+                                                 repeats),
         "torchmetrics_binary": best_of(torchmetrics_binary, batches, device, repeats),
         "torchmetrics_multiclass": best_of(torchmetrics_multiclass, stacked, device, repeats),
     }
@@ -233,6 +251,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "densecal_positive_time_over_read_pass": seconds["densecal_positive"]
         / seconds["read_pass"],
     }
+    ratios["fused_speedup_over_torch_path"] = (seconds["densecal_top_label_torch_path"]
+                                               / seconds["densecal_top_label"])
     if "monai" in seconds:
         ratios["densecal_vs_monai"] = seconds["monai"] / seconds["densecal_per_image_positive"]
     result = {

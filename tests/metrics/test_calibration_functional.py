@@ -385,8 +385,9 @@ def test_channel_dim_and_integer_target_accepted():
     a = pixel_calibration(torch.from_numpy(q), torch.from_numpy(y))
     b = pixel_calibration(torch.from_numpy(q)[:, None], torch.from_numpy(y).long())
     c = pixel_calibration(torch.from_numpy(q), torch.from_numpy(y)[:, None].bool())
-    for k in KEYS:
-        assert a[k].item() == b[k].item() == c[k].item()
+    for k in KEYS:  # integer/bool targets may take the fused kernel: same sums, other order
+        assert b[k].item() == c[k].item()
+        assert a[k].item() == pytest.approx(b[k].item(), rel=1e-12, abs=0)
 
 
 def test_threshold_changes_predictions_not_confidences():

@@ -42,6 +42,7 @@ from densecal.metrics.functional._binning import (
     cells_to_fine,
     conf_above_edge,
 )
+from densecal.metrics.functional._fused import fused_cells, fused_eligible
 from densecal.metrics.functional._options import (
     CalibrationOptions,
     Confidence,
@@ -248,6 +249,24 @@ def _brier_nll(q: Tensor, y: Tensor, binary: bool, weight: Tensor | None) -> tup
     return brier.sum(-1), nll.sum(-1)
 
 
+def _hard_cells(
+    count: Tensor, conf_sum: Tensor, top_label: bool
+) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
+    """Cell sums and correct counts from counts by (row, cell, above, prediction, label).
+
+    Args:
+        count: ``(R, n_cells + 1, 2, 2, 2)`` pixel counts.
+        conf_sum: ``(R, n_cells + 1, 2)`` confidence sums by (cell, above).
+        top_label: accuracy = prediction == label (else: label == 1).
+
+    Returns:
+        ``(count, conf_sum, acc_sum)`` each ``(R, n_cells + 1, 2)``, and ``(R,)`` correct counts.
+    """
+    hits = count[..., 0, 0] + count[..., 1, 1]  # prediction == label
+    acc = hits if top_label else count[..., 1].sum(-1)
+    return (count.sum((-1, -2)), conf_sum, acc), hits.sum((1, 2))
+
+
 def cell_statistics(
     preds: Tensor, target: Tensor, options: CalibrationOptions, rows: int
 ) -> CellStatistics:
@@ -262,9 +281,13 @@ def cell_statistics(
     Returns:
         The chunk's :class:`CellStatistics`.
     """
-    q, precision = _probabilities(preds, options)
     top_label = options.confidence is Confidence.TOP_LABEL
     n_cells = cell_resolution(options.n_bins, options.fine_bins)
+    if fused_eligible(preds, target, options):  # the same sums in one pass (CPU, numba)
+        count, conf_sum, (brier, nll) = fused_cells(preds, target, options, n_cells)
+        cells, correct = _hard_cells(count, conf_sum, top_label)
+        return CellStatistics(cells, torch.stack([correct, brier, nll]))
+    q, precision = _probabilities(preds, options)
 
     # 1. one key per pixel: (cell of the confidence, above its nearest edge)
     q64 = q.to(torch.float64)
@@ -287,10 +310,7 @@ def cell_statistics(
         key, n_keys = _row_keys(key, 8 * (n_cells + 1))
         count = cell_histogram(key, n_keys).view(rows, n_cells + 1, 2, 2, 2)
         conf_sum = cell_histogram(key, n_keys, conf).view(rows, n_cells + 1, 2, 2, 2)
-        hits = count[..., 0, 0] + count[..., 1, 1]  # prediction == label
-        acc = hits if top_label else count[..., 1].sum(-1)
-        cells = (count.sum((-1, -2)), conf_sum.sum((-1, -2)), acc)
-        correct = hits.sum((1, 2))
+        cells, correct = _hard_cells(count, conf_sum.sum((-1, -2)), top_label)
     else:
         # 2b. weighted histograms of the (cell, above) key
         correct = _correctness(pos, y, options.target_type)

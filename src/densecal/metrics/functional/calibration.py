@@ -32,6 +32,7 @@ from densecal.metrics.functional._classwise import (
     class_reliability,
     class_update,
 )
+from densecal.metrics.functional._fused import fused_eligible
 from densecal.metrics.functional._options import (
     Aggregate,
     CalibrationOptions,
@@ -65,6 +66,7 @@ __all__ = [
 
 _CHUNK_PIXELS_CPU = 1 << 18  # 2 MiB of float64 per temporary; amortises per-op overhead
 _CHUNK_PIXELS_CUDA = 1 << 25  # bounds GPU temporaries without many kernel launches
+_CHUNK_PIXELS_FUSED = 1 << 22  # the fused kernel has no per-pixel temporaries
 _CHUNK_KEYS = 1 << 22  # per-image mode: bounds rows x histogram keys (32 MiB of float64)
 
 
@@ -76,19 +78,21 @@ def _rows_per_chunk(options: CalibrationOptions, p_len: int) -> int:
 
 
 def _chunks(
-    preds: Tensor, target: Tensor, per_image: bool, rows_cap: int
+    preds: Tensor, target: Tensor, per_image: bool, rows_cap: int, fused: bool = False
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Split ``(N, P)`` maps into pieces of about ``_CHUNK_PIXELS_*`` pixels.
 
     Pooled: the pixels are flattened into one row and cut anywhere. Per-image: whole images
     (at least one, at most ``rows_cap`` per piece), since each image's histogram must be
-    complete.
+    complete. ``fused``: the CPU kernel of ``_fused`` runs the chunks (larger pooled pieces).
     """
     step = _CHUNK_PIXELS_CUDA if preds.is_cuda else _CHUNK_PIXELS_CPU
     if per_image:
         per = max(1, min(rows_cap, step // max(1, preds.shape[1])))
         yield from zip(preds.split(per), target.split(per), strict=True)
         return
+    if fused:
+        step = _CHUNK_PIXELS_FUSED
     flat_p, flat_t = preds.reshape(1, -1), target.reshape(1, -1)
     yield from zip(flat_p.split(step, dim=1), flat_t.split(step, dim=1), strict=True)
 
@@ -119,7 +123,9 @@ def _calibration_update(
     state = CalibrationState.zeros(options.n_bins, options.fine_bins, preds.device)
     per_image = options.aggregate is Aggregate.PER_IMAGE
     pooled: CellStatistics | None = None  # cell sums add up; regrouped once at the end
-    for p, t in _chunks(preds, target, per_image, _rows_per_chunk(options, p_len=preds.shape[1])):
+    rows_cap = _rows_per_chunk(options, p_len=preds.shape[1])
+    fused = fused_eligible(preds, target, options)
+    for p, t in _chunks(preds, target, per_image, rows_cap, fused):
         if p.numel() == 0:
             continue
         cells = cell_statistics(p, t, options, rows=p.shape[0])
