@@ -12,7 +12,14 @@ resumes from its last checkpoint. At the end it writes, atomically:
 * ``ece_vs_maxf.png`` (test ECE against max-F, one point per run).
 
 Methods are the training methods of :mod:`densecal.methods` plus ``NAME+ts``: the ``NAME`` run
-with post-hoc temperature scaling fitted on the validation split.
+with post-hoc temperature scaling fitted on the validation split (binary runs).
+
+Multi-class data (``num_classes >= 2``, e.g. ``densecal data brain``) keeps every block of
+``densecal.evaluate-multiclass/2`` that the evaluation reports (``calibration``,
+``segmentation``, ``soft_truth`` with a ``soft/`` folder, ``per_volume`` means and stds); the
+table shows Dice, all-pixel / foreground / soft-truth / class-wise ECE, NLL and the soft-truth
+Brier score, the scatter plot ECE against Dice, and with soft truth ``example_slice.png`` shows
+one test slice: image, soft truth, each method's prediction and its per-pixel confidence error.
 """
 
 from __future__ import annotations
@@ -31,19 +38,38 @@ from densecal.errors import input_error
 from densecal.evaluation import EvaluationOptions
 from densecal.methods import TrainConfig, last_checkpoint, method_names, train
 from densecal.predict import calibrate_checkpoint, evaluate_checkpoint
-from densecal.report.tables import format_value, markdown_table
+from densecal.report.tables import format_percent, format_value, markdown_table
 from densecal.report.writers import write_json, write_per_image_csv, write_report_md
 
-__all__ = ["BENCHMARK_SCHEMA", "DEFAULT_METHODS", "BenchmarkSchedule", "run_benchmark"]
+__all__ = [
+    "BENCHMARK_SCHEMA",
+    "DEFAULT_METHODS",
+    "MULTICLASS_METHODS",
+    "BenchmarkSchedule",
+    "run_benchmark",
+]
 
 BENCHMARK_SCHEMA = "densecal.benchmark/1"
 DEFAULT_METHODS = ("bce", "bce+ts", "ls", "focal", "mbls", "svls", "slp", "aslp")
-TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("ECE %", "calibration", "ece"), ("OE %", "calibration", "oe"),
-    ("MCE %", "calibration", "mce"), ("NLL", "calibration", "nll"),
-    ("MAE", "segmentation", "mae"), ("max-F", "segmentation", "max_f"),
-    ("S-m", "segmentation", "s_measure"),
+MULTICLASS_METHODS = ("ce", "ls", "focal", "mbls", "svls", "vls")
+
+Column = tuple[str, tuple[str, ...]]
+"""A table column: its label (``%`` at the end: shown in percent) and the record keys to it."""
+
+TABLE_COLUMNS: tuple[Column, ...] = (
+    ("ECE %", ("calibration", "ece")), ("OE %", ("calibration", "oe")),
+    ("MCE %", ("calibration", "mce")), ("NLL", ("calibration", "nll")),
+    ("MAE", ("segmentation", "mae")), ("max-F", ("segmentation", "max_f")),
+    ("S-m", ("segmentation", "s_measure")),
 )  # fmt: skip
+MULTICLASS_COLUMNS: tuple[Column, ...] = (
+    ("Dice", ("segmentation", "dice")), ("ECE %", ("calibration", "ece")),
+    ("fg ECE %", ("calibration", "ece_foreground")), ("soft ECE %", ("soft_truth", "ece")),
+    ("cw-ECE %", ("calibration", "classwise_ece")), ("NLL", ("calibration", "nll")),
+    ("soft Brier", ("soft_truth", "brier")), ("vol. Dice", ("per_volume", "mean", "dice")),
+    ("vol. ECE %", ("per_volume", "mean", "ece")),
+)  # fmt: skip
+_RECORD_BLOCKS = ("calibration", "segmentation", "soft_truth", "per_volume")
 
 
 @dataclass(frozen=True)
@@ -57,6 +83,7 @@ class BenchmarkSchedule:
     lr: float = 2e-3
     augment: bool = False
     aslp_warmup: int = 5
+    num_classes: int = 1
 
 
 def _splits(data: Path) -> dict[str, Path]:
@@ -97,11 +124,17 @@ def _evaluate_run(method: str, seed: int, splits: dict[str, Path], schedule: Ben
         _, checkpoint = calibrate_checkpoint(checkpoint, splits["val"])
     evaluations = evaluate_checkpoint(checkpoint, splits["test"], EvaluationOptions(),
                                       ood=splits.get("ood"))
-    record = {split: {"calibration": ev.result["calibration"],
-                      "segmentation": ev.result["segmentation"]}
-              for split, ev in evaluations.items()}  # fmt: skip
+    record = {split: _record_blocks(ev.result) for split, ev in evaluations.items()}
     write_json(cache, record)
     return record
+
+
+def _record_blocks(result: dict[str, Any]) -> dict[str, Any]:
+    """The blocks of an evaluation kept per run (per-volume: means and stds, not each volume)."""
+    blocks = {key: result[key] for key in _RECORD_BLOCKS if key in result}
+    if "per_volume" in blocks:
+        blocks["per_volume"] = {k: v for k, v in blocks["per_volume"].items() if k != "volumes"}
+    return blocks
 
 
 def _finished(run_dir: Path, epochs: int) -> bool:
@@ -115,8 +148,34 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _lookup(record: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    """The value at ``path`` in a record, or None where the evaluation did not report it."""
+    value: Any = record
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return None if value is None else float(value)
+
+
+def _cell(label: str, path: tuple[str, ...], value: float) -> str:
+    if label.endswith("%"):
+        return format_percent(value)
+    return format_value(path[0], path[-1], value)
+
+
+def summary_columns(records: list[dict[str, Any]]) -> tuple[Column, ...]:
+    """The table's columns: the multi-class set when the records carry Dice, else the binary
+    set; columns no record reports are left out."""
+    multiclass = any(_lookup(r, ("segmentation", "dice")) is not None
+                     and _lookup(r, ("segmentation", "max_f")) is None for r in records)
+    columns = MULTICLASS_COLUMNS if multiclass else TABLE_COLUMNS
+    return tuple(c for c in columns if any(_lookup(r, c[1]) is not None for r in records))
+
+
 def summary_table(records: list[dict[str, Any]], methods: Sequence[str]) -> str:
     """Markdown table: one row per method and split, mean ± std over seeds per column."""
+    columns = summary_columns(records)
     rows = []
     for method in methods:
         for split in ("test", "ood"):
@@ -124,15 +183,18 @@ def summary_table(records: list[dict[str, Any]], methods: Sequence[str]) -> str:
             if not chosen:
                 continue
             cells = [method, split, str(len(chosen))]
-            for _, section, key in TABLE_COLUMNS:
-                mean, std = _mean_std([float(r[section][key]) for r in chosen])
-                cells.append(f"{format_value(section, key, mean)} ± "
-                             f"{format_value(section, key, std)}")
+            for label, path in columns:
+                values = [v for r in chosen if (v := _lookup(r, path)) is not None]
+                if not values:
+                    cells.append("n/a")
+                    continue
+                mean, std = _mean_std(values)
+                cells.append(f"{_cell(label, path, mean)} ± {_cell(label, path, std)}")
             rows.append(cells)
-    return markdown_table(["Method", "Split", "Seeds", *[c[0] for c in TABLE_COLUMNS]], rows)
+    return markdown_table(["Method", "Split", "Seeds", *[c[0] for c in columns]], rows)
 
 
-def run_benchmark(out_dir: str | Path, *, methods: Sequence[str] = DEFAULT_METHODS,
+def run_benchmark(out_dir: str | Path, *, methods: Sequence[str] | None = None,
                   seeds: int = 3, data: str | Path | None = None,
                   schedule: BenchmarkSchedule | None = None, progress: bool = True,
                   on_run: Callable[[str, int, dict[str, Any]], None] | None = None
@@ -141,24 +203,32 @@ def run_benchmark(out_dir: str | Path, *, methods: Sequence[str] = DEFAULT_METHO
 
     Args:
         out_dir: output folder (``runs/`` inside holds every run and its cached evaluation).
-        methods: method names, ``NAME+ts`` for temperature-scaled ``NAME``.
+        methods: method names, ``NAME+ts`` for temperature-scaled ``NAME``; default
+            :data:`DEFAULT_METHODS` (binary) or :data:`MULTICLASS_METHODS`
+            (``schedule.num_classes >= 2``).
         seeds: seeds 0 .. seeds-1 for every method.
         data: a folder with ``train``, ``val``, ``test`` and optionally ``ood`` folder datasets;
-            default: the demo scenes, written to ``out_dir/data``.
+            default: the demo scenes (binary), written to ``out_dir/data``.
         schedule: model and schedule shared by all methods.
         progress: show training progress bars.
         on_run: called after each (method, seed) with its record (for progress output).
 
     Raises:
-        DensecalInputError: unknown method, seeds < 1, or a data folder without the splits.
+        DensecalInputError: unknown method, seeds < 1, a data folder without the splits, or
+            multi-class without ``data``.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
     schedule = schedule or BenchmarkSchedule()
+    multiclass = schedule.num_classes > 1
+    methods = list(methods or (MULTICLASS_METHODS if multiclass else DEFAULT_METHODS))
     _check_methods(methods)
     if seeds < 1:
         raise input_error("--seeds", f"must be at least 1, got {seeds}")
     if data is None:
+        if multiclass:
+            raise input_error("--data", "a multi-class benchmark needs a data folder (e.g. "
+                                        "`densecal data brain --out brain`)")
         from densecal.data import write_demo_dataset
         from densecal.demo import demo_data_config
 
@@ -177,34 +247,90 @@ def run_benchmark(out_dir: str | Path, *, methods: Sequence[str] = DEFAULT_METHO
     output = {"schema": BENCHMARK_SCHEMA, "runs": records,
               "schedule": dataclasses.asdict(schedule), "data": str(data),
               "wall_time_s": round(time.perf_counter() - start, 1)}  # fmt: skip
-    _write_outputs(out_dir, output, list(methods))
+    _write_outputs(out_dir, output, methods, splits)
     return output
 
 
-def _write_outputs(out_dir: Path, output: dict[str, Any], methods: list[str]) -> None:
+def _csv_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A record flattened to scalars (``block.key``; per-class lists left out)."""
+    row: dict[str, Any] = {"method": record["method"], "seed": record["seed"],
+                           "split": record["split"]}
+    for block in _RECORD_BLOCKS:
+        for key, value in _flatten(record.get(block, {}), block).items():
+            row[key] = value
+    return row
+
+
+def _flatten(block: dict[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in block.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}.{key}"))
+        elif not isinstance(value, list):
+            out[f"{prefix}.{key}" if prefix not in ("calibration", "segmentation") else key] = value
+    return out
+
+
+def _write_outputs(out_dir: Path, output: dict[str, Any], methods: list[str],
+                   splits: dict[str, Path]) -> None:
     from densecal.report.benchmark_figures import save_metric_scatter
 
     records = output["runs"]
+    multiclass = output["schedule"].get("num_classes", 1) > 1
     with staged_directory(out_dir) as stage:
         write_json(stage / "benchmark.json", output)
-        write_per_image_csv(stage / "runs.csv", [
-            {"method": r["method"], "seed": r["seed"], "split": r["split"],
-             **{f"{k}": v for k, v in r["calibration"].items()},
-             **{f"{k}": v for k, v in r["segmentation"].items()}} for r in records])
+        write_per_image_csv(stage / "runs.csv", [_csv_row(r) for r in records])
         table = summary_table(records, methods)
         s = output["schedule"]
-        write_report_md(stage / "benchmark.md", "densecal benchmark", [
+        x_name, x_key, x_file = (("Dice", "dice", "ece_vs_dice.png") if multiclass
+                                 else ("max-F", "max_f", "ece_vs_maxf.png"))
+        notes = ("ECE in %, pooled top-label, 10 bins; fg: foreground pixels only (ground truth "
+                 "not background); soft: against the soft truth (expected accuracy); cw: "
+                 "class-wise; vol.: mean over volumes." if multiclass else
+                 "ECE, OE, MCE in %; pooled top-label, 10 bins, raw protocol.")
+        sections = [
             ("Setup", f"Data `{output['data']}`; model `{s['model']}`, {s['epochs']} epochs at "
                       f"{s['image_size']} px, batch {s['batch_size']}, Adam lr {s['lr']}, "
                       f"augmentation {'on' if s['augment'] else 'off'}; the same for every "
                       f"method. `+ts`: temperature fitted on the validation split. Wall time "
                       f"{output['wall_time_s']} s."),
-            ("Results (mean ± std over seeds)", table + "\n\nECE, OE, MCE in %; pooled "
-             "top-label, 10 bins, raw protocol."),
-            ("ECE against max-F (test)", "![ECE vs max-F](ece_vs_maxf.png)"),
-        ])
+            ("Results (mean ± std over seeds)", table + "\n\n" + notes),
+            (f"ECE against {x_name} (test)", f"![ECE vs {x_name}]({x_file})"),
+        ]
         test = [r for r in records if r["split"] == "test"]
         save_metric_scatter(
-            {m: [(100 * r["calibration"]["ece"], r["segmentation"]["max_f"])
+            {m: [(100 * r["calibration"]["ece"], r["segmentation"][x_key])
                  for r in test if r["method"] == m] for m in methods},
-            stage / "ece_vs_maxf.png", xlabel="test ECE (%)", ylabel="test max-F")
+            stage / x_file, xlabel="test ECE (%)", ylabel=f"test {x_name}")
+        if multiclass and (splits["test"] / "soft").is_dir():
+            name = _save_example(stage / "example_slice.png", splits["test"], methods,
+                                 out_dir / "runs")
+            sections.append((f"One test slice ({name})", "Image, soft truth (RGB = classes "
+                             "0/1/2), each method's prediction (seed 0) and its per-pixel "
+                             "confidence error |max_k p_k - s_(argmax p)|.\n\n"
+                             "![example](example_slice.png)"))
+        write_report_md(stage / "benchmark.md", "densecal benchmark", sections)
+
+
+def _save_example(path: Path, test: Path, methods: list[str], runs_dir: Path) -> str:
+    """Draw the test slice with the most partial-volume pixels for every method (seed 0)."""
+    import numpy as np
+
+    from densecal.data.pairs import find_pairs
+    from densecal.data.readers import read_image
+    from densecal.methods.inference import load_module, predict_class_probabilities
+    from densecal.report.benchmark_figures import save_soft_truth_examples
+
+    pairs = {p.name: p for p in find_pairs(test)}
+    soft = {n: test / "soft" / f"{n}.npy" for n in pairs if (test / "soft" / f"{n}.npy").is_file()}
+    mixed = {n: int((np.load(f).max(0) < 0.9).sum()) for n, f in sorted(soft.items())}
+    name = max(mixed, key=lambda n: (mixed[n], n))
+    image = read_image(pairs[name].image)
+    predictions = {}
+    for method in methods:
+        if method.endswith("+ts"):
+            continue
+        module = load_module(last_checkpoint(runs_dir / f"{method}-seed0"))
+        predictions[method] = next(predict_class_probabilities(module, [image]))
+    save_soft_truth_examples(image, np.load(soft[name]), predictions, path)
+    return name

@@ -32,6 +32,11 @@ from densecal.evaluation import (
     evaluate_maps,
     iter_prediction_pairs,
 )
+from densecal.evaluation_multiclass import (
+    MulticlassEvaluator,
+    MulticlassOptions,
+    read_distribution,
+)
 from densecal.methods.binary import SegmentationModule
 from densecal.methods.inference import (
     load_module,
@@ -41,8 +46,8 @@ from densecal.methods.inference import (
 )
 from densecal.posthoc import FitResult
 
-__all__ = ["calibrate_checkpoint", "evaluate_checkpoint", "evaluate_prediction_folder",
-           "iter_predictions", "predict_folder"]
+__all__ = ["calibrate_checkpoint", "evaluate_checkpoint", "evaluate_class_prediction_folder",
+           "evaluate_prediction_folder", "iter_predictions", "predict_folder"]
 
 FORMATS = ("png", "npy")
 _Item = TypeVar("_Item", bound=tuple)
@@ -176,8 +181,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
     """Evaluate a checkpoint on a folder dataset (split ``test``) and optionally ``ood``.
 
     Binary checkpoints give ``densecal.evaluate/1`` results; multi-class checkpoints
-    ``densecal.evaluate-multiclass/1`` (see :mod:`densecal.evaluation_multiclass`), with the
-    label folders read as class indices and the checkpoint's ``ignore_index``.
+    ``densecal.evaluate-multiclass/2`` (see :mod:`densecal.evaluation_multiclass`), with the
+    label folders read as class indices, the checkpoint's ``ignore_index``, foreground and
+    per-volume metrics, and calibration against ``DATA/soft/STEM.npy`` when ``DATA/soft``
+    exists.
+
+    Raises:
+        DensecalInputError: unreadable checkpoint or data; binary-only options (``protocol``,
+            ``confidence``, ``target``, ``threshold`` away from their defaults) with a
+            multi-class checkpoint.
     """
     module = _load(checkpoint)
     if module.task != "binary":
@@ -194,24 +206,57 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
     return evaluations
 
 
+def _class_evaluator(options: EvaluationOptions | None, num_classes: int,
+                     ignore_index: int | None, name: str, soft_dir: Path | None
+                     ) -> MulticlassEvaluator:
+    """A multi-class evaluator for the shared options; binary-only options are refused."""
+    options = options or EvaluationOptions()
+    default = EvaluationOptions()
+    for flag, key in (("--protocol", "protocol"), ("--confidence", "confidence"),
+                      ("--target", "target"), ("--threshold", "threshold")):
+        if getattr(options, key) != getattr(default, key):
+            raise input_error(flag, f"{key} {getattr(options, key)!r} applies to binary maps "
+                                    f"only; multi-class maps use the top-label confidence "
+                                    f"(soft truth is read from a soft/ folder)")
+    return MulticlassEvaluator(MulticlassOptions(
+        num_classes=num_classes, n_bins=options.n_bins, aggregate=options.aggregate,
+        ignore_index=ignore_index), name=name, soft_truth=soft_dir is not None)
+
+
+def _soft_dir(root: Path) -> Path | None:
+    """``ROOT/soft`` if it is a folder (soft ground truth ``STEM.npy``), else None."""
+    folder = root / "soft"
+    return folder if folder.is_dir() else None
+
+
+def _add_class_image(evaluator: MulticlassEvaluator, name: str, probs: np.ndarray,
+                     label: np.ndarray, soft_dir: Path | None) -> None:
+    """Score one image, reading its soft truth ``SOFT/NAME.npy`` when there is a soft folder."""
+    soft = None
+    if soft_dir is not None:
+        soft = read_distribution(soft_dir / f"{name}.npy", evaluator.options.num_classes,
+                                 label.shape)
+    evaluator.add(name, probs, label, soft)
+
+
 def _evaluate_classes(module: SegmentationModule, data: str | Path,
                       options: EvaluationOptions | None, batch_size: int, *,
                       ood: bool = False) -> Evaluation:
     """Multi-class evaluation of one folder; an OOD folder without label masks is scored
-    against all-background labels."""
-    from densecal.evaluation_multiclass import MulticlassEvaluator, MulticlassOptions
-
-    options = options or EvaluationOptions()
+    against all-background labels (and without soft truth)."""
     config = module.config
-    evaluator = MulticlassEvaluator(MulticlassOptions(
-        num_classes=config.num_classes, n_bins=options.n_bins, aggregate=options.aggregate,
-        ignore_index=config.ignore_index), name=Path(data).name)
     with_labels = not ood or _has_mask_folder(data)
+    soft_dir = _soft_dir(Path(data)) if with_labels else None
+    evaluator = _class_evaluator(options, config.num_classes, config.ignore_index,
+                                 Path(data).name, soft_dir)
     labels = {p.name: p.mask for p in find_pairs(data)} if with_labels else {}
     for name, probs in _iter_class_probabilities(module, data, batch_size):
         label = (read_label(labels[name]) if name in labels
                  else np.zeros(probs.shape[1:], np.int64))
-        evaluator.add(name, probs, label)
+        if label.shape != probs.shape[1:]:
+            raise input_error(labels[name], f"label size {label.shape} differs from image "
+                                            f"size {probs.shape[1:]}")
+        _add_class_image(evaluator, name, probs, label, soft_dir)
     return evaluator.evaluation()
 
 
@@ -231,6 +276,60 @@ def evaluate_prediction_folder(pred: str | Path, gt: str | Path,
             evaluator.add(name, p, np.zeros_like(p))
         evaluations["ood"] = evaluator.evaluation()
     return evaluations
+
+
+def evaluate_class_prediction_folder(pred: str | Path, gt: str | Path, num_classes: int,
+                                     options: EvaluationOptions | None = None, *,
+                                     ignore_index: int | None = None,
+                                     ood: str | Path | None = None) -> dict[str, Evaluation]:
+    """Evaluate saved multi-class probability maps against label maps (split ``test``).
+
+    Args:
+        pred: folder of ``NAME.npy`` float ``(K, H, W)`` class probabilities (e.g. written by
+            ``densecal predict --format npy`` with a multi-class checkpoint).
+        gt: a folder dataset root (mask folder auto-detected; soft truth in ``gt/soft``) or a
+            mask folder (soft truth in the sibling ``soft`` folder); masks hold class indices.
+        num_classes: K.
+        options: ``n_bins`` and ``aggregate`` are used; binary-only options are refused.
+        ignore_index: label value left out, or None.
+        ood: folder of ``.npy`` maps predicted on OOD images, scored against all-background
+            labels.
+
+    Returns:
+        ``{"test": ..., ["ood": ...]}`` evaluations of schema ``densecal.evaluate-multiclass/2``.
+
+    Raises:
+        DensecalInputError: unpaired or unreadable files, ``.png`` predictions (label maps
+            carry no confidence), maps that are not ``(K, H, W)`` distributions, bad soft truth.
+    """
+    from densecal.data import find_prediction_pairs, find_predictions
+
+    gt = Path(gt)
+    if num_classes < 2:
+        raise input_error("--num-classes", f"must be at least 2, got {num_classes}")
+    pairs = find_prediction_pairs(pred, gt)
+    soft_dir = _soft_dir(gt if _has_mask_folder(gt) else gt.parent)
+    evaluator = _class_evaluator(options, num_classes, ignore_index, gt.name, soft_dir)
+    for pair in pairs:
+        label = read_label(pair.mask)
+        _add_class_image(evaluator, pair.name, _read_class_map(pair.image, num_classes, label),
+                         label, soft_dir)
+    evaluations = {"test": evaluator.evaluation()}
+    if ood is not None:
+        ood_evaluator = _class_evaluator(options, num_classes, ignore_index, Path(ood).name, None)
+        for name, path in find_predictions(ood):
+            probs = _read_class_map(path, num_classes)
+            ood_evaluator.add(name, probs, np.zeros(probs.shape[1:], np.int64))
+        evaluations["ood"] = ood_evaluator.evaluation()
+    return evaluations
+
+
+def _read_class_map(path: Path, num_classes: int, label: np.ndarray | None = None) -> np.ndarray:
+    """A saved ``(K, H, W)`` probability map (``.npy`` only), matching ``label``'s size."""
+    if path.suffix.lower() != ".npy":
+        raise input_error(path, "multi-class evaluation needs (K, H, W) .npy class "
+                                "probabilities; a label-map image carries no confidence")
+    return read_distribution(path, num_classes, None if label is None else label.shape)
 
 
 def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Path | None = None,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -19,38 +21,79 @@ def evaluate(
                             "(masks optional, all-zero assumed); with --pred a folder of maps "
                             "predicted on OOD images, scored against all-zero masks."),
     out: Path = typer.Option(Path("densecal-eval"), "--out", help="Output folder."),
-    n_bins: int = typer.Option(10, "--n-bins"),
+    n_bins: int = typer.Option(10, "--n-bins", "--bins", help="Equal-width confidence bins."),
     confidence: str = typer.Option("top-label", "--confidence", help="top-label or positive."),
     aggregate: str = typer.Option("pooled", "--aggregate", help="pooled or per-image."),
     protocol: str = typer.Option("raw", "--protocol", help="raw or official (ASLP code)."),
     target: str = typer.Option("hard", "--target", help="hard or soft ground truth (raw)."),
     threshold: float = typer.Option(0.5, "--threshold"),
     num_workers: int = typer.Option(0, "--num-workers", help="Decoding workers for --pred."),
+    num_classes: int | None = typer.Option(
+        None, "--num-classes", help="With --pred: K-class maps (NAME.npy of shape (K, H, W)) "
+                                    "scored against label maps; a checkpoint knows its K."),
+    ignore_index: int | None = typer.Option(
+        None, "--ignore-index", help="With --pred --num-classes: label value left out."),
 ) -> None:
-    """Write metrics.json (densecal.evaluate/1), report.md, reliability.png, per_image.csv."""
+    """Write metrics.json, report.md, reliability.png, per_image.csv.
+
+    Binary maps: schema densecal.evaluate/1. Multi-class maps (a multi-class checkpoint, or
+    --pred with --num-classes): schema densecal.evaluate-multiclass/2 with foreground-only ECE,
+    per-volume means (stems VOLUME__SLICE) and soft-truth calibration when DATA/soft/ exists.
+    """
     from densecal.errors import input_error
     from densecal.evaluation import EvaluationOptions
-    from densecal.predict import evaluate_checkpoint, evaluate_prediction_folder
+    from densecal.predict import (
+        evaluate_checkpoint,
+        evaluate_class_prediction_folder,
+        evaluate_prediction_folder,
+    )
     from densecal.report.evaluation_report import write_evaluation_outputs
 
     options = EvaluationOptions(n_bins=n_bins, confidence=confidence, aggregate=aggregate,
                                 protocol=protocol, threshold=threshold, target=target)
+    if ignore_index is not None and num_classes is None:
+        raise input_error("--ignore-index", "only used with --pred and --num-classes (a "
+                                            "checkpoint knows its ignore_index)")
     if checkpoint is not None and pred is None:
         if data is None:
             raise input_error("--data", "required with --checkpoint")
+        if num_classes is not None:
+            raise input_error("--num-classes", "only used with --pred (a checkpoint knows its "
+                                               "classes)")
         evaluations = evaluate_checkpoint(checkpoint, data, options, ood=ood)
     elif pred is not None and checkpoint is None:
         if gt is None:
             raise input_error("--gt", "required with --pred")
-        evaluations = evaluate_prediction_folder(pred, gt, options, ood=ood,
-                                                 num_workers=num_workers)
+        if num_classes is not None:
+            evaluations = evaluate_class_prediction_folder(
+                pred, gt, num_classes, options, ignore_index=ignore_index, ood=ood)
+        else:
+            evaluations = evaluate_prediction_folder(pred, gt, options, ood=ood,
+                                                     num_workers=num_workers)
     else:
         raise input_error("evaluate", "give either --checkpoint and --data, or --pred and --gt")
     paths = write_evaluation_outputs(out, evaluations)
     for split, ev in evaluations.items():
-        c, s = ev.result["calibration"], ev.result["segmentation"]
-        accuracy = (f"Dice {s['dice']:.4f}  IoU {s['iou']:.4f}" if "dice_class" in s
-                    else f"MAE {s['mae']:.4f}  max-F {s['max_f']:.4f}")
-        typer.echo(f"{split}: ECE {100 * c['ece']:.2f}%  OE {100 * c['oe']:.2f}%  "
-                   f"acc {100 * c['accuracy']:.2f}%  {accuracy}")
+        typer.echo(f"{split}: {_summary_line(ev.result)}")
     typer.echo(f"wrote {', '.join(p.name for p in paths)} to {out}")
+
+
+def _summary_line(result: dict[str, Any]) -> str:
+    """One console line of a result (multi-class: foreground, soft and per-volume numbers)."""
+    c, s = result["calibration"], result["segmentation"]
+    line = f"ECE {_pct(c['ece'])}  OE {_pct(c['oe'])}  acc {_pct(c['accuracy'])}  "
+    if "dice_class" not in s:
+        return line + f"MAE {s['mae']:.4f}  max-F {s['max_f']:.4f}"
+    line = (f"ECE {_pct(c['ece'])}  fg-ECE {_pct(c['ece_foreground'])}  OE {_pct(c['oe'])}  "
+            f"acc {_pct(c['accuracy'])}  Dice {s['dice']:.4f}  IoU {s['iou']:.4f}")
+    if "soft_truth" in result:
+        line += f"  soft-ECE {_pct(result['soft_truth']['ece'])}"
+    if "per_volume" in result:
+        volumes = result["per_volume"]
+        line += (f"  per-volume Dice {volumes['mean']['dice']:.4f} ± "
+                 f"{volumes['std']['dice']:.4f} ({volumes['n_volumes']} volumes)")
+    return line
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{100 * x:.2f}%"

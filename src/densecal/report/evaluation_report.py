@@ -6,6 +6,7 @@ leaves the output folder as it was.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,11 @@ from typing import Any
 from densecal.atomic import staged_directory
 from densecal.evaluation import Evaluation
 from densecal.report.figures import save_reliability_grid
-from densecal.report.tables import metrics_table
+from densecal.report.tables import format_percent, markdown_table, metrics_table
 from densecal.report.writers import write_json, write_per_image_csv, write_report_md
 
-__all__ = ["MULTICLASS_COLUMNS", "SUMMARY_COLUMNS", "protocol_note", "summary_columns",
-           "write_evaluation_outputs"]
+__all__ = ["MULTICLASS_COLUMNS", "PER_VOLUME_COLUMNS", "SOFT_TRUTH_COLUMNS", "SUMMARY_COLUMNS",
+           "multiclass_sections", "protocol_note", "summary_columns", "write_evaluation_outputs"]
 
 SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
     ("ECE %", "calibration", "ece"),
@@ -35,6 +36,7 @@ SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
 
 MULTICLASS_COLUMNS: list[tuple[str, str, str]] = [
     ("ECE %", "calibration", "ece"),
+    ("fg-ECE %", "calibration", "ece_foreground"),
     ("OE %", "calibration", "oe"),
     ("MCE %", "calibration", "mce"),
     ("cw-ECE %", "calibration", "classwise_ece"),
@@ -45,6 +47,25 @@ MULTICLASS_COLUMNS: list[tuple[str, str, str]] = [
     ("Dice", "segmentation", "dice"),
     ("IoU", "segmentation", "iou"),
 ]
+"""Main table of a multi-class result; a label ending in ``%`` shows a percentage."""
+
+SOFT_TRUTH_COLUMNS: list[tuple[str, str, str]] = [
+    ("ECE %", "soft_truth", "ece"),
+    ("OE %", "soft_truth", "oe"),
+    ("MCE %", "soft_truth", "mce"),
+    ("cw-ECE %", "soft_truth", "classwise_ece"),
+    ("Brier", "soft_truth", "brier"),
+    ("NLL", "soft_truth", "nll"),
+]
+
+PER_VOLUME_COLUMNS: list[tuple[str, str]] = [
+    ("Dice", "dice"),
+    ("ECE %", "ece"),
+    ("fg-ECE %", "ece_foreground"),
+    ("soft ECE %", "ece_soft"),
+    ("soft Brier", "brier_soft"),
+]
+"""Per-volume table: ``(label, key)`` of ``per_volume.mean`` / ``per_volume.std``."""
 
 
 def summary_columns(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
@@ -60,13 +81,68 @@ def protocol_note(result: Mapping[str, Any]) -> str:
     """One markdown paragraph stating the protocol a result was computed under."""
     p = result["protocol"]
     if "num_classes" in p:
-        return (f"{p['num_classes']} classes, {p['n_bins']} equal-width bins (lo, hi], top-label "
-                f"confidence, aggregate `{p['aggregate']}`, ignore_index {p['ignore_index']}. "
-                "Calibration in %, Dice / IoU pooled per class then averaged.")
+        note = (f"{p['num_classes']} classes, {p['n_bins']} equal-width bins (lo, hi], "
+                f"top-label confidence, aggregate `{p['aggregate']}`, ignore_index "
+                f"{p['ignore_index']}. Calibration in %, Dice / IoU pooled per class then "
+                "averaged. fg-ECE: pixels whose ground-truth label is not background (0).")
+        if "per_volume" in result:
+            note += (" Per volume (stem before the first `__`): each volume pooled, then mean "
+                     "± std (ddof 0) over volumes.")
+        if "soft_truth" in result:
+            note += " Soft truth: expected accuracy = soft probability of the predicted class."
+        return note
     return (f"Protocol: `{p['protocol']}`, {p['n_bins']} equal-width bins (lo, hi], "
             f"confidence `{p['confidence']}`, threshold {p['threshold']}, aggregate "
             f"`{p['aggregate']}`, target `{p['target']}`. Calibration and accuracy are shown in %, "
             "MAE / max-F / S-measure as fractions.")
+
+
+def _cell(label: str, value: Any) -> str:
+    """A value as a percentage (label ending in ``%``) or with 3 decimals; n/a if missing."""
+    if value is None or not math.isfinite(float(value)):
+        return "n/a"
+    return format_percent(value) if label.endswith("%") else f"{float(value):.3f}"
+
+
+def multiclass_sections(evaluations: Mapping[str, Evaluation]) -> list[tuple[str, str]]:
+    """Markdown sections of multi-class results (schema ``densecal.evaluate-multiclass/2``).
+
+    ``Results`` (pooled, one row per split, with the protocol note), ``Per class`` (Dice, IoU,
+    class-wise ECE), and when present ``Soft truth`` and ``Per volume`` (mean ± std).
+
+    Args:
+        evaluations: split name -> multi-class evaluation, in display order.
+
+    Returns:
+        ``(heading, markdown body)`` pairs for :func:`densecal.report.writers.write_report_md`.
+    """
+    results = {split: ev.result for split, ev in evaluations.items()}
+    first = next(iter(results.values()))
+    main = markdown_table(["Split", *(c[0] for c in MULTICLASS_COLUMNS)], [
+        [split, *(_cell(label, r[sec].get(key)) for label, sec, key in MULTICLASS_COLUMNS)]
+        for split, r in results.items()])
+    per_class = markdown_table(["Split", "Class", "Dice", "IoU", "ECE %"], [
+        [split, str(k), _cell("", dice), _cell("", r["segmentation"]["iou_class"][k]),
+         _cell("%", r["calibration"]["ece_class"][k])]
+        for split, r in results.items() for k, dice in enumerate(r["segmentation"]["dice_class"])])
+    sections = [("Results", main + "\n" + protocol_note(first)), ("Per class", per_class)]
+    soft = {split: r["soft_truth"] for split, r in results.items() if "soft_truth" in r}
+    if soft:
+        sections.append(("Soft truth", markdown_table(
+            ["Split", *(c[0] for c in SOFT_TRUTH_COLUMNS)],
+            [[split, *(_cell(label, values[key]) for label, _, key in SOFT_TRUTH_COLUMNS)]
+             for split, values in soft.items()])))
+    volumes = {split: r["per_volume"] for split, r in results.items() if "per_volume" in r}
+    if volumes:
+        columns = [c for c in PER_VOLUME_COLUMNS
+                   if any(c[1] in v["mean"] for v in volumes.values())]
+        rows = [[split, str(v["n_volumes"]),
+                 *(f"{_cell(label, v['mean'].get(key))} ± {_cell(label, v['std'].get(key))}"
+                   for label, key in columns)] for split, v in volumes.items()]
+        sections.append(("Per volume", markdown_table(
+            ["Split", "Volumes", *(label for label, _ in columns)], rows)
+            + "\nMean ± std over volumes, each volume's pixels pooled."))
+    return sections
 
 
 def write_evaluation_outputs(out_dir: str | Path, evaluations: Mapping[str, Evaluation],
@@ -99,15 +175,19 @@ def write_evaluation_outputs(out_dir: str | Path, evaluations: Mapping[str, Eval
             ece={split: ev.result["calibration"]["ece"] for split, ev in evaluations.items()},
         )
         first = next(iter(evaluations.values())).result
-        table = metrics_table({"model": {s: ev.result for s, ev in evaluations.items()}},
-                              summary_columns(first))
         datasets = "\n".join(
             f"- `{s}`: {ev.result['dataset']['name']} — {ev.result['dataset']['n_images']} "
             f"images, {ev.result['dataset']['n_pixels']} pixels"
             for s, ev in evaluations.items())
+        if "multiclass" in first["schema"]:
+            results = multiclass_sections(evaluations)
+        else:
+            table = metrics_table({"model": {s: ev.result for s, ev in evaluations.items()}},
+                                  summary_columns(first))
+            results = [("Results", table + "\n\n" + protocol_note(first))]
         write_report_md(stage / "report.md", title, [
             ("Data", datasets),
-            ("Results", table + "\n\n" + protocol_note(first)),
+            *results,
             ("Reliability", "![reliability diagrams](reliability.png)"),
         ])
         names += ["reliability.png", "report.md"]
