@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from densecal.benchmark import BenchmarkSchedule, run_benchmark, summary_table
+from densecal.benchmark import BenchmarkSchedule, run_benchmark, summary_columns, summary_table
 from densecal.errors import DensecalInputError
 
 TINY = BenchmarkSchedule(epochs=2, image_size=32, batch_size=4, aslp_warmup=1)
@@ -64,3 +64,30 @@ def test_bad_benchmark_arguments(tmp_path: Path) -> None:
         run_benchmark(tmp_path, methods=["magic"], data=tmp_path)
     with pytest.raises(DensecalInputError, match="needs split folders"):
         run_benchmark(tmp_path, methods=["bce"], data=tmp_path)
+
+
+def test_multiclass_summary_columns_and_values() -> None:
+    def rec(seed: int, dice: float, ece: float, soft: bool) -> dict:
+        r = {"method": "vls", "seed": seed, "split": "test",
+             "calibration": {"ece": ece, "ece_foreground": 2 * ece, "classwise_ece": ece / 2,
+                             "nll": 0.25},
+             "segmentation": {"dice": dice, "iou": dice / 2},
+             "per_volume": {"n_volumes": 3, "mean": {"dice": dice, "ece": ece}, "std": {}}}
+        if soft:
+            r["soft_truth"] = {"ece": 3 * ece, "brier": 0.125}
+        return r
+
+    records = [rec(0, 0.75, 0.01, True), rec(1, 0.875, 0.03, True)]
+    labels = [c[0] for c in summary_columns(records)]
+    assert labels[:4] == ["Dice", "ECE %", "fg ECE %", "soft ECE %"]
+    table = summary_table(records, ["vls"])
+    # Dice mean 0.8125 std 0.0884; ECE 2.00 ± 1.41 %; fg ECE 4.00 ± 2.83 %; soft ECE 6.00 ± 4.24 %
+    assert "| 0.812 ± 0.088 | 2.00 ± 1.41 | 4.00 ± 2.83 | 6.00 ± 4.24 |" in table
+    # without soft truth the soft columns are left out
+    plain = summary_columns([rec(0, 0.5, 0.01, False)])
+    assert all(path[0] != "soft_truth" for _, path in plain)
+
+
+def test_multiclass_benchmark_needs_data(tmp_path: Path) -> None:
+    with pytest.raises(DensecalInputError, match="needs a data folder"):
+        run_benchmark(tmp_path, schedule=BenchmarkSchedule(num_classes=3))

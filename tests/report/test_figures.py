@@ -177,3 +177,20 @@ def test_save_prediction_grid_column_titles_count(tmp_path: Path) -> None:
         save_prediction_grid(_rows(1), tmp_path / "p.png", column_titles=["a", "b"])
     with pytest.raises(DensecalInputError, match="must end in"):
         save_prediction_grid(_rows(1), tmp_path / "p.jpg")
+
+
+def test_confidence_error_map_and_soft_truth_figure(tmp_path) -> None:
+    import numpy as np
+
+    from densecal.report.benchmark_figures import confidence_error_map, save_soft_truth_examples
+
+    soft = np.zeros((3, 2, 2))
+    soft[0], soft[1] = 0.5, 0.5  # half class 0, half class 1 everywhere
+    probs = np.zeros((3, 2, 2))
+    probs[0], probs[1] = 0.75, 0.25  # predicts class 0 with confidence 0.75
+    probs[:, 1, 1] = (0.125, 0.125, 0.75)  # predicts class 2 (soft truth 0) with 0.75
+    error = confidence_error_map(probs, soft)
+    assert error.tolist() == [[0.25, 0.25], [0.25, 0.75]]
+    image = np.zeros((2, 2, 3), np.uint8)
+    save_soft_truth_examples(image, soft, {"ce": probs, "vls": soft}, tmp_path / "ex.png")
+    assert (tmp_path / "ex.png").stat().st_size > 2_000
