@@ -6,13 +6,31 @@
 - :mod:`~densecal.data.folder`: ``FolderDataset`` and ``split_indices``.
 - :mod:`~densecal.data.demo`: the demo scenes (Fashion-MNIST garments on scikit-image textures)
   and their OOD split; ``write_demo_dataset`` writes them as folder datasets.
+- :mod:`~densecal.data.brain`: 2-D slices of the MNI152 template with soft grey/white-matter
+  truth (``write_brain_dataset``; extra ``medical``).
+- :mod:`~densecal.data.nifti`: users' NIfTI volumes to 2-D slice datasets
+  (``convert_nifti_folder``); :mod:`~densecal.data.slicing`: the slicing helpers both share.
 """
 
 from __future__ import annotations
 
+from densecal.data.brain import (
+    BRAIN_CLASS_NAMES,
+    BrainSlice,
+    BrainSliceConfig,
+    make_brain_slices,
+    write_brain_dataset,
+)
 from densecal.data.demo import SPLITS, DemoConfig, make_demo_split, write_demo_dataset
 from densecal.data.fashion_mnist import CLASS_NAMES, load_garments
 from densecal.data.folder import FolderDataset, split_indices
+from densecal.data.nifti import (
+    NiftiPair,
+    NiftiSlice,
+    convert_nifti_folder,
+    find_nifti_pairs,
+    nifti_slices,
+)
 from densecal.data.ood import load_ood_textures, make_ood_scene
 from densecal.data.pairs import (
     IMAGE_DIR_NAMES,
@@ -38,6 +56,7 @@ from densecal.data.textures import BACKGROUND_NAMES, OOD_TEXTURE_NAMES, load_tex
 
 __all__ = [
     "BACKGROUND_NAMES",
+    "BRAIN_CLASS_NAMES",
     "CLASS_NAMES",
     "IMAGE_DIR_NAMES",
     "IMAGE_EXTENSIONS",
@@ -46,27 +65,36 @@ __all__ = [
     "OOD_TEXTURE_NAMES",
     "PREDICTION_EXTENSIONS",
     "SPLITS",
+    "BrainSlice",
+    "BrainSliceConfig",
     "DemoConfig",
     "FolderDataset",
+    "NiftiPair",
+    "NiftiSlice",
     "Pair",
     "SceneLayers",
     "SceneParams",
+    "convert_nifti_folder",
     "find_images",
     "find_mask_dir",
+    "find_nifti_pairs",
     "find_pairs",
     "find_prediction_pairs",
     "find_predictions",
     "load_garments",
     "load_ood_textures",
     "load_texture",
+    "make_brain_slices",
     "make_demo_split",
     "make_ood_scene",
     "make_scene",
+    "nifti_slices",
     "read_image",
     "read_label",
     "read_mask",
     "read_prediction",
     "render_scene_layers",
     "split_indices",
+    "write_brain_dataset",
     "write_demo_dataset",
 ]
