@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from densecal.cli.data_ambiguous import ambiguous_data
 from densecal.errors import input_error
 
 __all__ = ["app"]
@@ -77,3 +78,6 @@ def nifti_data(
 
     path = convert_nifti_folder(data, out, axis=axis, size=size, skip_empty=skip_empty)
     typer.echo(f"slices: {path}")
+
+
+app.command("ambiguous")(ambiguous_data)
