@@ -36,7 +36,7 @@ from typing import Any
 from densecal.atomic import staged_directory
 from densecal.errors import input_error
 from densecal.evaluation import EvaluationOptions
-from densecal.methods import TrainConfig, last_checkpoint, method_names, train
+from densecal.methods import TrainConfig, last_checkpoint, method_names, run_started, train
 from densecal.predict import calibrate_checkpoint, evaluate_checkpoint
 from densecal.report.tables import format_percent, format_value, markdown_table
 from densecal.report.writers import write_json, write_per_image_csv, write_report_md
@@ -119,7 +119,7 @@ def _evaluate_run(method: str, seed: int, splits: dict[str, Path], schedule: Ben
     checkpoint = last_checkpoint(run_dir)
     done = checkpoint.is_file() and _finished(run_dir, schedule.epochs)
     if not done:
-        checkpoint = train(config, run_dir, resume=checkpoint.is_file(), progress=progress)
+        checkpoint = train(config, run_dir, resume=run_started(run_dir), progress=progress)
     if method.endswith("+ts"):
         _, checkpoint = calibrate_checkpoint(checkpoint, splits["val"])
     evaluations = evaluate_checkpoint(checkpoint, splits["test"], EvaluationOptions(),

@@ -29,3 +29,23 @@ def test_not_json(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(DensecalInputError, match="not valid JSON"):
         load_config(path)
+
+
+def test_vls_options_round_trip(tmp_path: Path) -> None:
+    config = TrainConfig(method="vls", num_classes=3, vls_samples=4, vls_tau=1.5, vls_mix=0.25,
+                         vls_latent=2, vls_stage1_epochs=7, vls_stage1="s1.ckpt")
+    save_config(config, tmp_path / "config.json")
+    loaded = load_config(tmp_path / "config.json")
+    assert loaded == config and loaded.vls_stage1_epochs == 7 and loaded.vls_tau == 1.5
+
+
+def test_config_without_vls_keys_gets_defaults(tmp_path: Path) -> None:
+    """A config.json written before the vls options existed still loads."""
+    data = TrainConfig().to_dict()
+    for key in [k for k in data if k.startswith("vls_")]:
+        del data[key]
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    loaded = load_config(tmp_path / "config.json")
+    options = (loaded.vls_samples, loaded.vls_tau, loaded.vls_mix, loaded.vls_latent)
+    assert options == (8, 2.0, 0.3, 3)
+    assert loaded.vls_stage1_epochs is None and loaded.vls_stage1 is None

@@ -11,8 +11,9 @@ __all__ = ["train"]
 
 def train(
     method: str = typer.Option("bce", "--method",
-                               help="bce, ce, ls, slp, aslp, focal, ecp, mbls or svls "
-                                    "(bce, slp, aslp: binary only; ce = bce when binary)."),
+                               help="bce, ce, ls, slp, aslp, focal, ecp, mbls, svls or vls "
+                                    "(bce, slp, aslp: binary only; vls: multi-class only; "
+                                    "ce = bce when binary)."),
     num_classes: int = typer.Option(1, "--num-classes",
                                     help="1: binary (sigmoid, masks in [0, 1]); K >= 2: softmax "
                                          "over K classes, masks are class-index label maps."),
@@ -49,6 +50,19 @@ def train(
     aslp_penalty: float = typer.Option(2000.0, "--aslp-penalty", help="Penalty weight lambda."),
     lr_decay: float = typer.Option(1.0, "--lr-decay",
                                    help="LR factor every 10 epochs (ASLP recipe: 0.95)."),
+    vls_samples: int = typer.Option(8, "--vls-samples",
+                                    help="VLS: posterior samples m per training image."),
+    vls_tau: float = typer.Option(2.0, "--vls-tau", help="VLS: softmax temperature tau."),
+    vls_mix: float = typer.Option(0.3, "--vls-mix",
+                                  help="VLS: weight a of sampled labels, (1-a) onehot + a y_s."),
+    vls_latent: int = typer.Option(3, "--vls-latent", help="VLS: latent size of the CVAE."),
+    vls_stage1_epochs: int | None = typer.Option(None, "--vls-stage1-epochs",
+                                                 help="VLS: stage-1 (CVAE) epochs; default "
+                                                      "--epochs."),
+    vls_stage1: Path | None = typer.Option(None, "--vls-stage1",
+                                           help="VLS: reuse this stage-1 checkpoint "
+                                                "(RUN/vls/stage1/last.ckpt) instead of "
+                                                "training one."),
     augment: bool = typer.Option(True, "--augment/--no-augment",
                                  help="Random flip, border crop and rotation (ASLP recipe)."),
     num_workers: int = typer.Option(0, "--num-workers", help="DataLoader workers."),
@@ -56,7 +70,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
 ) -> None:
     """Train a dense binary or multi-class classifier; checkpoints, config and (ASLP) α table go
-    to --out."""
+    to --out. vls trains its conditional VAE (stage 1), caches soft labels, then the model."""
     from densecal.errors import input_error
     from densecal.methods import TrainConfig
     from densecal.methods import train as run_training
@@ -72,6 +86,9 @@ def train(
                          alpha=alpha, technique=technique, beta=beta,
                          beta_convention=beta_convention, aslp_objective=aslp_objective,
                          aslp_warmup=aslp_warmup, aslp_lr=aslp_lr, aslp_penalty=aslp_penalty,
-                         lr_decay=lr_decay, augment=augment, num_workers=num_workers)
+                         lr_decay=lr_decay, augment=augment, num_workers=num_workers,
+                         vls_samples=vls_samples, vls_tau=vls_tau, vls_mix=vls_mix,
+                         vls_latent=vls_latent, vls_stage1_epochs=vls_stage1_epochs,
+                         vls_stage1=str(vls_stage1) if vls_stage1 else None)
     ckpt = run_training(config, out, resume=resume)
     typer.echo(f"checkpoint: {ckpt}")

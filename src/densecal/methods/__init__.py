@@ -12,13 +12,19 @@ from densecal.methods.inference import (
     predict_logits,
 )
 from densecal.methods.objectives import OBJECTIVES, build_objective, is_multiclass, method_names
-from densecal.methods.train import last_checkpoint, train
+from densecal.methods.train import last_checkpoint, run_started, train
+from densecal.methods.vls import SoftLabelDataset, VLSStage1Module, write_soft_labels
+from densecal.methods.vls_nets import ConditionalVAE, SoftLabelKLLoss, vls_soft_labels
 
 __all__ = [
     "OBJECTIVES",
     "BinarySegmentationModule",
+    "ConditionalVAE",
     "SegmentationModule",
+    "SoftLabelDataset",
+    "SoftLabelKLLoss",
     "TrainConfig",
+    "VLSStage1Module",
     "build_objective",
     "is_multiclass",
     "last_checkpoint",
@@ -28,6 +34,9 @@ __all__ = [
     "predict_class_probabilities",
     "predict_images",
     "predict_logits",
+    "run_started",
     "save_config",
     "train",
+    "vls_soft_labels",
+    "write_soft_labels",
 ]

@@ -9,16 +9,18 @@ metric, post-hoc temperature) depend on it.
 Batches are the dicts of :class:`densecal.data.FolderDataset`: ``image`` ``(N, 3, H, W)`` in
 [0, 1], ``mask`` ``(N, 1, H, W)`` in [0, 1] (binary) or ``(N, H, W)`` int64 class indices
 (multi-class, ``labels=True``), ``index`` ``(N,)`` the image's position in the training set
-(ASLP's α key).
+(ASLP's α key), and for ``vls`` training batches ``soft`` ``(N, K, H, W)``, the cached soft
+labels, which replace ``mask`` as the training target.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from densecal.methods.config import TrainConfig
 from densecal.methods.objectives import build_objective, is_multiclass
@@ -26,7 +28,7 @@ from densecal.metrics import PixelCalibration
 from densecal.models import create_model
 from densecal.posthoc import TemperatureScaler
 
-__all__ = ["BinarySegmentationModule", "SegmentationModule"]
+__all__ = ["BinarySegmentationModule", "SegmentationModule", "adam_schedule"]
 
 
 class SegmentationModule(L.LightningModule):
@@ -81,7 +83,8 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self(batch["image"])
-        target = batch["mask"]
+        # ``soft``: a per-pixel target distribution (VLS's cached soft labels) replacing the mask
+        target = batch["soft"] if "soft" in batch else batch["mask"]
         if self.perturbation is None:
             loss = self.loss(logits, target)
         else:
@@ -108,14 +111,20 @@ class SegmentationModule(L.LightningModule):
             self.log("alpha_max", self.perturbation.alpha.max())
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
-        if self.config.lr_decay == 1.0:
-            return optimizer
-        every, decay = self.config.lr_decay_every, self.config.lr_decay
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda epoch: decay ** (epoch // every))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule,
-                                                          "interval": "epoch"}}
+        return adam_schedule(self.net.parameters(), self.config)
+
+
+def adam_schedule(parameters: Iterable[nn.Parameter], config: TrainConfig) -> Any:
+    """Lightning's ``configure_optimizers`` value for a run: Adam at ``config.lr`` and, when
+    ``config.lr_decay != 1``, the learning rate times ``lr_decay ** (epoch // lr_decay_every)``
+    (the ASLP recipe's step decay, METHODS.md 1.3)."""
+    optimizer = torch.optim.Adam(parameters, lr=config.lr)
+    if config.lr_decay == 1.0:
+        return optimizer
+    every, decay = config.lr_decay_every, config.lr_decay
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda epoch: decay ** (epoch // every))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
 
 
 BinarySegmentationModule = SegmentationModule

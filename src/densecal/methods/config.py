@@ -2,7 +2,8 @@
 
 A run folder holds everything needed to resume or reproduce it: ``config.json`` (this dataclass),
 ``checkpoints/last.ckpt`` (weights, optimiser and, for ASLP, the per-image α table) and, at the
-end, ``alpha.csv`` for ASLP.
+end, ``alpha.csv`` for ASLP. A ``vls`` run also holds ``vls/stage1/`` (the conditional VAE's
+checkpoint and log) and ``vls/soft_labels/`` (the cached soft labels and their manifest).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ class TrainConfig:
 
     Attributes:
         method: training objective, one of ``bce``, ``ce``, ``ls``, ``slp``, ``aslp``,
-            ``focal``, ``ecp``, ``mbls``, ``svls`` (``bce``, ``slp``, ``aslp`` are binary-only;
-            ``ce`` is an alias of ``bce`` when ``num_classes == 1``).
+            ``focal``, ``ecp``, ``mbls``, ``svls``, ``vls`` (``bce``, ``slp``, ``aslp`` are
+            binary-only, ``vls`` multi-class only; ``ce`` is an alias of ``bce`` when
+            ``num_classes == 1``).
         num_classes: 1 for a binary map (one sigmoid channel, masks in [0, 1]); ``K >= 2`` for a
             softmax over ``K`` channels trained on class-index label maps (values ``0..K-1``).
         ignore_index: multi-class label value left out of the loss and the metrics (e.g. 255);
@@ -65,6 +67,16 @@ class TrainConfig:
         margin: MbLS margin m on logit distances (``mbls``).
         mbls_lambda: MbLS penalty weight λ (``mbls``).
         svls_sigma: SVLS Gaussian σ (``svls``).
+        vls_samples: CALSeg VLS posterior samples ``m`` per training image (``vls``; densecal's
+            default 8, the paper gives none).
+        vls_tau: VLS softmax temperature τ (default 2, densecal's choice).
+        vls_mix: VLS weight ``a`` of the sampled distribution in ``(1 − a)·onehot + a·y_s``
+            (default 0.3, densecal's choice).
+        vls_latent: VLS latent size (3, as the official code).
+        vls_stage1_epochs: VLS stage-1 (conditional VAE) epochs; ``None`` means ``epochs`` and
+            is resolved to that number when a run starts (so ``--resume`` with more epochs
+            extends stage 2 only).
+        vls_stage1: an existing VLS stage-1 checkpoint to reuse instead of training stage 1.
         accelerator: Lightning accelerator (``auto`` uses a GPU when present).
         devices: Lightning devices.
     """
@@ -100,6 +112,12 @@ class TrainConfig:
     margin: float = 10.0
     mbls_lambda: float = 0.1
     svls_sigma: float = 1.0
+    vls_samples: int = 8
+    vls_tau: float = 2.0
+    vls_mix: float = 0.3
+    vls_latent: int = 3
+    vls_stage1_epochs: int | None = None
+    vls_stage1: str | None = None
     accelerator: str = "auto"
     devices: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)

@@ -10,6 +10,8 @@ With ``config.num_classes = K >= 2`` the network has ``K`` softmax channels and 
 class-index map ``(N, *S)``: ``ce`` (plain cross entropy), ``ls``, ``focal``, ``ecp``, ``mbls``
 and ``svls`` use their ``task="multiclass"`` forms with ``config.ignore_index``; ``bce``,
 ``slp`` and ``aslp`` are binary-only and refused. For ``K = 1``, ``ce`` is an alias of ``bce``.
+``vls`` (CALSeg's variational label smoothing, METHODS.md 3) is multi-class only: its objective
+is the KL to soft labels that its own stage 1 produces (:mod:`densecal.methods.vls`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from densecal.losses import (
     SCBCELoss,
     SVLSLoss,
 )
+from densecal.losses._common import check_number
 from densecal.methods.config import TrainConfig
+from densecal.methods.vls_nets import SoftLabelKLLoss
 from densecal.registry import Registry
 
 __all__ = ["OBJECTIVES", "Objective", "build_objective", "is_multiclass", "method_names"]
@@ -151,6 +155,28 @@ def _mbls(config: TrainConfig, num_images: int) -> Objective:
 def _svls(config: TrainConfig, num_images: int) -> Objective:
     """Spatially varying label smoothing (Islam & Glocker 2021), 3x3 Gaussian, σ = 1."""
     return Objective(SVLSLoss(kernel_size=3, sigma=config.svls_sigma, **_multiclass(config)))
+
+
+def _positive_int(option: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise input_error(option, f"must be a positive integer, got {value!r}")
+
+
+@OBJECTIVES.register("vls")
+def _vls(config: TrainConfig, num_images: int) -> Objective:
+    """CALSeg's variational label smoothing, stage 2 (Guo et al. 2024, METHODS.md 3): pixel-mean
+    ``KL(Y_s || softmax)`` against the cached soft labels ``Y_s`` (``batch["soft"]``).
+    Multi-class only; also validates the ``vls_*`` options (the stages themselves are run by
+    :func:`densecal.methods.train.train`, see :mod:`densecal.methods.vls`)."""
+    if not is_multiclass(config):
+        raise input_error("--method", "method vls needs a multi-class run (--num-classes >= 2)")
+    _positive_int("--vls-samples", config.vls_samples)
+    _positive_int("--vls-latent", config.vls_latent)
+    if config.vls_stage1_epochs is not None:
+        _positive_int("--vls-stage1-epochs", config.vls_stage1_epochs)
+    check_number("--vls-tau", config.vls_tau, 0.0, lo_open=True)
+    check_number("--vls-mix", config.vls_mix, 0.0, 1.0)
+    return Objective(SoftLabelKLLoss(ignore_index=config.ignore_index))
 
 
 def build_objective(config: TrainConfig, num_images: int) -> Objective:

@@ -9,10 +9,14 @@ Run folder layout::
     RUN/checkpoints/last.ckpt   weights, optimiser, epoch and ASLP's α state (Lightning format)
     RUN/logs/version_K/metrics.csv  per-epoch log (one version per start or resume)
     RUN/alpha.csv               ASLP only: image name -> α at the end of training
+    RUN/vls/stage1/last.ckpt    VLS only: the conditional VAE (stage 1), log in vls/stage1/logs
+    RUN/vls/soft_labels/        VLS only: STEM.npy soft labels (K, S, S) and manifest.json
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import shutil
 import warnings
@@ -23,15 +27,17 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, Dataset
 
 from densecal.data import FolderDataset, find_pairs, split_indices
 from densecal.errors import input_error
+from densecal.methods import vls
 from densecal.methods.binary import SegmentationModule
 from densecal.methods.config import TrainConfig, load_config, save_config
 from densecal.methods.objectives import build_objective, is_multiclass, method_names
 from densecal.models import create_model
 
-__all__ = ["last_checkpoint", "train"]
+__all__ = ["last_checkpoint", "run_started", "train"]
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:
@@ -72,18 +78,25 @@ def _check(config: TrainConfig) -> None:
     # validates num_classes / ignore_index, binary-only methods and the method's options
     build_objective(config, 1)
     create_model(config.model)  # validates the model name
+    if config.method == "vls" and config.vls_stage1:
+        vls.load_stage1(config.vls_stage1, config.num_classes)  # exists, is one, K matches
 
 
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
           progress: bool = True) -> Path:
     """Train ``config.method`` on ``config.data`` and return the final checkpoint path.
 
+    ``vls`` runs three stages (:mod:`densecal.methods.vls`): the conditional VAE (skipped with
+    ``config.vls_stage1``), the cached soft labels, then the segmentation network; ``resume``
+    continues whichever stage was interrupted.
+
     Args:
         config: the run configuration. With ``resume=True`` the run folder's saved
             ``config.json`` is used instead, except for ``epochs`` (so a finished run can be
-            extended).
+            extended; for ``vls`` this extends stage 2 only).
         run_dir: output folder (created).
-        resume: continue from ``RUN/checkpoints/last.ckpt``.
+        resume: continue from ``RUN/checkpoints/last.ckpt`` (``vls``: or from its stage 1 /
+            soft labels).
         progress: show Lightning's progress bar.
 
     Returns:
@@ -91,55 +104,115 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
 
     Raises:
         DensecalInputError: bad data or options; ``run_dir`` already holds a run and ``resume``
-            is false; ``resume`` without a checkpoint.
+            is false; ``resume`` without a checkpoint; ``vls`` with ``num_classes < 2`` or a
+            missing ``vls_stage1`` file.
     """
     run_dir = Path(run_dir)
     ckpt = last_checkpoint(run_dir)
     if resume:
-        if not ckpt.is_file():
+        if not (ckpt.is_file() or _vls_started(run_dir)):
             raise input_error(run_dir, "nothing to resume: no checkpoints/last.ckpt")
         config = TrainConfig.from_dict({**load_config(run_dir / "config.json").to_dict(),
                                         "epochs": config.epochs})
-    elif ckpt.exists():
+    elif ckpt.exists() or _vls_started(run_dir):
         raise input_error(run_dir, "already holds a training run; pass --resume to continue it "
                           "or choose another --out")
     _check(config)
+    if config.method == "vls" and config.vls_stage1_epochs is None:
+        config = dataclasses.replace(config, vls_stage1_epochs=config.epochs)
     train_set, val_set = _datasets(config)
     created = not run_dir.exists()
     try:
-        return _fit(config, run_dir, train_set, val_set, resume=resume, progress=progress)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.json")
+        stage2_set: Dataset = train_set
+        if config.method == "vls":
+            stage2_set = _vls_soft_label_set(config, run_dir, train_set, progress=progress)
+        return _fit(config, run_dir, stage2_set, val_set, resume=ckpt.is_file(),
+                    progress=progress)
     except BaseException:
         # a new run that failed before its first checkpoint leaves nothing behind
-        if created and not ckpt.exists():
+        if created and not ckpt.exists() and not vls.stage1_checkpoint(run_dir).exists():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
 
-def _fit(config: TrainConfig, run_dir: Path, train_set: FolderDataset, val_set: FolderDataset,
+def run_started(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a run that ``train(..., resume=True)`` can continue."""
+    run_dir = Path(run_dir)
+    return last_checkpoint(run_dir).is_file() or _vls_started(run_dir)
+
+
+def _vls_started(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a ``vls`` run past its first stage-1 checkpoint."""
+    return (run_dir / "config.json").is_file() and (
+        vls.stage1_checkpoint(run_dir).is_file()
+        or (vls.soft_label_dir(run_dir) / "manifest.json").is_file())
+
+
+def _vls_soft_label_set(config: TrainConfig, run_dir: Path, train_set: FolderDataset, *,
+                        progress: bool) -> vls.SoftLabelDataset:
+    """VLS stage 1 and soft labels: train (or reuse) the conditional VAE, cache the soft labels, and
+    return the training set that carries them."""
+    assert config.vls_stage1_epochs is not None
+    stage1 = Path(config.vls_stage1) if config.vls_stage1 else vls.stage1_checkpoint(run_dir)
+    if not config.vls_stage1 and not vls.stage1_finished(stage1, config.vls_stage1_epochs):
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        _run_trainer(vls.VLSStage1Module(config.to_dict()), config,
+                     _loader(config, train_set, shuffle=True), None, stage1.parent,
+                     stage1.parent, max_epochs=config.vls_stage1_epochs,
+                     resume_from=stage1 if stage1.is_file() else None, progress=progress)
+    cvae = vls.load_stage1(stage1, config.num_classes)
+    plain = copy.copy(train_set)
+    plain.augment = False
+    device = "cuda" if config.accelerator in ("auto", "gpu", "cuda") and \
+        torch.cuda.is_available() else "cpu"
+    soft_dir = vls.write_soft_labels(cvae, plain, config, stage1, vls.soft_label_dir(run_dir),
+                                     device=device)
+    return vls.SoftLabelDataset(plain, soft_dir, augment=config.augment)
+
+
+def _loader(config: TrainConfig, dataset: Dataset, *, shuffle: bool) -> DataLoader:
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle,
+                      num_workers=config.num_workers,
+                      persistent_workers=config.num_workers > 0)
+
+
+def _fit(config: TrainConfig, run_dir: Path, train_set: Dataset, val_set: FolderDataset,
          *, resume: bool, progress: bool) -> Path:
     ckpt = last_checkpoint(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.json")
-
     L.seed_everything(config.seed, workers=True, verbose=False)
-    loader_args = {"batch_size": config.batch_size, "num_workers": config.num_workers,
-                   "persistent_workers": config.num_workers > 0}
-    train_loader = torch.utils.data.DataLoader(train_set, shuffle=True, **loader_args)
-    val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_args)
-    module = SegmentationModule(config.to_dict(), len(train_set), train_set.names)
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
+    train_loader = _loader(config, train_set, shuffle=True)
+    val_loader = _loader(config, val_set, shuffle=False)
+    names = list(getattr(train_set, "names", []))
+    module = SegmentationModule(config.to_dict(), len(names), names)
+    _run_trainer(module, config, train_loader, val_loader, ckpt.parent, run_dir,
+                 max_epochs=config.epochs, resume_from=ckpt if resume else None,
+                 progress=progress)
+    if module.perturbation is not None:
+        module.perturbation.write_table(run_dir / "alpha.csv", names)
+    return ckpt
+
+
+def _run_trainer(module: L.LightningModule, config: TrainConfig, train_loader: DataLoader,
+                 val_loader: DataLoader | None, ckpt_dir: Path, log_root: Path, *,
+                 max_epochs: int, resume_from: Path | None, progress: bool) -> None:
+    """Fit ``module`` (resuming from ``resume_from`` if given) with checkpoints
+    ``ckpt_dir/last.ckpt`` and a CSV log in ``log_root/logs/version_K``."""
+    # no version counter: a run folder that was moved or copied still overwrites its own
+    # last.ckpt on resume (Lightning would otherwise write last-v1.ckpt beside it)
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
+                                 enable_version_counter=False)
     with _quiet_lightning():
         trainer = L.Trainer(
-            max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
+            max_epochs=max_epochs, accelerator=config.accelerator, devices=config.devices,
             deterministic=config.deterministic, callbacks=[checkpoint],
-            logger=CSVLogger(run_dir, name="logs"), enable_progress_bar=progress,
+            logger=CSVLogger(log_root, name="logs"), enable_progress_bar=progress,
             enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
-            default_root_dir=run_dir,
+            default_root_dir=log_root,
         )
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt) if resume else None)
-    if module.perturbation is not None:
-        module.perturbation.write_table(run_dir / "alpha.csv", train_set.names)
-    return ckpt
+        trainer.fit(module, train_loader, val_loader,
+                    ckpt_path=None if resume_from is None else str(resume_from))
 
 
 class _quiet_lightning:
@@ -155,6 +228,7 @@ class _quiet_lightning:
         self._warnings.__enter__()
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*dirpath has changed.*")  # moved run folder
 
     def __exit__(self, *exc: object) -> None:
         self._warnings.__exit__(*exc)
