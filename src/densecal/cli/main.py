@@ -16,6 +16,7 @@ from densecal.cli import data as data_cli
 from densecal.cli import demo as demo_cli
 from densecal.cli import evaluate as evaluate_cli
 from densecal.cli import predict as predict_cli
+from densecal.cli import sample as sample_cli
 from densecal.cli import train as train_cli
 from densecal.errors import DensecalInputError
 
@@ -35,6 +36,7 @@ app.command("predict")(predict_cli.predict)
 app.command("evaluate")(evaluate_cli.evaluate)
 app.command("calibrate")(calibrate_cli.calibrate)
 app.command("benchmark")(benchmark_cli.benchmark)
+app.command("sample")(sample_cli.sample)
 app.add_typer(data_cli.app, name="data")
 
 

@@ -1,0 +1,397 @@
+"""CAR — Calibrated Adversarial Refinement (Kassapis et al., ICCV 2021): training and sampling.
+
+Source: the paper, official code github.com/EliasKassapis/CARSSS, densecal METHODS.md section 4.
+Networks and formulas: :mod:`densecal.methods.car_nets`.
+
+A calibration net ``F`` (any :mod:`densecal.models` network, trained with pixel CE, or frozen and
+loaded from a ``densecal train`` checkpoint) gives per-pixel marginals; a refinement generator
+``G`` turns ``(x, F(x))`` and a latent ``z ~ N(0, I)`` into one label-map sample; an image-level
+discriminator ``D`` makes the samples realistic; ``L_cal = KL(mean of M samples || F)`` makes
+their average match ``F``. ``cal_weight = 0`` is the cGAN-only ablation ("no_cal").
+
+Run folder (as :mod:`densecal.methods.train`)::
+
+    RUN/config.json             TrainConfig with method "car"; CAR options in extra["car"]
+    RUN/checkpoints/last.ckpt   F, G, D, their optimisers and the iteration counter
+    RUN/logs/version_K/metrics.csv
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from densecal.errors import input_error
+from densecal.methods.car_nets import (
+    ImageDiscriminator,
+    RefinementGenerator,
+    calibration_kl,
+    discriminator_accuracy,
+    discriminator_loss,
+    generator_adversarial_loss,
+    r1_penalty,
+)
+from densecal.methods.config import TrainConfig, load_config, save_config
+from densecal.methods.vls_nets import one_hot_labels
+from densecal.models import create_model
+
+__all__ = ["CARModule", "CAROptions", "d_window_active", "pixel_ce", "train_car"]
+
+CE_CLAMP = 1e-7
+
+
+@dataclass
+class CAROptions:
+    """CAR's options (defaults: Kassapis et al. 2021 / CARSSS, METHODS.md 4).
+
+    Stored in ``TrainConfig.extra["car"]``. ``TrainConfig.lr`` is not used by CAR.
+
+    Attributes:
+        latent_dim: size of ``z`` (8 on LIDC, 32 on Cityscapes).
+        samples: ``M``, generator samples per image and step (5).
+        adv_weight: ``lambda_adv`` on the non-saturating adversarial loss (10).
+        cal_weight: ``lambda_cal`` on ``L_cal`` (5); 0 is the cGAN-only ablation.
+        r1_weight: weight of the R1 penalty in ``L_D`` (10).
+        d_active: ``D`` trains during the first ``d_active`` of every ``d_period`` iterations.
+        d_period: period of the ``D`` schedule (250).
+        d_max_accuracy: ``D`` skips its step when its accuracy on the batch is at least this.
+        lr_f, lr_g, lr_d: Adam learning rates of ``F``, ``G`` (2e-4) and ``D`` (1e-5).
+        betas: Adam betas (0.5, 0.99).
+        weight_decay: Adam weight decay (L2, 5e-4) for all three networks.
+        calibration_checkpoint: a ``densecal train`` checkpoint whose network becomes a frozen
+            ``F`` (``None``: ``F`` is ``TrainConfig.model`` trained from scratch with CE).
+        calibration_model: network name of ``F`` (filled from the checkpoint when frozen).
+        gen_channels: the generator's four encoder widths.
+        disc_channels: the discriminator's widths.
+    """
+
+    latent_dim: int = 8
+    samples: int = 5
+    adv_weight: float = 10.0
+    cal_weight: float = 5.0
+    r1_weight: float = 10.0
+    d_active: int = 50
+    d_period: int = 250
+    d_max_accuracy: float = 0.85
+    lr_f: float = 2e-4
+    lr_g: float = 2e-4
+    lr_d: float = 1e-5
+    betas: tuple[float, float] = (0.5, 0.99)
+    weight_decay: float = 5e-4
+    calibration_checkpoint: str | None = None
+    calibration_model: str | None = None
+    gen_channels: tuple[int, ...] = (16, 32, 64, 128)
+    disc_channels: tuple[int, ...] = (16, 32, 64)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether ``F`` is a frozen, pretrained network."""
+        return self.calibration_checkpoint is not None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> CAROptions:
+        """Options from a dict (e.g. ``config.extra["car"]``), refusing unknown keys.
+
+        Raises:
+            DensecalInputError: unknown keys or invalid values (named in the message).
+        """
+        data = dict(data or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise input_error("car options", f"unknown keys {', '.join(unknown)}")
+        for key in ("betas", "gen_channels", "disc_channels"):
+            if key in data:
+                data[key] = tuple(data[key])
+        options = cls(**data)
+        options.check()
+        return options
+
+    def check(self) -> None:
+        """Raise :class:`~densecal.errors.DensecalInputError` on an invalid value."""
+        for name in ("latent_dim", "samples", "d_period"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise input_error(f"car.{name}", f"must be a positive integer, got {value!r}")
+        if not 0 <= self.d_active <= self.d_period:
+            raise input_error("car.d_active", f"must be in [0, d_period={self.d_period}], got "
+                              f"{self.d_active}")
+        for name in ("adv_weight", "cal_weight", "r1_weight", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise input_error(f"car.{name}", f"must be >= 0, got {getattr(self, name)}")
+        for name in ("lr_f", "lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                raise input_error(f"car.{name}", f"must be > 0, got {getattr(self, name)}")
+        if len(self.gen_channels) != 4:
+            raise input_error("car.gen_channels", "needs 4 widths")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+
+def d_window_active(iteration: int, d_active: int, d_period: int) -> bool:
+    """Whether ``D`` may train at ``iteration`` (0-based): the first ``d_active`` of every
+    ``d_period`` iterations (CARSSS's schedule, 50 of 250).
+
+    Example:
+        >>> [d_window_active(i, 2, 5) for i in range(7)]
+        [True, True, False, False, False, True, True]
+    """
+    return iteration % d_period < d_active
+
+
+class CARModule(L.LightningModule):
+    """Train CAR's ``F``, ``G`` and ``D`` with manual optimisation.
+
+    Each training step, on a batch ``image`` ``(N, 3, H, W)``, ``mask`` ``(N, H, W)`` class
+    indices (``FolderDataset(labels=True)``):
+
+    1. ``F``: ``L_F = mean_valid -log clamp(F_y, 1e-7)`` (skipped when frozen);
+    2. ``M`` samples ``G(x, F(x).detach(), z_m)``; ``L_cal = calibration_kl(mean_m, F)``;
+    3. ``D`` (only inside the active window, see :func:`d_window_active`):
+       ``L_D = BCE(D(x, onehot(y)), 1) + BCE(D(x, sample), 0) + r1_weight * R1``; the step is
+       skipped when ``D``'s accuracy on this batch is ``>= d_max_accuracy``;
+    4. ``G``: ``adv_weight * BCE(D(x, sample), 1) + cal_weight * L_cal`` over all ``M`` samples.
+
+    Ignored pixels (``config.ignore_index``) are left out of ``L_F`` and ``L_cal`` and zeroed in
+    both the real one-hot maps and the samples ``D`` sees.
+
+    Args:
+        config: a :class:`TrainConfig` dict (``num_classes >= 2``), CAR options in
+            ``extra["car"]``.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.config = TrainConfig.from_dict(config)
+        self.car = CAROptions.from_dict(self.config.extra.get("car"))
+        k = self.config.num_classes
+        if k < 2:
+            raise input_error("--num-classes", f"CAR needs a multi-class run (>= 2), got {k}")
+        self.net_f = create_model(self.car.calibration_model or self.config.model,
+                                  in_channels=3, out_channels=k)
+        if self.car.frozen:
+            self.net_f.requires_grad_(False)
+        self.net_g = RefinementGenerator(k, latent_dim=self.car.latent_dim,
+                                         channels=self.car.gen_channels)
+        self.net_d = ImageDiscriminator(k, channels=self.car.disc_channels)
+        self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+
+    def train(self, mode: bool = True) -> CARModule:
+        """Set training mode; a frozen ``F`` always stays in eval mode."""
+        super().train(mode)
+        if self.car.frozen:
+            self.net_f.eval()
+        return self
+
+    def calibration_probs(self, image: Tensor) -> Tensor:
+        """``F``'s softmax ``(N, K, H, W)`` for images ``(N, 3, H, W)``."""
+        return torch.softmax(self.net_f(image), dim=1)
+
+    def forward(self, image: Tensor, z: Tensor | None = None) -> Tensor:
+        """One generator sample ``(N, K, H, W)`` per image (``z`` ``(N, L)`` drawn when
+        ``None``)."""
+        f_probs = self.calibration_probs(image).detach()
+        if z is None:
+            z = torch.randn(image.shape[0], self.car.latent_dim, device=image.device)
+        return self.net_g(image, f_probs, z)
+
+    def _valid(self, labels: Tensor) -> Tensor:
+        ignore = self.config.ignore_index
+        return torch.ones_like(labels, dtype=torch.bool) if ignore is None else labels != ignore
+
+    def _optimizers(self) -> tuple[Any, Any, Any]:
+        opts = self.optimizers()
+        opts = list(opts) if isinstance(opts, list | tuple) else [opts]
+        return (None, *opts) if self.car.frozen else tuple(opts)  # type: ignore[return-value]
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        opt_f, opt_g, opt_d = self._optimizers()
+        image, labels = batch["image"], batch["mask"]
+        n, k, m = image.shape[0], self.config.num_classes, self.car.samples
+        valid = self._valid(labels)
+        logs: dict[str, float] = {}
+
+        logits_f = self.net_f(image)
+        f_probs = torch.softmax(logits_f, dim=1)
+        if opt_f is not None:
+            loss_f = pixel_ce(f_probs, labels, valid)
+            opt_f.zero_grad()
+            self.manual_backward(loss_f)
+            opt_f.step()
+            logs["loss_f"] = float(loss_f.detach())
+        f_probs = f_probs.detach()
+
+        image_m = image.repeat(m, 1, 1, 1)
+        mask_m = valid.repeat(m, 1, 1)[:, None].to(image.dtype)
+        z = torch.randn(m * n, self.car.latent_dim, device=image.device)
+        samples = self.net_g(image_m, f_probs.repeat(m, 1, 1, 1), z)  # (M*N, K, H, W)
+        loss_cal = calibration_kl(samples.view(m, n, k, *samples.shape[2:]).mean(0), f_probs,
+                                  valid)
+        fake = samples * mask_m
+
+        step = int(self.iteration)
+        if d_window_active(step, self.car.d_active, self.car.d_period):
+            real = one_hot_labels(labels, k, self.config.ignore_index).to(image.dtype)
+            logs.update(self._discriminator_step(opt_d, image, real, image_m, fake.detach()))
+        else:
+            logs["d_trained"] = 0.0
+
+        self.net_d.requires_grad_(False)
+        loss_adv = generator_adversarial_loss(self.net_d(image_m, fake))
+        loss_g = self.car.adv_weight * loss_adv + self.car.cal_weight * loss_cal
+        opt_g.zero_grad()
+        self.manual_backward(loss_g)
+        opt_g.step()
+        self.net_d.requires_grad_(True)
+        self.iteration += 1
+        logs.update(loss_g=float(loss_g.detach()), loss_adv=float(loss_adv.detach()),
+                    loss_cal=float(loss_cal.detach()))
+        self.log_dict(logs, on_step=False, on_epoch=True, batch_size=n)
+
+    def _discriminator_step(self, opt_d: Any, image: Tensor, real: Tensor, image_m: Tensor,
+                            fake: Tensor) -> dict[str, float]:
+        """One ``D`` update (skipped when its accuracy is already ``>= d_max_accuracy``)."""
+        image_r = image.detach().requires_grad_(True)
+        real_r = real.detach().requires_grad_(True)
+        real_logits = self.net_d(image_r, real_r)
+        fake_logits = self.net_d(image_m, fake)
+        penalty = r1_penalty(real_logits, [image_r, real_r])
+        loss_d = discriminator_loss(real_logits, fake_logits) + self.car.r1_weight * penalty
+        accuracy = discriminator_accuracy(real_logits.detach(), fake_logits.detach())
+        trained = accuracy < self.car.d_max_accuracy
+        if trained:
+            opt_d.zero_grad()
+            self.manual_backward(loss_d)
+            opt_d.step()
+        return {"loss_d": float(loss_d.detach()), "d_accuracy": accuracy,
+                "r1": float(penalty.detach()),
+                "d_trained": float(trained)}
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        image, labels = batch["image"], batch["mask"]
+        valid = self._valid(labels)
+        f_probs = self.calibration_probs(image)
+        samples = torch.stack([self(image) for _ in range(self.car.samples)])
+        n_valid = valid.sum().clamp_min(1)
+        self.log_dict({
+            "val_accuracy": ((f_probs.argmax(1) == labels) & valid).sum() / n_valid,
+            "val_sample_accuracy": ((samples[0].argmax(1) == labels) & valid).sum() / n_valid,
+            "val_loss_cal": calibration_kl(samples.mean(0), f_probs, valid),
+        }, prog_bar=True, batch_size=image.shape[0])
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        car = self.car
+
+        def adam(params: Any, lr: float) -> torch.optim.Optimizer:
+            return torch.optim.Adam(params, lr=lr, betas=car.betas, weight_decay=car.weight_decay)
+
+        opts = [adam(self.net_g.parameters(), car.lr_g), adam(self.net_d.parameters(), car.lr_d)]
+        return opts if car.frozen else [adam(self.net_f.parameters(), car.lr_f), *opts]
+
+
+def pixel_ce(probs: Tensor, labels: Tensor, valid: Tensor) -> Tensor:
+    """Pixel cross entropy ``mean_valid -log clamp(p_y, 1e-7)`` (CAR's ``L_F``).
+
+    Args:
+        probs: ``(N, K, H, W)`` probabilities.
+        labels: ``(N, H, W)`` class indices (any value where ``valid`` is false).
+        valid: ``(N, H, W)`` boolean.
+    """
+    index = torch.where(valid, labels, torch.zeros_like(labels))
+    p_y = probs.gather(1, index[:, None])[:, 0]
+    loss = -p_y.clamp_min(CE_CLAMP).log()
+    weight = valid.to(loss.dtype)
+    return (loss * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# training entry
+
+
+def _load_frozen_f(car: CAROptions, num_classes: int) -> torch.nn.Module:
+    from densecal.methods.inference import load_module
+
+    assert car.calibration_checkpoint is not None
+    f_module = load_module(car.calibration_checkpoint)
+    if f_module.config.num_classes != num_classes:
+        raise input_error(car.calibration_checkpoint,
+                          f"has {f_module.config.num_classes} classes, the run {num_classes}")
+    return f_module.net
+
+
+def train_car(config: TrainConfig, run_dir: str | Path, *, car: CAROptions | None = None,
+              resume: bool = False, progress: bool = True) -> Path:
+    """Train CAR on a multi-class folder dataset and return ``RUN/checkpoints/last.ckpt``.
+
+    Args:
+        config: the run configuration (``num_classes >= 2``; ``method`` is set to ``car``).
+            ``model``, ``data``, ``val_*``, ``epochs``, ``batch_size``, ``image_size``, ``seed``,
+            ``augment``, ``ignore_index``, ``accelerator``, ``devices`` are used.
+        run_dir: output folder (created).
+        car: CAR options; ``None`` takes ``config.extra["car"]`` (or the defaults).
+        resume: continue from ``RUN/checkpoints/last.ckpt`` with the saved configuration
+            (only ``epochs`` is taken from ``config``).
+        progress: show Lightning's progress bar.
+
+    Raises:
+        DensecalInputError: bad options or data, a run already in ``run_dir`` without
+            ``resume``, ``resume`` without a checkpoint, or a frozen ``F`` checkpoint that is
+            missing or has another number of classes.
+    """
+    from densecal.methods.train import _datasets, _loader, _run_trainer, last_checkpoint
+
+    run_dir = Path(run_dir)
+    ckpt = last_checkpoint(run_dir)
+    if resume:
+        if not ckpt.is_file():
+            raise input_error(run_dir, "nothing to resume: no checkpoints/last.ckpt")
+        config = TrainConfig.from_dict({**load_config(run_dir / "config.json").to_dict(),
+                                        "epochs": config.epochs})
+    else:
+        if ckpt.exists():
+            raise input_error(run_dir, "already holds a training run; pass --resume to continue "
+                              "it or choose another --out")
+        options = car if car is not None else CAROptions.from_dict(config.extra.get("car"))
+        options.check()
+        if options.frozen:
+            from densecal.methods.inference import load_module
+
+            f_config = load_module(options.calibration_checkpoint).config  # type: ignore[arg-type]
+            options = dataclasses.replace(options, calibration_model=f_config.model)
+        config = dataclasses.replace(config, method="car",
+                                     extra={**config.extra, "car": options.to_dict()})
+    for name in ("epochs", "batch_size", "image_size"):
+        if getattr(config, name) < 1:
+            raise input_error(f"--{name.replace('_', '-')}", "must be a positive integer")
+    if config.image_size % 8:
+        raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
+    module = CARModule(config.to_dict())  # validates num_classes and the CAR options
+    if module.car.frozen and not resume:
+        module.net_f.load_state_dict(_load_frozen_f(module.car, config.num_classes).state_dict())
+    train_set, val_set = _datasets(config)
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.json")
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        _run_trainer(module, config, _loader(config, train_set, shuffle=True),
+                     _loader(config, val_set, shuffle=False), ckpt.parent, run_dir,
+                     max_epochs=config.epochs, resume_from=ckpt if resume else None,
+                     progress=progress)
+    except BaseException:
+        if created and not ckpt.exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return ckpt
