@@ -17,7 +17,15 @@ from torch import nn
 
 from densecal.registry import Registry
 
-__all__ = ["MODELS", "create_model", "model_names"]
+__all__ = [
+    "CLASSIFIERS",
+    "MODELS",
+    "Classifier",
+    "classifier_names",
+    "create_classifier",
+    "create_model",
+    "model_names",
+]
 
 MODELS: Registry[nn.Module] = Registry("model")
 
@@ -79,3 +87,11 @@ def create_model(name: str, *, in_channels: int = 3, out_channels: int = 1) -> n
 def model_names() -> list[str]:
     """Registered model names."""
     return MODELS.names()
+
+
+from densecal.models.classifiers import (  # noqa: E402  (segmentation registry first)
+    CLASSIFIERS,
+    Classifier,
+    classifier_names,
+    create_classifier,
+)
