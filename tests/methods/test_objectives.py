@@ -6,14 +6,16 @@ import pytest
 import torch
 
 from densecal.methods.config import TrainConfig
-from densecal.methods.objectives import build_objective, method_names
+from densecal.methods.objectives import FAMILY_TRAINERS, build_objective, method_names
 
 METHODS = ["aslp", "bce", "ce", "ecp", "focal", "ls", "mbls", "slp", "svls", "vls"]
 BINARY_METHODS = [m for m in METHODS if m != "vls"]  # vls is multi-class only (test_vls.py)
 
 
 def test_registered_methods() -> None:
-    assert method_names() == METHODS
+    """Segmentation objectives plus the families with their own trainers (car, classifier)."""
+    assert method_names() == sorted(METHODS + list(FAMILY_TRAINERS))
+    assert {"car", "classifier"} <= set(FAMILY_TRAINERS)
 
 
 @pytest.mark.parametrize("method", BINARY_METHODS)

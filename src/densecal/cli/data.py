@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from densecal.cli.data_ambiguous import ambiguous_data
+from densecal.cli.overmap import finegrained_data
 from densecal.errors import input_error
 
 __all__ = ["app"]
@@ -81,3 +82,4 @@ def nifti_data(
 
 
 app.command("ambiguous")(ambiguous_data)
+app.command("finegrained")(finegrained_data)

@@ -15,6 +15,7 @@ from densecal.cli import calibrate as calibrate_cli
 from densecal.cli import data as data_cli
 from densecal.cli import demo as demo_cli
 from densecal.cli import evaluate as evaluate_cli
+from densecal.cli import overmap as overmap_cli
 from densecal.cli import predict as predict_cli
 from densecal.cli import sample as sample_cli
 from densecal.cli import train as train_cli
@@ -37,6 +38,7 @@ app.command("evaluate")(evaluate_cli.evaluate)
 app.command("calibrate")(calibrate_cli.calibrate)
 app.command("benchmark")(benchmark_cli.benchmark)
 app.command("sample")(sample_cli.sample)
+app.command("overmap")(overmap_cli.overmap)
 app.add_typer(data_cli.app, name="data")
 
 

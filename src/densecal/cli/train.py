@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
-__all__ = ["train"]
+__all__ = ["parse_settings", "train"]
+
+
+def parse_settings(settings: list[str]) -> dict[str, dict[str, Any]]:
+    """``["car.cal_weight=0", "car.betas=[0.5, 0.9]"]`` -> ``{"car": {"cal_weight": 0, ...}}``.
+
+    Raises:
+        DensecalInputError: an entry without ``FAMILY.KEY=VALUE`` form.
+    """
+    from densecal.errors import input_error
+
+    extra: dict[str, dict[str, Any]] = {}
+    for item in settings:
+        key, sep, text = item.partition("=")
+        family, dot, name = key.strip().partition(".")
+        if not (sep and dot and family and name):
+            raise input_error("--set", f"expected FAMILY.KEY=VALUE, got {item!r}")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        extra.setdefault(family, {})[name] = value
+    return extra
 
 
 def train(
     method: str = typer.Option("bce", "--method",
-                               help="bce, ce, ls, slp, aslp, focal, ecp, mbls, svls or vls "
-                                    "(bce, slp, aslp: binary only; vls: multi-class only; "
-                                    "ce = bce when binary)."),
+                               help="Segmentation: bce, ce, ls, slp, aslp, focal, ecp, mbls, "
+                                    "svls, vls (bce, slp, aslp: binary only; vls: multi-class "
+                                    "only; ce = bce when binary). Families: car (stochastic "
+                                    "segmentation), classifier (image classification, "
+                                    "--model resnet-tiny)."),
     num_classes: int = typer.Option(1, "--num-classes",
                                     help="1: binary (sigmoid, masks in [0, 1]); K >= 2: softmax "
                                          "over K classes, masks are class-index label maps."),
@@ -66,6 +92,10 @@ def train(
     augment: bool = typer.Option(True, "--augment/--no-augment",
                                  help="Random flip, border crop and rotation (ASLP recipe)."),
     num_workers: int = typer.Option(0, "--num-workers", help="DataLoader workers."),
+    settings: list[str] = typer.Option([], "--set",
+                                       help="Method-family option FAMILY.KEY=VALUE, repeatable, "
+                                            "e.g. --set car.cal_weight=0 (values read as JSON "
+                                            "when they parse, else as text)."),
     out: Path = typer.Option(Path("runs/run"), "--out", help="Run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
 ) -> None:
@@ -89,6 +119,7 @@ def train(
                          lr_decay=lr_decay, augment=augment, num_workers=num_workers,
                          vls_samples=vls_samples, vls_tau=vls_tau, vls_mix=vls_mix,
                          vls_latent=vls_latent, vls_stage1_epochs=vls_stage1_epochs,
-                         vls_stage1=str(vls_stage1) if vls_stage1 else None)
+                         vls_stage1=str(vls_stage1) if vls_stage1 else None,
+                         extra=parse_settings(settings))
     ckpt = run_training(config, out, resume=resume)
     typer.echo(f"checkpoint: {ckpt}")

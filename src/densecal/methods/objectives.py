@@ -36,7 +36,14 @@ from densecal.methods.config import TrainConfig
 from densecal.methods.vls_nets import SoftLabelKLLoss
 from densecal.registry import Registry
 
-__all__ = ["OBJECTIVES", "Objective", "build_objective", "is_multiclass", "method_names"]
+__all__ = [
+    "FAMILY_TRAINERS",
+    "OBJECTIVES",
+    "Objective",
+    "build_objective",
+    "is_multiclass",
+    "method_names",
+]
 
 
 @dataclass
@@ -189,6 +196,14 @@ def build_objective(config: TrainConfig, num_images: int) -> Objective:
     return OBJECTIVES.get(config.method)(config, num_images)
 
 
+FAMILY_TRAINERS: dict[str, str] = {
+    "car": "densecal.methods.car:train_car",
+    "classifier": "densecal.methods.classify:train_classifier",
+}
+"""Methods trained by their own entry ``train_X(config, run_dir, *, resume, progress)`` (module
+path and function), not by the segmentation module of :mod:`densecal.methods.objectives`."""
+
+
 def method_names() -> list[str]:
-    """Registered method names."""
-    return OBJECTIVES.names()
+    """Registered method names: the segmentation objectives and the method families."""
+    return sorted([*OBJECTIVES.names(), *FAMILY_TRAINERS])

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import logging
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,12 @@ from densecal.errors import input_error
 from densecal.methods import vls
 from densecal.methods.binary import SegmentationModule
 from densecal.methods.config import TrainConfig, load_config, save_config
-from densecal.methods.objectives import build_objective, is_multiclass, method_names
+from densecal.methods.objectives import (
+    FAMILY_TRAINERS,
+    build_objective,
+    is_multiclass,
+    method_names,
+)
 from densecal.models import create_model
 
 __all__ = ["last_checkpoint", "run_started", "train"]
@@ -108,6 +115,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
             missing ``vls_stage1`` file.
     """
     run_dir = Path(run_dir)
+    family = _family_trainer(_resumed_method(run_dir) if resume else config.method)
+    if family is not None:  # methods with their own networks and loop (car, ...)
+        return family(config, run_dir, resume=resume, progress=progress)
     ckpt = last_checkpoint(run_dir)
     if resume:
         if not (ckpt.is_file() or _vls_started(run_dir)):
@@ -135,6 +145,21 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         if created and not ckpt.exists() and not vls.stage1_checkpoint(run_dir).exists():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+
+
+def _family_trainer(method: str) -> Callable[..., Path] | None:
+    """The training entry of a method family, or None for the segmentation objectives."""
+    target = FAMILY_TRAINERS.get(method)
+    if target is None:
+        return None
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _resumed_method(run_dir: Path) -> str:
+    """The method of the run saved in ``run_dir`` ('' when there is none)."""
+    path = run_dir / "config.json"
+    return load_config(path).method if path.is_file() else ""
 
 
 def run_started(run_dir: str | Path) -> bool:

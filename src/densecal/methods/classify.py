@@ -1,0 +1,212 @@
+"""A plain single-label image classifier trained with cross-entropy on a classification folder.
+
+The network is a :func:`densecal.models.classifiers.create_classifier` trunk (``config.model``
+must be a classifier name, e.g. ``resnet-tiny``); images are resized to ``config.image_size``,
+augmented with horizontal flips when ``config.augment``. Optimiser: Adam with densecal's step
+decay (:func:`densecal.methods.binary.adam_schedule`). The run folder follows
+:mod:`densecal.methods.train`: ``RUN/config.json``, ``RUN/checkpoints/last.ckpt`` (atomic,
+resumable), ``RUN/logs/version_K/metrics.csv`` (``train_loss``, ``val_loss``, ``val_accuracy``).
+
+Family options in ``config.extra``: ``pool`` (``"avg"``, default, or ``"max"``).
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from densecal.data.classification import (
+    ClassificationDataset,
+    ClassificationFolder,
+    read_classification_folder,
+)
+from densecal.data.folder import split_indices
+from densecal.data.transforms import image_to_tensor, resize
+from densecal.errors import input_error
+from densecal.methods.binary import adam_schedule
+from densecal.methods.config import TrainConfig, load_config, save_config
+from densecal.methods.train import _loader, _run_trainer, last_checkpoint
+from densecal.models.classifiers import Classifier, classifier_names, create_classifier
+
+__all__ = ["ClassifierModule", "images_to_batch", "load_classifier", "predict_classifier",
+           "train_classifier"]
+
+
+class ClassifierModule(L.LightningModule):
+    """Cross-entropy training of a :class:`~densecal.models.classifiers.Classifier`.
+
+    Args:
+        config: a :class:`~densecal.methods.config.TrainConfig` as a dict (``to_dict``).
+        classes: class names; ``len(classes)`` logits.
+
+    Batches are ``(image (N, 3, S, S) in [0, 1], label (N,) int64, index)``.
+    """
+
+    def __init__(self, config: dict[str, Any], classes: list[str]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = TrainConfig.from_dict(config)
+        self.classes = list(classes)
+        self.net: Classifier = create_classifier(
+            self.config.model, num_classes=len(self.classes),
+            pool=self.config.extra.get("pool", "avg"))
+
+    def forward(self, image: Tensor) -> Tensor:
+        """Logits ``(N, C)`` of images ``(N, 3, S, S)``."""
+        return self.net(image)
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        image, label, _ = batch
+        loss = F.cross_entropy(self(image), label)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(label))
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        image, label, _ = batch
+        logits = self(image)
+        self.log("val_loss", F.cross_entropy(logits, label), batch_size=len(label))
+        self.log("val_accuracy", (logits.argmax(1) == label).float().mean(),
+                 batch_size=len(label))
+
+    def configure_optimizers(self) -> Any:
+        return adam_schedule(self.parameters(), self.config)
+
+
+def _check(config: TrainConfig) -> None:
+    if config.model not in classifier_names():
+        raise input_error("--model", f"{config.model!r} is not a classifier; choose one of "
+                          f"{', '.join(classifier_names())}")
+    for name in ("epochs", "batch_size", "image_size"):
+        if getattr(config, name) < 1:
+            raise input_error(f"--{name.replace('_', '-')}", "must be a positive integer")
+    if config.image_size % 8:
+        raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
+    if config.extra.get("pool", "avg") not in ("avg", "max"):
+        raise input_error("extra.pool", "expected 'avg' or 'max'")
+
+
+def _splits(config: TrainConfig) -> tuple[ClassificationFolder, ClassificationFolder]:
+    folder = read_classification_folder(config.data)
+    if config.val_data:
+        val = read_classification_folder(config.val_data)
+        if val.classes != folder.classes:
+            raise input_error(config.val_data, "its classes differ from the training data's")
+        return folder, val
+    if not 0.0 < config.val_fraction < 1.0:
+        raise input_error("--val-fraction", f"must be in (0, 1), got {config.val_fraction}")
+    train_idx, val_idx = split_indices(len(folder), config.val_fraction, config.seed)
+    return folder.subset(train_idx), folder.subset(val_idx)
+
+
+def train_classifier(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
+                     progress: bool = True) -> Path:
+    """Train a single-label classifier on ``config.data`` and return its last checkpoint.
+
+    Args:
+        config: run configuration; ``data`` (and optionally ``val_data``) are classification
+            folders, ``model`` a classifier name. With ``resume=True`` the run folder's saved
+            config is used, except for ``epochs``.
+        run_dir: output folder (created).
+        resume: continue from ``RUN/checkpoints/last.ckpt``.
+        progress: show Lightning's progress bar.
+
+    Returns:
+        Path to ``RUN/checkpoints/last.ckpt``.
+
+    Raises:
+        DensecalInputError: bad data or options; ``run_dir`` already holds a run and ``resume``
+            is false; ``resume`` without a checkpoint.
+    """
+    run_dir = Path(run_dir)
+    ckpt = last_checkpoint(run_dir)
+    if resume:
+        if not ckpt.is_file():
+            raise input_error(run_dir, "nothing to resume: no checkpoints/last.ckpt")
+        config = TrainConfig.from_dict({**load_config(run_dir / "config.json").to_dict(),
+                                        "epochs": config.epochs})
+    elif ckpt.exists():
+        raise input_error(run_dir, "already holds a training run; pass --resume to continue it "
+                          "or choose another --out")
+    _check(config)
+    train_folder, val_folder = _splits(config)
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.json")
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        train_set = ClassificationDataset(train_folder, config.image_size, augment=config.augment)
+        val_set = ClassificationDataset(val_folder, config.image_size)
+        module = ClassifierModule(config.to_dict(), list(train_folder.classes))
+        _run_trainer(module, config, _loader(config, train_set, shuffle=True),
+                     _loader(config, val_set, shuffle=False), ckpt.parent, run_dir,
+                     max_epochs=config.epochs, resume_from=ckpt if resume else None,
+                     progress=progress)
+        return ckpt
+    except BaseException:
+        if created and not ckpt.exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def load_classifier(checkpoint: str | Path, map_location: str | torch.device = "cpu"
+                    ) -> ClassifierModule:
+    """Load a checkpoint written by :func:`train_classifier`, in eval mode.
+
+    Raises:
+        DensecalInputError: missing file, not a checkpoint, or not a classifier checkpoint.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise input_error(path, "no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError) as exc:
+        raise input_error(path, f"cannot be read as a checkpoint ({type(exc).__name__})") from None
+    hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
+    if set(hparams) != {"config", "classes"}:
+        raise input_error(path, "is not a densecal classifier checkpoint")
+    module = ClassifierModule(**hparams)
+    try:
+        module.load_state_dict(state["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise input_error(path, f"weights do not match its configuration ({first})") from None
+    return module.eval().to(map_location)
+
+
+def images_to_batch(images: Sequence[np.ndarray], image_size: int) -> Tensor:
+    """Stack RGB uint8 images ``(H, W, 3)`` into ``(N, 3, S, S)`` float32 in [0, 1] (resized)."""
+    return torch.stack([resize(image_to_tensor(im), image_size) for im in images])
+
+
+@torch.no_grad()
+def predict_classifier(module: ClassifierModule, images: Sequence[np.ndarray],
+                       batch_size: int = 32) -> np.ndarray:
+    """Class probabilities ``softmax(logits)`` of RGB images.
+
+    Args:
+        module: a loaded module (:func:`load_classifier`).
+        images: ``(H, W, 3)`` uint8 images, sizes may differ (each resized to the training
+            ``image_size``).
+        batch_size: images per forward pass.
+
+    Returns:
+        ``(N, C)`` float64 probabilities, rows summing to 1.
+    """
+    device = next(module.parameters()).device
+    out = [torch.softmax(module(images_to_batch(images[i:i + batch_size],
+                                                module.config.image_size).to(device)).double(), 1)
+           for i in range(0, len(images), batch_size)]
+    if not out:
+        return np.zeros((0, len(module.classes)))
+    return torch.cat(out).cpu().numpy()

@@ -1,0 +1,83 @@
+"""The fine-grained demo and the single-label classification folder reader."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from densecal.data.classification import read_classification_folder
+from densecal.data.finegrained import (
+    FineGrainedConfig,
+    make_finegrained_split,
+    write_finegrained_dataset,
+)
+from densecal.data.readers import read_mask
+from densecal.errors import DensecalInputError
+
+CONFIG = FineGrainedConfig(size=32, n_train=30, n_val=4, n_test=4, misleading_fraction=0.2)
+
+
+def test_misleading_images_are_injected_as_recorded() -> None:
+    train = make_finegrained_split("train", CONFIG)
+    bad = [s for s in train if s.reason]
+    assert len(bad) == 6  # round(30 * 0.2)
+    for s in train:
+        assert s.image.shape == (32, 32, 3) and s.mask.shape == (32, 32)
+        if s.reason == "wrong_label":
+            assert s.label != s.garment_class
+        else:
+            assert s.label == s.garment_class
+        if s.reason == "no_garment":
+            assert not s.mask.any()
+    clean_area = np.mean([s.mask.mean() for s in train if not s.reason])
+    for s in train:
+        if s.reason == "tiny_garment":
+            assert s.mask.mean() < clean_area / 4
+    assert not any(s.reason for s in make_finegrained_split("test", CONFIG))
+
+
+def test_generation_is_deterministic() -> None:
+    a, b = make_finegrained_split("val", CONFIG), make_finegrained_split("val", CONFIG)
+    assert len(a) == len(b) == 4
+    assert all(np.array_equal(x.image, y.image) and x.label == y.label
+               for x, y in zip(a, b, strict=True))
+    with pytest.raises(DensecalInputError, match="split"):
+        make_finegrained_split("ood", CONFIG)
+    with pytest.raises(DensecalInputError, match="classes"):
+        FineGrainedConfig(classes=(6,))
+
+
+def test_written_folder_reads_back(tmp_path: Path) -> None:
+    folders = write_finegrained_dataset(tmp_path, CONFIG)
+    samples = make_finegrained_split("train", CONFIG)
+    folder = read_classification_folder(folders["train"])
+    assert folder.classes == ("Shirt", "T-shirt/top", "Pullover", "Coat")
+    assert folder.labels.tolist() == [s.label for s in samples]
+    with open(folders["train"] / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["reason"] for r in rows] == [s.reason for s in samples]
+    assert [int(r["misleading"]) for r in rows] == [int(bool(s.reason)) for s in samples]
+    mask = read_mask(folders["train"] / "masks" / f"{samples[0].name}.png")
+    np.testing.assert_allclose(mask, samples[0].mask, atol=0.5 / 255 + 1e-6)
+
+
+def test_classification_reader_errors(tmp_path: Path) -> None:
+    write_finegrained_dataset(tmp_path, FineGrainedConfig(size=16, n_train=3, n_val=0,
+                                                          n_test=0))
+    root = tmp_path / "train"
+    labels = (root / "labels.csv").read_text()
+    (root / "labels.csv").write_text(labels.replace("name,label", "file,class"))
+    with pytest.raises(DensecalInputError, match="header"):
+        read_classification_folder(root)
+    (root / "labels.csv").write_text(labels + "ghost,Coat\n")
+    with pytest.raises(DensecalInputError, match="ghost"):
+        read_classification_folder(root)
+    (root / "labels.csv").write_text(labels.replace("Coat", "Hat").replace("Shirt", "Hat")
+                                     .replace("Pullover", "Hat").replace("T-shirt/top", "Hat"))
+    with pytest.raises(DensecalInputError, match="Hat"):
+        read_classification_folder(root)
+    (root / "classes.txt").unlink()
+    assert read_classification_folder(root).classes == ("Hat",)
