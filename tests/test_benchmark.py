@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from densecal.benchmark import BenchmarkSchedule, run_benchmark, summary_columns, summary_table
+from densecal.benchmark import (
+    BenchmarkSchedule,
+    parse_method,
+    run_benchmark,
+    summary_columns,
+    summary_table,
+)
 from densecal.errors import DensecalInputError
 
 TINY = BenchmarkSchedule(epochs=2, image_size=32, batch_size=4, aslp_warmup=1)
@@ -91,3 +97,12 @@ def test_multiclass_summary_columns_and_values() -> None:
 def test_multiclass_benchmark_needs_data(tmp_path: Path) -> None:
     with pytest.raises(DensecalInputError, match="needs a data folder"):
         run_benchmark(tmp_path, schedule=BenchmarkSchedule(num_classes=3))
+
+
+def test_method_variants_with_overrides() -> None:
+    assert parse_method("vls@vls_mix=0.6;vls_tau=1") == ("vls", {"vls_mix": 0.6, "vls_tau": 1})
+    assert parse_method("bce+ts") == ("bce", {})
+    assert parse_method("ls@eps=0.05+ts") == ("ls", {"eps": 0.05})
+    for bad in ("vls@nope=1", "vls@vls_mix", "vls@seed=3", "magic@eps=0.1"):
+        with pytest.raises(DensecalInputError, match="--methods"):
+            parse_method(bad)

@@ -97,25 +97,49 @@ def _splits(data: Path) -> dict[str, Path]:
     return splits
 
 
+def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``NAME[@KEY=VALUE[;KEY=VALUE...]][+ts]`` into the method and its TrainConfig
+    overrides (values read as JSON when they parse): ``"vls@vls_mix=0.6"`` trains ``vls`` with
+    ``vls_mix=0.6``, a variant with its own runs and table row.
+
+    Raises:
+        DensecalInputError: unknown method or TrainConfig field, or a malformed override.
+    """
+    name, _, rest = spec.removesuffix("+ts").partition("@")
+    overrides: dict[str, Any] = {}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for item in filter(None, rest.split(";")):
+        key, sep, text = item.partition("=")
+        if not sep or key not in fields or key in ("method", "seed", "data", "val_data"):
+            raise input_error("--methods", f"bad override {item!r} in {spec!r}; expected "
+                                           "FIELD=VALUE with a TrainConfig field")
+        try:
+            overrides[key] = json.loads(text)
+        except ValueError:
+            overrides[key] = text
+    if name not in method_names():
+        raise input_error("--methods", f"unknown method {spec!r}; choose among "
+                          f"{', '.join(sorted(method_names()))} (each optionally with "
+                          f"@FIELD=VALUE overrides and +ts)")
+    return name, overrides
+
+
 def _check_methods(methods: Sequence[str]) -> None:
-    known = set(method_names())
     for method in methods:
-        base = method.removesuffix("+ts")
-        if base not in known:
-            raise input_error("--methods", f"unknown method {method!r}; choose among "
-                              f"{', '.join(sorted(known))} (each optionally with +ts)")
+        parse_method(method)
 
 
 def _evaluate_run(method: str, seed: int, splits: dict[str, Path], schedule: BenchmarkSchedule,
                   runs_dir: Path, progress: bool) -> dict[str, Any]:
     """Train (or resume) one run and evaluate it; the result is cached in ``eval.json``."""
     base = method.removesuffix("+ts")
+    name, overrides = parse_method(method)
     run_dir = runs_dir / f"{base}-seed{seed}"
     cache = runs_dir / f"{method}-seed{seed}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
-    config = TrainConfig(method=base, data=str(splits["train"]), val_data=str(splits["val"]),
-                         seed=seed, **dataclasses.asdict(schedule))
+    config = TrainConfig(method=name, data=str(splits["train"]), val_data=str(splits["val"]),
+                         seed=seed, **{**dataclasses.asdict(schedule), **overrides})
     checkpoint = last_checkpoint(run_dir)
     done = checkpoint.is_file() and _finished(run_dir, schedule.epochs)
     if not done:

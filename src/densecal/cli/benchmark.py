@@ -12,7 +12,8 @@ __all__ = ["benchmark"]
 def benchmark(
     methods: str | None = typer.Option(
         None, "--methods", help="Comma-separated methods; NAME+ts adds temperature scaling "
-        "fitted on the validation split. Default: bce,bce+ts,ls,focal,mbls,svls,slp,aslp "
+        "fitted on the validation split; NAME@FIELD=VALUE;FIELD=VALUE trains a variant "
+        "(e.g. vls@vls_mix=0.6). Default: bce,bce+ts,ls,focal,mbls,svls,slp,aslp "
         "(binary) or ce,ls,focal,mbls,svls,vls (--num-classes >= 2)."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds 0..N-1 per method."),
     data: Path | None = typer.Option(None, "--data", help="Folder with train/, val/, test/ and "
