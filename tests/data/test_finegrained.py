@@ -55,7 +55,8 @@ def test_written_folder_reads_back(tmp_path: Path) -> None:
     samples = make_finegrained_split("train", CONFIG)
     folder = read_classification_folder(folders["train"])
     assert folder.classes == ("Shirt", "T-shirt/top", "Pullover", "Coat")
-    assert folder.labels.tolist() == [s.label for s in samples]
+    assert folder.class_ids.tolist() == [s.label for s in samples]
+    assert not folder.multilabel
     with open(folders["train"] / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["reason"] for r in rows] == [s.reason for s in samples]

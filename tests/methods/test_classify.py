@@ -10,9 +10,12 @@ import torch
 
 from densecal.data.classification import read_classification_folder
 from densecal.data.finegrained import FineGrainedConfig, write_finegrained_dataset
+from densecal.data.multilabel import write_multilabel_scenes
 from densecal.data.readers import read_image
 from densecal.errors import DensecalInputError
 from densecal.methods.classify import (
+    ClassifierModule,
+    ClassifierOptions,
     images_to_batch,
     load_classifier,
     predict_classifier,
@@ -63,3 +66,25 @@ def test_bad_inputs(tmp_path: Path, data: Path) -> None:
         load_classifier(bad)
     with pytest.raises(DensecalInputError, match="no such"):
         load_classifier(tmp_path / "missing.ckpt")
+
+
+def test_pool_option_from_the_classifier_family(tmp_path: Path, data: Path) -> None:
+    config = TrainConfig(model="resnet-tiny", extra={"classifier": {"pool": "max"},
+                                                      "ud": {"hidden": 3}})
+    assert ClassifierOptions.from_config(config) == ClassifierOptions(pool="max")
+    assert ClassifierModule(config.to_dict(), ["a", "b"]).net.pool == "max"
+    assert ClassifierModule(TrainConfig(model="resnet-tiny").to_dict(), ["a"]).net.pool == "avg"
+    for extra, match in (({"classifier": {"pool": "min"}}, r"classifier\.pool"),
+                         ({"classifier": {"pol": "max"}}, "unknown keys pol"),
+                         ({"classifier": "max"}, "classifier options")):
+        with pytest.raises(DensecalInputError, match=match):
+            train_classifier(TrainConfig(data=str(data), model="resnet-tiny", extra=extra),
+                             tmp_path / "run", progress=False)
+        assert not (tmp_path / "run").exists()
+
+
+def test_multilabel_folder_is_refused(tmp_path: Path) -> None:
+    scenes = write_multilabel_scenes(tmp_path / "ml", n_train=2, n_val=0, n_test=0, size=16)
+    with pytest.raises(DensecalInputError, match="multi-label"):
+        train_classifier(TrainConfig(data=str(scenes["train"]), model="resnet-tiny"),
+                         tmp_path / "run", progress=False)

@@ -13,9 +13,9 @@ BINARY_METHODS = [m for m in METHODS if m != "vls"]  # vls is multi-class only (
 
 
 def test_registered_methods() -> None:
-    """Segmentation objectives plus the families with their own trainers (car, classifier)."""
+    """Segmentation objectives plus the families with their own trainers (car, classifier, ud-*)."""
     assert method_names() == sorted(METHODS + list(FAMILY_TRAINERS))
-    assert {"car", "classifier"} <= set(FAMILY_TRAINERS)
+    assert {"car", "classifier", "ud-teacher", "ud-student", "ud-gt"} <= set(FAMILY_TRAINERS)
 
 
 @pytest.mark.parametrize("method", BINARY_METHODS)

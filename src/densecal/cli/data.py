@@ -8,6 +8,7 @@ import typer
 
 from densecal.cli.data_ambiguous import ambiguous_data
 from densecal.cli.overmap import finegrained_data
+from densecal.cli.ud_data import coco_data, multilabel_data, voc_data
 from densecal.errors import input_error
 
 __all__ = ["app"]
@@ -83,3 +84,6 @@ def nifti_data(
 
 app.command("ambiguous")(ambiguous_data)
 app.command("finegrained")(finegrained_data)
+app.command("multilabel")(multilabel_data)
+app.command("voc")(voc_data)
+app.command("coco")(coco_data)

@@ -66,6 +66,7 @@ def overmap(
     if folder.classes != tuple(module.classes):
         raise input_error(data, f"classes {list(folder.classes)} differ from the classifier's "
                                 f"{module.classes}")
+    class_ids = folder.class_ids
     images = [read_image(p) for p in folder.paths]
     if segmenter is not None:
         object_masks = masks_from_segmenter(segmenter, images, threshold, batch_size)
@@ -74,9 +75,9 @@ def overmap(
                                          [im.shape[:2] for im in images])
     layer_name = layer[len("net."):] if layer and layer.startswith("net.") else layer
     result = analyse_images(module.net, images, object_masks, module.config.image_size,
-                            folder.labels, layer=layer_name, tau=tau, batch_size=batch_size,
+                            class_ids, layer=layer_name, tau=tau, batch_size=batch_size,
                             keep_maps=figure_rows)
-    paths = write_overmap_outputs(out, folder.names, folder.classes, folder.labels, result,
+    paths = write_overmap_outputs(out, folder.names, folder.classes, class_ids, result,
                                   images=images, masks=object_masks, manifest=_manifest(data),
                                   score=score, n_bins=n_bins, k=k)
     for name, path in paths.items():

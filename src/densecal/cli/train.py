@@ -39,7 +39,8 @@ def train(
                                     "svls, vls (bce, slp, aslp: binary only; vls: multi-class "
                                     "only; ce = bce when binary). Families: car (stochastic "
                                     "segmentation), classifier (image classification, "
-                                    "--model resnet-tiny)."),
+                                    "--model resnet-tiny), ud-teacher, ud-student, ud-gt "
+                                    "(uncertainty distillation, multi-label)."),
     num_classes: int = typer.Option(1, "--num-classes",
                                     help="1: binary (sigmoid, masks in [0, 1]); K >= 2: softmax "
                                          "over K classes, masks are class-index label maps."),
@@ -92,6 +93,9 @@ def train(
     augment: bool = typer.Option(True, "--augment/--no-augment",
                                  help="Random flip, border crop and rotation (ASLP recipe)."),
     num_workers: int = typer.Option(0, "--num-workers", help="DataLoader workers."),
+    teacher: Path | None = typer.Option(None, "--teacher",
+                                        help="ud-student: the teacher checkpoint (same as "
+                                             "--set ud.teacher=PATH)."),
     settings: list[str] = typer.Option([], "--set",
                                        help="Method-family option FAMILY.KEY=VALUE, repeatable, "
                                             "e.g. --set car.cal_weight=0 (values read as JSON "
@@ -121,5 +125,7 @@ def train(
                          vls_latent=vls_latent, vls_stage1_epochs=vls_stage1_epochs,
                          vls_stage1=str(vls_stage1) if vls_stage1 else None,
                          extra=parse_settings(settings))
+    if teacher is not None:
+        config.extra.setdefault("ud", {})["teacher"] = str(teacher)
     ckpt = run_training(config, out, resume=resume)
     typer.echo(f"checkpoint: {ckpt}")

@@ -206,7 +206,8 @@ def write_finegrained_dataset(out_dir: str | Path,
     for split in SPLITS:
         samples = make_finegrained_split(split, config)
         folders[split] = write_classification_folder(
-            out_dir / split, [(s.name, s.image, s.label) for s in samples], config.class_names,
+            out_dir / split, [(s.name, s.image) for s in samples], config.class_names,
+            np.array([s.label for s in samples], dtype=np.int64),
             masks=[s.mask for s in samples],
             extra_files={"manifest.csv": _manifest(samples, config.class_names)})
     return folders

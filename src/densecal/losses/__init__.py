@@ -11,6 +11,14 @@ from __future__ import annotations
 
 from densecal.losses._common import Task as LossTask
 from densecal.losses.aslp import AdaptivePerturbation, Objective
+from densecal.losses.distillation import (
+    label_uncertainty,
+    paln_loss,
+    pdd_loss,
+    teacher_loss,
+    uad_loss,
+    uncertainty_attention,
+)
 from densecal.losses.entropy import EntropyPenaltyLoss, entropy_penalty_loss
 from densecal.losses.focal import FocalLoss, focal_loss
 from densecal.losses.label_smoothing import LabelSmoothingLoss, label_smoothing_loss
@@ -39,13 +47,19 @@ __all__ = [
     "entropy_penalty_loss",
     "focal_loss",
     "label_smoothing_loss",
+    "label_uncertainty",
     "margin_penalty",
     "mbls_loss",
+    "paln_loss",
+    "pdd_loss",
     "per_image_statistics",
     "perturbed_target",
     "sc_bce_loss",
     "svls_kernel",
     "svls_loss",
     "svls_smooth",
+    "teacher_loss",
     "technique_beta",
+    "uad_loss",
+    "uncertainty_attention",
 ]

@@ -7,15 +7,18 @@ decay (:func:`densecal.methods.binary.adam_schedule`). The run folder follows
 :mod:`densecal.methods.train`: ``RUN/config.json``, ``RUN/checkpoints/last.ckpt`` (atomic,
 resumable), ``RUN/logs/version_K/metrics.csv`` (``train_loss``, ``val_loss``, ``val_accuracy``).
 
-Family options in ``config.extra``: ``pool`` (``"avg"``, default, or ``"max"``).
+Family options in ``config.extra["classifier"]`` (``densecal train --set classifier.KEY=VALUE``,
+see :class:`ClassifierOptions`): ``pool`` (``"avg"``, default, or ``"max"``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import shutil
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +41,50 @@ from densecal.methods.config import TrainConfig, load_config, save_config
 from densecal.methods.train import _loader, _run_trainer, last_checkpoint
 from densecal.models.classifiers import Classifier, classifier_names, create_classifier
 
-__all__ = ["ClassifierModule", "images_to_batch", "load_classifier", "predict_classifier",
-           "train_classifier"]
+__all__ = ["ClassifierModule", "ClassifierOptions", "images_to_batch", "load_classifier",
+           "predict_classifier", "train_classifier"]
+
+
+@dataclass(frozen=True)
+class ClassifierOptions:
+    """Options of the ``classifier`` family, stored in ``TrainConfig.extra["classifier"]``.
+
+    Attributes:
+        pool: global pooling of the trunk's features, ``"avg"`` (default) or ``"max"``
+            (:class:`~densecal.models.classifiers.Classifier`).
+    """
+
+    pool: str = "avg"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ClassifierOptions:
+        """Options from a dict (e.g. ``config.extra.get("classifier")``), refusing unknown keys.
+
+        Raises:
+            DensecalInputError: not a dict, unknown keys or a bad value (named in the message).
+
+        Example:
+            >>> ClassifierOptions.from_dict({"pool": "max"})
+            ClassifierOptions(pool='max')
+        """
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise input_error("classifier options", f"expected KEY: VALUE pairs, got {data!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise input_error("classifier options", f"unknown keys {', '.join(unknown)} "
+                                                    f"(known: {', '.join(sorted(known))})")
+        options = cls(**data)
+        if options.pool not in ("avg", "max"):
+            raise input_error("classifier.pool", f"expected 'avg' or 'max', got {options.pool!r}")
+        return options
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> ClassifierOptions:
+        """Options of ``config.extra["classifier"]`` (defaults when absent)."""
+        return cls.from_dict(config.extra.get("classifier"))
 
 
 class ClassifierModule(L.LightningModule):
@@ -49,7 +94,11 @@ class ClassifierModule(L.LightningModule):
         config: a :class:`~densecal.methods.config.TrainConfig` as a dict (``to_dict``).
         classes: class names; ``len(classes)`` logits.
 
-    Batches are ``(image (N, 3, S, S) in [0, 1], label (N,) int64, index)``.
+    Batches are :class:`~densecal.data.classification.ClassificationDataset` items of a
+    single-label folder: ``(image (N, 3, S, S) in [0, 1], label (N,) int64, labels (N, C))``.
+
+    Raises:
+        DensecalInputError: bad options in ``config["extra"]["classifier"]``.
     """
 
     def __init__(self, config: dict[str, Any], classes: list[str]) -> None:
@@ -57,9 +106,9 @@ class ClassifierModule(L.LightningModule):
         self.save_hyperparameters()
         self.config = TrainConfig.from_dict(config)
         self.classes = list(classes)
+        self.options = ClassifierOptions.from_config(self.config)
         self.net: Classifier = create_classifier(
-            self.config.model, num_classes=len(self.classes),
-            pool=self.config.extra.get("pool", "avg"))
+            self.config.model, num_classes=len(self.classes), pool=self.options.pool)
 
     def forward(self, image: Tensor) -> Tensor:
         """Logits ``(N, C)`` of images ``(N, 3, S, S)``."""
@@ -91,14 +140,21 @@ def _check(config: TrainConfig) -> None:
             raise input_error(f"--{name.replace('_', '-')}", "must be a positive integer")
     if config.image_size % 8:
         raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
-    if config.extra.get("pool", "avg") not in ("avg", "max"):
-        raise input_error("extra.pool", "expected 'avg' or 'max'")
+    ClassifierOptions.from_config(config)
+
+
+def _read_single_label(root: str) -> ClassificationFolder:
+    folder = read_classification_folder(root)
+    if folder.multilabel:
+        raise input_error(folder.root / "labels.csv", "is multi-label; the classifier needs a "
+                                                      "single-label 'name,label' folder")
+    return folder
 
 
 def _splits(config: TrainConfig) -> tuple[ClassificationFolder, ClassificationFolder]:
-    folder = read_classification_folder(config.data)
+    folder = _read_single_label(config.data)
     if config.val_data:
-        val = read_classification_folder(config.val_data)
+        val = _read_single_label(config.val_data)
         if val.classes != folder.classes:
             raise input_error(config.val_data, "its classes differ from the training data's")
         return folder, val
@@ -144,7 +200,8 @@ def train_classifier(config: TrainConfig, run_dir: str | Path, *, resume: bool =
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.json")
         L.seed_everything(config.seed, workers=True, verbose=False)
-        train_set = ClassificationDataset(train_folder, config.image_size, augment=config.augment)
+        train_set = ClassificationDataset(train_folder, config.image_size,
+                                          augment=config.augment)
         val_set = ClassificationDataset(val_folder, config.image_size)
         module = ClassifierModule(config.to_dict(), list(train_folder.classes))
         _run_trainer(module, config, _loader(config, train_set, shuffle=True),

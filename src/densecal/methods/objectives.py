@@ -199,6 +199,9 @@ def build_objective(config: TrainConfig, num_images: int) -> Objective:
 FAMILY_TRAINERS: dict[str, str] = {
     "car": "densecal.methods.car:train_car",
     "classifier": "densecal.methods.classify:train_classifier",
+    "ud-teacher": "densecal.methods.ud:train_ud",
+    "ud-student": "densecal.methods.ud:train_ud",
+    "ud-gt": "densecal.methods.ud:train_ud",
 }
 """Methods trained by their own entry ``train_X(config, run_dir, *, resume, progress)`` (module
 path and function), not by the segmentation module of :mod:`densecal.methods.objectives`."""

@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import importlib
 import logging
+import os
 import shutil
 import warnings
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
@@ -219,15 +220,36 @@ def _fit(config: TrainConfig, run_dir: Path, train_set: Dataset, val_set: Folder
     return ckpt
 
 
+class EpochCheckpoint(Callback):
+    """Write ``last.ckpt`` atomically at the end of every training epoch (after validation).
+
+    Lightning's ``ModelCheckpoint(save_top_k=0, save_last=True)`` writes ``last.ckpt`` only when
+    another checkpoint was saved in the same step, i.e. once at the end of training (Lightning
+    2.6), so a killed run could not resume. Here every epoch ends with a complete checkpoint
+    (weights, optimiser, schedulers, module buffers such as ASLP's alpha table, loop state)
+    written to a temporary file and renamed over the previous one: a kill at any moment leaves
+    the last finished epoch's checkpoint intact.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Lightning 2 runs the epoch's validation before this hook."""
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        trainer.save_checkpoint(tmp)  # collective; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+
+
 def _run_trainer(module: L.LightningModule, config: TrainConfig, train_loader: DataLoader,
                  val_loader: DataLoader | None, ckpt_dir: Path, log_root: Path, *,
                  max_epochs: int, resume_from: Path | None, progress: bool) -> None:
     """Fit ``module`` (resuming from ``resume_from`` if given) with checkpoints
     ``ckpt_dir/last.ckpt`` and a CSV log in ``log_root/logs/version_K``."""
-    # no version counter: a run folder that was moved or copied still overwrites its own
-    # last.ckpt on resume (Lightning would otherwise write last-v1.ckpt beside it)
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
-                                 enable_version_counter=False)
+    checkpoint = EpochCheckpoint(ckpt_dir / "last.ckpt")
     with _quiet_lightning():
         trainer = L.Trainer(
             max_epochs=max_epochs, accelerator=config.accelerator, devices=config.devices,

@@ -130,11 +130,9 @@ def stage1_finished(path: str | Path, epochs: int) -> bool:
     if not path.is_file():
         return False
     state = _read_checkpoint(path, "stage-1")
-    try:  # Lightning's count of completed epochs (its "epoch" field is saved after increments)
-        done = int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
-    except (KeyError, TypeError):
-        done = int(state.get("epoch", -1)) + 1
-    return done >= epochs
+    # checkpoints are written at the end of each epoch (train.EpochCheckpoint): "epoch" is the
+    # index of the last finished one
+    return int(state.get("epoch", -1)) + 1 >= epochs
 
 
 def load_stage1(path: str | Path, num_classes: int, *, option: str = "--vls-stage1"
