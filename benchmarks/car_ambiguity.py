@@ -1,0 +1,272 @@
+"""CAR vs its no-L_cal ablation on garment scenes with injected label ambiguity (issue 6).
+
+Run: ``python benchmarks/car_ambiguity.py [--quick] [--out DIR] [--seeds 1] [--epochs 12]
+[--size 32]``. Prints ONE JSON object on stdout and, unless ``--quick``, writes it atomically to
+``benchmarks/results/car_ambiguity.json``. Expected time of the full run: about 12 minutes on
+2 CPU cores with ``OMP_NUM_THREADS=1`` (per seed; two trainings of ~600 steps dominate).
+
+Data (``densecal data ambiguous``, seed 0): multi-garment scenes of ``size x size`` pixels,
+400 train / 50 val / 100 test. In train and val masks five garment classes are relabelled as a
+whole to a twin class with p = 8/17, 7/17, 6/17, 5/17, 4/17 (Kassapis et al., ICCV 2021, 4.2,
+in miniature; METHODS.md 4); test masks keep the base labels and every test image is scored
+against all ``2^k`` modes of its ``k`` flippable classes present, with their probabilities
+(``densecal.data.ambiguity.enumerate_modes``).
+
+Models (``densecal train --method car``): CAR with the default options (``lambda_cal = 5``,
+M = 5 samples per step, D trained 50 of every 250 steps) and the ablation ``--set
+car.cal_weight=0`` ("no_cal"), both with the same seed, data, schedule and architecture
+(unet-small F, U-Net G, 16 classes). ``densecal sample --n 16 --labels`` draws 16 samples per
+test image (latent seed = training seed).
+
+Measured per test image, then averaged over test images (d = 1 - IoU, mean IoU over the
+foreground classes present in either map: ``densecal.metrics.stochastic``):
+
+- ``ged``: D^2_GED of the 16 samples against all modes, mode terms weighted by probability;
+- ``hm_iou``: Hungarian-matched IoU of the 16 samples against 16 mode slots. Since the number
+  of modes M (2^k, 1..32) rarely divides N = 16, the slots are allotted to modes in proportion to
+  their probabilities by the largest-remainder rule (``floor(16 p_j)`` each, the rest to the
+  largest remainders, ties to the earlier mode): the tiled set is the 16-point quota
+  approximation of the mode distribution, exact tiling when the M modes are equally likely and
+  M divides 16. ``hm_iou_cyclic`` is the plain cyclic tiling ``modes[j % M]`` (probabilities
+  ignored, ``hungarian_matched_iou``'s own rule) for reference;
+- ``diversity``: E[d(S, S')] over the 16 x 16 sample pairs;
+- ``flip_frequency_error``: per flippable class ``|share of the class's pixels sampled as the
+  twin - p|``, averaged over the test images that contain the class (target <= 0.05 each);
+  ``flip_frequency`` the share itself and ``f_flip_probability`` F's mean twin probability on
+  those pixels (the marginal that L_cal makes the samples follow).
+
+With ``--seeds S > 1`` each model is trained with seeds 0..S-1; the top-level numbers are means
+over seeds and ``per_seed`` holds each seed's. Work files (data, runs, samples) go to ``--out``
+(default ``runs/bench/car_ambiguity``); finished pieces are reused, so a killed run continues
+(training resumes from ``last.ckpt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from densecal.atomic import atomic_write_text
+from densecal.cli.main import main as densecal
+from densecal.data.ambiguity import AmbiguitySpec, enumerate_modes
+from densecal.metrics.stochastic import (
+    flip_frequencies,
+    generalized_energy_distance,
+    hungarian_matched_iou,
+    sample_diversity,
+)
+
+ROOT = Path(__file__).resolve().parent
+VARIANTS: dict[str, list[str]] = {"car": [], "no_cal": ["--set", "car.cal_weight=0"]}
+N_SAMPLES = 16
+
+
+def machine_info() -> dict[str, Any]:
+    """Torch/python versions, threads, CPU count and the 1-minute load average at start."""
+    info: dict[str, Any] = {"torch": torch.__version__, "python": platform.python_version(),
+                            "device": "cpu", "threads": torch.get_num_threads(),
+                            "cpu_count": os.cpu_count(), "platform": platform.platform()}
+    if hasattr(os, "getloadavg"):
+        info["load_average_1min_at_start"] = round(os.getloadavg()[0], 2)
+    return info
+
+
+def emit(result: dict[str, Any], name: str, quick: bool, out: Path) -> None:
+    """Print ``result`` as JSON; write it to ``results/NAME.json`` (full) or ``OUT/NAME.json``."""
+    text = json.dumps(result, indent=2) + "\n"
+    print(text, end="")
+    atomic_write_text((out if quick else ROOT / "results") / f"{name}.json", text)
+
+
+def quota_tiling(probabilities: np.ndarray, n: int) -> np.ndarray:
+    """Indices of ``n`` mode slots allotted by the largest-remainder rule.
+
+    Mode ``j`` gets ``floor(n p_j)`` slots; the remaining slots go to the largest remainders
+    ``n p_j - floor(n p_j)`` (stable: ties to the earlier mode).
+
+    Args:
+        probabilities: ``(M,)`` non-negative, summing to 1.
+        n: number of slots.
+
+    Returns:
+        ``(n,)`` int64 mode indices, sorted.
+
+    Example:
+        >>> quota_tiling(np.array([0.5, 0.3, 0.2]), 4).tolist()
+        [0, 0, 1, 2]
+    """
+    quota = np.asarray(probabilities, dtype=np.float64) * n
+    counts = np.floor(quota).astype(np.int64)
+    rest = n - int(counts.sum())
+    counts[np.argsort(-(quota - counts), kind="stable")[:rest]] += 1
+    return np.repeat(np.arange(len(counts)), counts)
+
+
+def score_image(samples: np.ndarray, f_probs: np.ndarray, base: np.ndarray,
+                spec: AmbiguitySpec) -> dict[str, Any]:
+    """All metrics of one test image.
+
+    Args:
+        samples: ``(N, H, W)`` uint8 sampled label maps.
+        f_probs: ``(K, H, W)`` F's probabilities.
+        base: ``(H, W)`` base (unflipped) label map.
+        spec: the ambiguity spec.
+
+    Returns:
+        ``{"ged", "hm_iou", "hm_iou_cyclic", "diversity", "flip_frequency": {class: share},
+        "f_flip_probability": {class: mean twin probability}}`` (classes present only).
+    """
+    modes = enumerate_modes(base, spec)
+    labels = np.stack([m for m, _ in modes])
+    weights = np.array([p for _, p in modes])
+    s = torch.from_numpy(samples.astype(np.int64))
+    y = torch.from_numpy(labels.astype(np.int64))
+    freq = flip_frequencies(s, base.astype(np.int64), spec.flips)
+    return {
+        "ged": float(generalized_energy_distance(s, y, weights)),
+        "hm_iou": float(hungarian_matched_iou(s, y[quota_tiling(weights, len(s))])),
+        "hm_iou_cyclic": float(hungarian_matched_iou(s, y)),
+        "diversity": float(sample_diversity(s)),
+        "flip_frequency": freq,
+        "f_flip_probability": {c: float(f_probs[spec.flips[c][0]][base == c].mean())
+                               for c in freq},
+    }
+
+
+def evaluate(sample_dir: Path, data_dir: Path, spec: AmbiguitySpec) -> dict[str, Any]:
+    """Average :func:`score_image` over the test images; per-class values over the images
+    containing the class (``None`` for a class in no test image)."""
+    scores = []
+    for mask in sorted((data_dir / "test" / "masks").glob("*.png")):
+        folder = sample_dir / mask.stem
+        scores.append(score_image(np.load(folder / "samples.npy"), np.load(folder / "f.npy"),
+                                  np.asarray(Image.open(mask)), spec))
+    out: dict[str, Any] = {key: float(np.mean([s[key] for s in scores]))
+                           for key in ("ged", "hm_iou", "hm_iou_cyclic", "diversity")}
+    per_class: dict[str, dict[str, float | None]] = {
+        "flip_frequency": {}, "f_flip_probability": {}, "flip_frequency_error": {},
+        "images_with_class": {}}
+    for cls, (_, prob) in spec.flips.items():
+        freq = [s["flip_frequency"][cls] for s in scores if cls in s["flip_frequency"]]
+        f_mass = [s["f_flip_probability"][cls] for s in scores if cls in s["flip_frequency"]]
+        key = str(cls)
+        per_class["images_with_class"][key] = len(freq)
+        per_class["flip_frequency"][key] = float(np.mean(freq)) if freq else None
+        per_class["f_flip_probability"][key] = float(np.mean(f_mass)) if freq else None
+        per_class["flip_frequency_error"][key] = (float(np.mean([abs(f - prob) for f in freq]))
+                                                  if freq else None)
+    out.update(per_class)
+    errors = [v for v in per_class["flip_frequency_error"].values() if v is not None]
+    out["flip_frequency_error_mean"] = float(np.mean(errors)) if errors else None
+    out["test_images"] = len(scores)
+    return out
+
+
+def _cli(*args: object) -> None:
+    """Run a ``densecal`` command in-process; its messages go to stderr (stdout is the JSON)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        densecal([str(a) for a in args])
+
+
+def prepare_data(work: Path, args: argparse.Namespace) -> Path:
+    """Write the ambiguity dataset once (reused when ``ambiguity.json`` is there)."""
+    data = work / "data"
+    if not (data / "ambiguity.json").is_file():
+        _cli("data", "ambiguous", "--out", data, "--seed", 0, "--size", args.size,
+             "--n-train", args.n_train, "--n-val", args.n_val, "--n-test", args.n_test)
+    return data
+
+
+def train_and_sample(work: Path, data: Path, variant: str, seed: int,
+                     args: argparse.Namespace) -> Path:
+    """Train (or resume) one model and draw its test samples (reused when present)."""
+    run, samples = work / f"{variant}_seed{seed}", work / f"{variant}_seed{seed}_samples"
+    ckpt = run / "checkpoints" / "last.ckpt"
+    train = ["train", "--method", "car", "--num-classes", 16, "--data", data / "train",
+             "--val-data", data / "val", "--epochs", args.epochs, "--batch-size",
+             args.batch_size, "--image-size", args.size, "--seed", seed, "--no-augment",
+             "--out", run, *VARIANTS[variant]]
+    _cli(*train, *(["--resume"] if ckpt.is_file() else []))
+    if not samples.is_dir():
+        _cli("sample", "--checkpoint", ckpt, "--data", data / "test", "--n", N_SAMPLES,
+             "--labels", "--seed", seed, "--out", samples)
+    return samples
+
+
+def _mean_over_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean of every number over seeds (nested dicts recursed; None if any seed has None)."""
+    def mean(values: list[Any]) -> Any:
+        if isinstance(values[0], dict):
+            return {k: mean([v[k] for v in values]) for k in values[0]}
+        if any(v is None for v in values):
+            return None
+        if all(isinstance(v, int) for v in values) and len(set(values)) == 1:
+            return values[0]  # counts (test images, images with a class) are seed-independent
+        return float(np.mean(values))
+
+    return {k: mean([p[k] for p in per_seed]) for k in per_seed[0]}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark (see the module docstring) and return the JSON object it prints."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny data and 1 epoch (for tests); writes only under --out")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="work folder (default runs/bench/car_ambiguity)")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--size", type=int, default=32, help="scene and training side (px)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--n-train", type=int, default=400)
+    parser.add_argument("--n-val", type=int, default=50)
+    parser.add_argument("--n-test", type=int, default=100)
+    args = parser.parse_args(argv)
+    if args.quick:
+        if args.out is None:
+            parser.error("--quick needs --out")
+        args.epochs, args.n_train, args.n_val, args.n_test, args.batch_size = 1, 8, 2, 3, 4
+    work = args.out or ROOT.parent / "runs" / "bench" / "car_ambiguity"
+    info = machine_info()
+    start = time.perf_counter()
+    data = prepare_data(work, args)
+    spec = AmbiguitySpec.from_dict(json.loads((data / "ambiguity.json").read_text()))
+    per_seed: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    for seed in range(args.seeds):
+        for variant in VARIANTS:
+            samples = train_and_sample(work, data, variant, seed, args)
+            per_seed[variant].append(evaluate(samples, data, spec))
+    result: dict[str, Any] = {
+        "benchmark": "car_ambiguity",
+        **{v: {**_mean_over_seeds(per_seed[v]), "per_seed": per_seed[v]} for v in VARIANTS},
+        "setup": {
+            "quick": args.quick, "seeds": args.seeds, "epochs": args.epochs,
+            "batch_size": args.batch_size, "size": args.size, "image_size": args.size,
+            "n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_test,
+            "samples_per_image": N_SAMPLES, "model": "unet-small", "augment": False,
+            "ablation": "no_cal = --set car.cal_weight=0",
+            "flips": {str(c): {"twin": t, "probability": p} for c, (t, p) in spec.flips.items()},
+            "flip_target_max_error": 0.05,
+            "iou": "mean over foreground classes present in either map (num_classes=None)",
+            "hm_iou_tiling": "largest-remainder allotment of 16 slots by mode probability",
+            "ged": "squared (D^2_GED), mode terms weighted by probability",
+        },
+        "machine": {**info, "seconds": round(time.perf_counter() - start, 1)},
+    }
+    emit(result, "car_ambiguity", args.quick, work)
+    return result
+
+
+if __name__ == "__main__":
+    main()

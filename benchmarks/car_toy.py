@@ -1,0 +1,111 @@
+"""CAR's 1-D toy regression: samples with L_cal cover both branches, the ablation collapses.
+
+Run: ``python benchmarks/car_toy.py [--quick] [--out DIR] [--seeds 1] [--steps 3000]
+[--pis 0.6 0.8]``. Prints ONE JSON object on stdout and, unless ``--quick``, writes it
+atomically to ``benchmarks/results/car_toy.json`` with the figure ``results/car_toy.png``
+(``--quick`` writes both under ``--out`` only). Expected time of the full run: about 6-8 minutes on
+2 CPU cores with ``OMP_NUM_THREADS=1`` (4 trainings of 3000 steps).
+
+Data and model (Kassapis et al., ICCV 2021, 4.1; METHODS.md 4; ``densecal.methods.car_toy``):
+``x ~ U(0, 1)``, upper branch with probability ``pi``; ``y = +-0.5`` for ``x < 0.4``, converging
+lines ``+-(1 - 1.25 x)`` up to 0.8, 0 after, noise sigma 0.02. F, G, D are 4x64 MLPs;
+``train_toy(with_cal=True)`` is CAR (generator loss ``BCE + 10 * 1/2 mean((G_bar - F)^2)`` over
+10 samples per ``x``), ``with_cal=False`` the cGAN-only ablation ("no_cal"), same seed and steps.
+
+Measured: ``upper_fraction``, the share of G's samples above 0 over the grid points ``x < 0.4``
+(200 samples at each of 101 grid points), for every ``pi`` in ``--pis``, per seed, and its
+absolute error to ``pi``. CAR should give about ``pi``; a collapsed ablation gives 0 or 1.
+Figure: one row per ``pi``, columns CAR / no_cal: training data, F's mean, the exact mean
+``(2 pi - 1) |branch(x)|`` and G's samples (seed 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from car_ambiguity import ROOT, emit, machine_info
+
+from densecal.atomic import atomic_path
+from densecal.methods.car_toy import sample_toy, toy_mean, train_toy
+
+VARIANTS: dict[str, bool] = {"car": True, "no_cal": False}
+
+
+def plot(runs: dict[float, dict[str, dict[str, Any]]], path: Path, seed: int = 0) -> None:
+    """Save the figure: rows = pi, columns = CAR / no_cal (data, F, exact mean, G samples)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pis = sorted(runs)
+    fig, axes = plt.subplots(len(pis), 2, figsize=(9, 3.2 * len(pis)), squeeze=False,
+                             sharex=True, sharey=True)
+    for row, pi in zip(axes, pis, strict=True):
+        x, y = sample_toy(600, pi=pi, generator=torch.Generator().manual_seed(seed + 1))
+        for ax, (variant, out) in zip(row, runs[pi].items(), strict=True):
+            grid, samples = out["x"], out["samples"]
+            ax.scatter(x[:, 0], y[:, 0], s=3, c="0.6", label="data")
+            ax.scatter(np.broadcast_to(grid, samples.shape)[::4].ravel(),
+                       samples[::4].ravel(), s=2, c="tab:orange", alpha=0.3, label="G samples")
+            ax.plot(grid, out["f"], c="tab:blue", lw=2, label="F (mean)")
+            ax.plot(grid, toy_mean(torch.from_numpy(grid), pi).numpy(), "k--", lw=1,
+                    label="exact mean")
+            ax.set_title(f"{variant}, pi = {pi}: upper fraction {out['upper_fraction']:.2f}")
+            ax.set_xlabel("x")
+        row[0].set_ylabel("y")
+    axes[0, 0].legend(loc="lower left", fontsize=7, markerscale=3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the toy benchmark (see the module docstring) and return the JSON object it prints."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="30 steps, small grid (for tests); writes only under --out")
+    parser.add_argument("--out", type=Path, default=None, help="output folder for --quick")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--pis", type=float, nargs="+", default=[0.6, 0.8])
+    args = parser.parse_args(argv)
+    if args.quick and args.out is None:
+        parser.error("--quick needs --out")
+    options: dict[str, Any] = ({"steps": 30, "grid_size": 20, "grid_samples": 20}
+                               if args.quick else {"steps": args.steps})
+    info = machine_info()
+    start = time.perf_counter()
+    figure_runs: dict[float, dict[str, dict[str, Any]]] = {}
+    result: dict[str, Any] = {"benchmark": "car_toy", **{v: {} for v in VARIANTS}}
+    for pi in args.pis:
+        figure_runs[pi] = {}
+        for variant, with_cal in VARIANTS.items():
+            fractions = []
+            for seed in range(args.seeds):
+                out = train_toy(with_cal, seed=seed, pi=pi, **options)
+                fractions.append(out["upper_fraction"])
+                if seed == 0:
+                    figure_runs[pi][variant] = out
+            result[variant][str(pi)] = {
+                "pi": pi, "upper_fraction": float(np.mean(fractions)),
+                "abs_error": float(np.mean([abs(f - pi) for f in fractions])),
+                "per_seed": fractions}
+    folder = args.out if args.quick else ROOT / "results"
+    plot(figure_runs, folder / "car_toy.png")
+    result["setup"] = {"quick": args.quick, "seeds": args.seeds, "pis": args.pis,
+                       "sigma": 0.02, "figure": "car_toy.png", **options,
+                       "upper_fraction": "share of samples > 0 over grid points x < 0.4"}
+    result["machine"] = {**info, "seconds": round(time.perf_counter() - start, 1)}
+    emit(result, "car_toy", args.quick, folder)
+    return result
+
+
+if __name__ == "__main__":
+    main()
