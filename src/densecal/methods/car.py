@@ -38,7 +38,7 @@ from densecal.methods.car_nets import (
     generator_adversarial_loss,
     r1_penalty,
 )
-from densecal.methods.config import TrainConfig, load_config, save_config
+from densecal.methods.config import TrainConfig, save_config
 from densecal.methods.vls_nets import one_hot_labels
 from densecal.models import create_model
 
@@ -350,19 +350,18 @@ def train_car(config: TrainConfig, run_dir: str | Path, *, car: CAROptions | Non
             ``resume``, ``resume`` without a checkpoint, or a frozen ``F`` checkpoint that is
             missing or has another number of classes.
     """
-    from densecal.methods.train import _datasets, _loader, _run_trainer, last_checkpoint
+    from densecal.methods.train import (
+        _datasets,
+        _loader,
+        _run_trainer,
+        last_checkpoint,
+        resume_or_refuse,
+    )
 
     run_dir = Path(run_dir)
     ckpt = last_checkpoint(run_dir)
-    if resume:
-        if not ckpt.is_file():
-            raise input_error(run_dir, "nothing to resume: no checkpoints/last.ckpt")
-        config = TrainConfig.from_dict({**load_config(run_dir / "config.json").to_dict(),
-                                        "epochs": config.epochs})
-    else:
-        if ckpt.exists():
-            raise input_error(run_dir, "already holds a training run; pass --resume to continue "
-                              "it or choose another --out")
+    config = resume_or_refuse(config, run_dir, resume)
+    if not resume:
         options = car if car is not None else CAROptions.from_dict(config.extra.get("car"))
         options.check()
         if options.frozen:

@@ -17,6 +17,7 @@ from torch import Tensor
 from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
 from densecal.methods.car import CARModule
+from densecal.methods.checkpoints import read_checkpoint, restore_weights
 
 __all__ = ["load_car", "sample_car", "sample_images"]
 
@@ -27,23 +28,11 @@ def load_car(checkpoint: str | Path, map_location: str | torch.device = "cpu") -
     Raises:
         DensecalInputError: missing file, unreadable, or not a CAR checkpoint.
     """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise input_error(path, "no such checkpoint file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # pickle, zip and torch errors all mean "not a checkpoint"
-        raise input_error(path, f"cannot be read as a checkpoint ({type(exc).__name__})") from None
-    hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
+    state, hparams = read_checkpoint(checkpoint, "CAR checkpoint")
     if "config" not in hparams or hparams["config"].get("method") != "car":
-        raise input_error(path, "is not a densecal CAR checkpoint (train with method car)")
-    module = CARModule(hparams["config"])
-    try:
-        module.load_state_dict(state["state_dict"])
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise input_error(path, f"weights do not match its configuration ({first})") from None
-    return module.eval().to(map_location)
+        raise input_error(checkpoint, "is not a densecal CAR checkpoint (train with method car)")
+    module = restore_weights(CARModule(hparams["config"]), state.get("state_dict"), checkpoint)
+    return module.to(map_location)
 
 
 @torch.no_grad()

@@ -14,9 +14,7 @@ see :class:`ClassifierOptions`): ``pool`` (``"avg"``, default, or ``"max"``).
 from __future__ import annotations
 
 import dataclasses
-import pickle
 import shutil
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +35,9 @@ from densecal.data.folder import split_indices
 from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
 from densecal.methods.binary import adam_schedule
-from densecal.methods.config import TrainConfig, load_config, save_config
-from densecal.methods.train import _loader, _run_trainer, last_checkpoint
+from densecal.methods.checkpoints import read_checkpoint, restore_weights
+from densecal.methods.config import TrainConfig, save_config
+from densecal.methods.train import _loader, _run_trainer, last_checkpoint, resume_or_refuse
 from densecal.models.classifiers import Classifier, classifier_names, create_classifier
 
 __all__ = ["ClassifierModule", "ClassifierOptions", "images_to_batch", "load_classifier",
@@ -185,14 +184,7 @@ def train_classifier(config: TrainConfig, run_dir: str | Path, *, resume: bool =
     """
     run_dir = Path(run_dir)
     ckpt = last_checkpoint(run_dir)
-    if resume:
-        if not ckpt.is_file():
-            raise input_error(run_dir, "nothing to resume: no checkpoints/last.ckpt")
-        config = TrainConfig.from_dict({**load_config(run_dir / "config.json").to_dict(),
-                                        "epochs": config.epochs})
-    elif ckpt.exists():
-        raise input_error(run_dir, "already holds a training run; pass --resume to continue it "
-                          "or choose another --out")
+    config = resume_or_refuse(config, run_dir, resume)
     _check(config)
     train_folder, val_folder = _splits(config)
     created = not run_dir.exists()
@@ -222,23 +214,11 @@ def load_classifier(checkpoint: str | Path, map_location: str | torch.device = "
     Raises:
         DensecalInputError: missing file, not a checkpoint, or not a classifier checkpoint.
     """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise input_error(path, "no such checkpoint file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError) as exc:
-        raise input_error(path, f"cannot be read as a checkpoint ({type(exc).__name__})") from None
-    hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
+    state, hparams = read_checkpoint(checkpoint, "densecal classifier checkpoint")
     if set(hparams) != {"config", "classes"}:
-        raise input_error(path, "is not a densecal classifier checkpoint")
-    module = ClassifierModule(**hparams)
-    try:
-        module.load_state_dict(state["state_dict"])
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise input_error(path, f"weights do not match its configuration ({first})") from None
-    return module.eval().to(map_location)
+        raise input_error(checkpoint, "is not a densecal classifier checkpoint")
+    module = restore_weights(ClassifierModule(**hparams), state.get("state_dict"), checkpoint)
+    return module.to(map_location)
 
 
 def images_to_batch(images: Sequence[np.ndarray], image_size: int) -> Tensor:

@@ -6,8 +6,6 @@ Binary checkpoints give one foreground map ``(H, W)`` per image; multi-class che
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import torch.nn.functional as F
 from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
 from densecal.methods.binary import SegmentationModule
+from densecal.methods.checkpoints import read_checkpoint, restore_weights
 
 __all__ = ["load_module", "predict_class_probabilities", "predict_images", "predict_logits"]
 
@@ -30,25 +29,14 @@ def load_module(checkpoint: str | Path, map_location: str | torch.device = "cpu"
         DensecalInputError: the file is missing, is not a checkpoint, or was not written by
             ``densecal train`` (named in the message).
     """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise input_error(path, "no such checkpoint file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError) as exc:
-        raise input_error(path, f"cannot be read as a checkpoint ({type(exc).__name__})") from None
-    hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
+    state, hparams = read_checkpoint(checkpoint)
     if "config" not in hparams or "num_train_images" not in hparams:
-        raise input_error(path, "is not a densecal training checkpoint")
+        raise input_error(checkpoint, "is not a densecal training checkpoint")
     module = SegmentationModule(**hparams)
-    weights = dict(state["state_dict"])
+    weights = dict(state.get("state_dict") or {})
     for key, value in module.temperature.state_dict().items():  # uncalibrated: T = 1
         weights.setdefault(f"temperature.{key}", value)
-    try:
-        module.load_state_dict(weights)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise input_error(path, f"weights do not match its configuration ({first})") from None
+    restore_weights(module, weights, checkpoint)
     return module.eval().to(map_location)
 
 

@@ -45,7 +45,7 @@ from densecal.methods.objectives import (
 )
 from densecal.models import create_model
 
-__all__ = ["last_checkpoint", "run_started", "train"]
+__all__ = ["last_checkpoint", "resume_or_refuse", "run_started", "train"]
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:
@@ -120,14 +120,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     if family is not None:  # methods with their own networks and loop (car, ...)
         return family(config, run_dir, resume=resume, progress=progress)
     ckpt = last_checkpoint(run_dir)
-    if resume:
-        if not (ckpt.is_file() or _vls_started(run_dir)):
-            raise input_error(run_dir, "nothing to resume: no checkpoints/last.ckpt")
-        config = TrainConfig.from_dict({**load_config(run_dir / "config.json").to_dict(),
-                                        "epochs": config.epochs})
-    elif ckpt.exists() or _vls_started(run_dir):
-        raise input_error(run_dir, "already holds a training run; pass --resume to continue it "
-                          "or choose another --out")
+    config = resume_or_refuse(config, run_dir, resume, started=run_started(run_dir))
     _check(config)
     if config.method == "vls" and config.vls_stage1_epochs is None:
         config = dataclasses.replace(config, vls_stage1_epochs=config.epochs)
@@ -161,6 +154,35 @@ def _resumed_method(run_dir: Path) -> str:
     """The method of the run saved in ``run_dir`` ('' when there is none)."""
     path = run_dir / "config.json"
     return load_config(path).method if path.is_file() else ""
+
+
+def resume_or_refuse(config: TrainConfig, run_dir: Path, resume: bool, *,
+                     started: bool | None = None) -> TrainConfig:
+    """The configuration a run trains with, after the resume rules every method shares.
+
+    With ``resume`` the run folder's saved ``config.json`` is used, except ``epochs`` (taken
+    from ``config``, so a finished run can be extended); without it ``config`` is used as it is.
+
+    Args:
+        config: the requested configuration.
+        run_dir: the run folder.
+        resume: continue the run in ``run_dir``.
+        started: whether ``run_dir`` holds a run (default: ``checkpoints/last.ckpt`` exists).
+
+    Raises:
+        DensecalInputError: ``resume`` without a run, or a run in ``run_dir`` without ``resume``.
+    """
+    if started is None:
+        started = last_checkpoint(run_dir).is_file()
+    if resume:
+        if not started:
+            raise input_error(run_dir, "nothing to resume: no checkpoints/last.ckpt")
+        return TrainConfig.from_dict({**load_config(run_dir / "config.json").to_dict(),
+                                      "epochs": config.epochs})
+    if started or last_checkpoint(run_dir).exists():
+        raise input_error(run_dir, "already holds a training run; pass --resume to continue it "
+                          "or choose another --out")
+    return config
 
 
 def run_started(run_dir: str | Path) -> bool:

@@ -45,8 +45,8 @@ from densecal.losses.distillation import (
     uad_loss,
     uncertainty_attention,
 )
-from densecal.methods.config import TrainConfig, load_config, save_config
-from densecal.methods.train import _loader, _run_trainer, last_checkpoint
+from densecal.methods.config import TrainConfig, save_config
+from densecal.methods.train import _loader, _run_trainer, last_checkpoint, resume_or_refuse
 from densecal.metrics.calibration import PixelCalibration
 from densecal.metrics.multilabel import MultilabelMetrics
 from densecal.models.classifiers import classifier_names, create_classifier
@@ -332,14 +332,7 @@ def train_ud(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     """
     run_dir = Path(run_dir)
     ckpt = last_checkpoint(run_dir)
-    if resume:
-        if not ckpt.is_file():
-            raise input_error(run_dir, "nothing to resume: no checkpoints/last.ckpt")
-        config = TrainConfig.from_dict({**load_config(run_dir / "config.json").to_dict(),
-                                        "epochs": config.epochs})
-    elif ckpt.exists():
-        raise input_error(run_dir, "already holds a training run; pass --resume to continue it "
-                                   "or choose another --out")
+    config = resume_or_refuse(config, run_dir, resume)
     _check(config)
     train_set, val_set = _datasets(config)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ from densecal.data.folder import augment_labels, resize_labels
 from densecal.data.transforms import random_augment, resize
 from densecal.errors import input_error
 from densecal.methods.binary import adam_schedule
+from densecal.methods.checkpoints import read_checkpoint
 from densecal.methods.config import TrainConfig
 from densecal.methods.vls_nets import ConditionalVAE, cvae_loss, one_hot_labels, vls_soft_labels
 
@@ -111,13 +112,7 @@ class VLSStage1Module(L.LightningModule):
 
 
 def _read_checkpoint(path: Path, option: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise input_error(option, f"no such stage-1 checkpoint file {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # any unreadable file is bad input, named with its path
-        raise input_error(path, f"cannot be read as a checkpoint ({type(exc).__name__})") from None
-    hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
+    state, hparams = read_checkpoint(path, "stage-1 checkpoint", missing=option)
     if hparams.get("kind") != STAGE1_KIND or "config" not in hparams:
         raise input_error(path, "is not a VLS stage-1 checkpoint (RUN/vls/stage1/last.ckpt of a "
                                 "densecal vls run)")
