@@ -29,21 +29,40 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     Yields:
         The temporary path to write to (same folder and suffix as ``path``).
+
+    Raises:
+        OSError: the folder cannot be created or written (read-only, full disk); its filename is
+            ``path``, never the temporary sibling.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
-                                    dir=path.parent)
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
+                                        dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
     try:
         yield tmp
-        os.replace(tmp, path)
+        with _naming(path):
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Re-raise a file-system error as one naming ``path``, the user's destination, rather than a
+    temporary sibling (e.g. ``out/metrics.json: No space left on device``)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is None or exc.filename == os.fspath(path):
+            raise
+        raise type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(path)) \
+            from exc
 
 
 def _umask() -> int:
@@ -54,7 +73,7 @@ def _umask() -> int:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _naming(Path(path)):
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -71,26 +90,35 @@ def staged_directory(out_dir: str | Path) -> Iterator[Path]:
     """Stage many output files in a temporary folder and move them into ``out_dir`` at the end.
 
     If the block raises, nothing reaches ``out_dir``: files already there from an earlier run stay
-    untouched. On success each staged file replaces its namesake with an atomic rename.
+    untouched. On success a new ``out_dir`` is the staging folder renamed in one step; into an
+    existing ``out_dir`` each staged file replaces its namesake with an atomic rename.
 
     Args:
         out_dir: destination folder, created if missing.
 
     Yields:
         The staging folder (inside ``out_dir``'s parent, so renames stay on one file system).
+
+    Raises:
+        OSError: the parent cannot be created or written (read-only, full disk); its filename is
+            ``out_dir``, never the staging folder.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".staging",
-                                  dir=out_dir.parent))
+    with _naming(out_dir):
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".staging",
+                                      dir=out_dir.parent))
     os.chmod(stage, 0o777 & ~_umask())
     try:
         yield stage
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for src in sorted(stage.rglob("*")):
-            if src.is_file():
-                dst = out_dir / src.relative_to(stage)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, dst)
+        with _naming(out_dir):
+            if not out_dir.exists():  # a new folder appears whole, in one rename, or not at all
+                os.replace(stage, out_dir)
+                return
+            for src in sorted(stage.rglob("*")):
+                if src.is_file():
+                    dst = out_dir / src.relative_to(stage)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(src, dst)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

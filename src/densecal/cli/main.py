@@ -5,6 +5,8 @@ Exit codes: 0 success, 2 bad input or usage (one line on stderr, no traceback), 
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from collections.abc import Sequence
 
@@ -52,9 +54,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     except DensecalInputError as exc:
         print(f"densecal: error: {_one_line(exc)}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        print(f"densecal: error: {_os_error_line(exc)}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("densecal: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+#: OSErrors caused by the user's files or file system (a read-only or full output folder, a path
+#: that is a file where a folder is needed, an unreadable input), not by a bug: exit code 2.
+_ENVIRONMENT_ERRNOS = frozenset({
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
+    errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ENAMETOOLONG,
+})
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``"<path>: <reason>"`` for a file-system error, e.g. ``"out/a.json: No space left..."``."""
+    reason = exc.strerror or os.strerror(exc.errno or 0)
+    if exc.filename is None:
+        return reason
+    target = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else exc.filename
+    return f"{target}: {reason}"
 
 
 def _one_line(exc: DensecalInputError) -> str:
