@@ -38,7 +38,7 @@ from densecal.methods.car_nets import (
     generator_adversarial_loss,
     r1_penalty,
 )
-from densecal.methods.config import TrainConfig, save_config
+from densecal.methods.config import TrainConfig, family_options, save_config
 from densecal.methods.vls_nets import one_hot_labels
 from densecal.models import create_model
 
@@ -102,11 +102,7 @@ class CAROptions:
         Raises:
             DensecalInputError: unknown keys or invalid values (named in the message).
         """
-        data = dict(data or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise input_error("car options", f"unknown keys {', '.join(unknown)}")
+        data = family_options(data, "car", cls)
         for key in ("betas", "gen_channels", "disc_channels"):
             if key in data:
                 data[key] = tuple(data[key])

@@ -13,7 +13,6 @@ see :class:`ClassifierOptions`): ``pool`` (``"avg"``, default, or ``"max"``).
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
 from densecal.methods.binary import adam_schedule
 from densecal.methods.checkpoints import read_checkpoint, restore_weights
-from densecal.methods.config import TrainConfig, save_config
+from densecal.methods.config import TrainConfig, family_options, save_config
 from densecal.methods.train import _loader, _run_trainer, last_checkpoint, resume_or_refuse
 from densecal.models.classifiers import Classifier, classifier_names, create_classifier
 
@@ -66,16 +65,7 @@ class ClassifierOptions:
             >>> ClassifierOptions.from_dict({"pool": "max"})
             ClassifierOptions(pool='max')
         """
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise input_error("classifier options", f"expected KEY: VALUE pairs, got {data!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise input_error("classifier options", f"unknown keys {', '.join(unknown)} "
-                                                    f"(known: {', '.join(sorted(known))})")
-        options = cls(**data)
+        options = cls(**family_options(data, "classifier", cls))
         if options.pool not in ("avg", "max"):
             raise input_error("classifier.pool", f"expected 'avg' or 'max', got {options.pool!r}")
         return options

@@ -17,7 +17,7 @@ from typing import Any
 from densecal.atomic import atomic_write_text
 from densecal.errors import input_error
 
-__all__ = ["CONFIG_SCHEMA", "TrainConfig", "load_config", "save_config"]
+__all__ = ["CONFIG_SCHEMA", "TrainConfig", "family_options", "load_config", "save_config"]
 
 CONFIG_SCHEMA = "densecal.train-config/1"
 
@@ -165,3 +165,30 @@ def load_config(path: str | Path) -> TrainConfig:
     if not isinstance(data, dict):
         raise input_error(path, "expected a JSON object")
     return TrainConfig.from_dict(data, source=str(path))
+
+
+def family_options(data: Any, family: str, options_class: type) -> dict[str, Any]:
+    """A method family's option table (``TrainConfig.extra[family]``) checked against the
+    fields of its options dataclass: ``None`` is an empty table.
+
+    Args:
+        data: the table, usually ``config.extra.get(family)``.
+        family: its name in messages (``car``, ``ud``, ``classifier``).
+        options_class: the dataclass whose fields are the known keys.
+
+    Returns:
+        A copy of the table, ready for ``options_class(**table)``.
+
+    Raises:
+        DensecalInputError: not a table, or unknown keys (listed with the known ones).
+    """
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise input_error(f"{family} options", f"expected KEY: VALUE pairs, got {data!r}")
+    known = {f.name for f in dataclasses.fields(options_class)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise input_error(f"{family} options", f"unknown keys {', '.join(unknown)} "
+                                               f"(known: {', '.join(sorted(known))})")
+    return dict(data)

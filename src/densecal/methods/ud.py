@@ -24,7 +24,6 @@ Run folder: ``RUN/config.json``, ``RUN/checkpoints/last.ckpt``, ``RUN/logs/versi
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -45,7 +44,7 @@ from densecal.losses.distillation import (
     uad_loss,
     uncertainty_attention,
 )
-from densecal.methods.config import TrainConfig, save_config
+from densecal.methods.config import TrainConfig, family_options, save_config
 from densecal.methods.train import _loader, _run_trainer, last_checkpoint, resume_or_refuse
 from densecal.metrics.calibration import PixelCalibration
 from densecal.metrics.multilabel import MultilabelMetrics
@@ -131,16 +130,7 @@ class UDOptions:
             >>> UDOptions.from_dict({"temperature": 2}).temperature
             2
         """
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise input_error("ud options", f"expected KEY: VALUE pairs, got {data!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise input_error("ud options", f"unknown keys {', '.join(unknown)} "
-                                            f"(known: {', '.join(sorted(known))})")
-        options = cls(**data)
+        options = cls(**family_options(data, "ud", cls))
         for name, rule in (("temperature", "> 0"), ("uad_weight", ">= 0"), ("gt_weight", ">= 0")):
             value = getattr(options, name)
             ok = isinstance(value, int | float) and not isinstance(value, bool) and \
