@@ -12,7 +12,8 @@ from a perturbed threshold of the same field (int64, the labels torchmetrics exp
 Timing: every metric consumes the maps in batches of ``batch_size`` (update per batch, one
 compute at the end, as in an evaluation loop); one warm-up call on the first batch, then the best
 of 3 full passes. On the CPU densecal runs its fused numba kernel when numba is installed (extra
-``fast``); ``densecal_top_label_torch_path`` times the same metric with it disabled. "read pass" is ``preds.sum()`` and ``target.sum()`` over the same batches,
+``fast``); ``densecal_top_label_torch_path`` times the same metric with it disabled. "read
+pass" is ``preds.sum()`` and ``target.sum()`` over the same batches,
 timed the same way. Peak memory: max RSS (CPU) or ``torch.cuda.max_memory_allocated`` (CUDA) of
 a subprocess streaming 20 or 2000 maps generated batch by batch (the data is freed each batch),
 reported as the growth in MB between the two runs.

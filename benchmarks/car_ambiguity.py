@@ -48,6 +48,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -190,7 +191,8 @@ def prepare_data(work: Path, args: argparse.Namespace) -> Path:
 
 def train_and_sample(work: Path, data: Path, variant: str, seed: int,
                      args: argparse.Namespace) -> Path:
-    """Train (or resume) one model and draw its test samples (reused when present)."""
+    """Train (or resume) one model and draw its test samples (reused while the checkpoint is
+    the one they were drawn from)."""
     run, samples = work / f"{variant}_seed{seed}", work / f"{variant}_seed{seed}_samples"
     ckpt = run / "checkpoints" / "last.ckpt"
     train = ["train", "--method", "car", "--num-classes", 16, "--data", data / "train",
@@ -198,9 +200,16 @@ def train_and_sample(work: Path, data: Path, variant: str, seed: int,
              args.batch_size, "--image-size", args.size, "--seed", seed, "--no-augment",
              "--out", run, *VARIANTS[variant]]
     _cli(*train, *(["--resume"] if ckpt.is_file() else []))
-    if not samples.is_dir():
+    # samples are reused only if drawn from this very checkpoint (a resumed, extended run
+    # rewrites last.ckpt, so its fingerprint changes and the samples are drawn again)
+    stamp = samples.with_name(samples.name + ".checkpoint")
+    fingerprint = f"{ckpt.stat().st_size} {ckpt.stat().st_mtime_ns}"
+    if not (stamp.is_file() and stamp.read_text() == fingerprint):
+        if samples.is_dir():
+            shutil.rmtree(samples)
         _cli("sample", "--checkpoint", ckpt, "--data", data / "test", "--n", N_SAMPLES,
              "--labels", "--seed", seed, "--out", samples)
+        stamp.write_text(fingerprint)
     return samples
 
 
