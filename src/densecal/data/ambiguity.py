@@ -21,8 +21,7 @@ import numpy as np
 from PIL import Image
 
 from densecal.atomic import atomic_write_text, staged_directory
-from densecal.data.demo import _VAL_EVERY, _garment_pool
-from densecal.data.fashion_mnist import CLASS_NAMES, load_garments
+from densecal.data.fashion_mnist import CLASS_NAMES, split_garments
 from densecal.data.multiscene import MultiSceneParams, make_multi_scene
 from densecal.data.textures import BACKGROUND_NAMES, load_texture
 from densecal.errors import input_error
@@ -205,13 +204,7 @@ def make_ambiguity_split(split: str,
     scene_seq, flip_seq = np.random.SeedSequence(config.seed).spawn(3)[
         SPLITS.index(split)].spawn(2)
     scene_rng, flip_rng = np.random.default_rng(scene_seq), np.random.default_rng(flip_seq)
-    pool = _garment_pool(split)
-    _, all_classes = load_garments("test" if split == "test" else "train")
-    if split == "test":
-        classes = all_classes
-    else:
-        is_val = np.arange(len(all_classes)) % _VAL_EVERY == 0
-        classes = all_classes[is_val] if split == "val" else all_classes[~is_val]
+    pool, classes = split_garments(split)
     backgrounds = [load_texture(name) for name in BACKGROUND_NAMES]
     out = []
     for i in range(getattr(config, f"n_{split}")):

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from densecal.atomic import atomic_write_text, staged_directory
-from densecal.data.fashion_mnist import load_garments
+from densecal.data.fashion_mnist import split_garments
 from densecal.data.ood import load_ood_textures, make_ood_scene
 from densecal.data.scene import SceneParams, make_scene
 from densecal.data.textures import BACKGROUND_NAMES, OOD_TEXTURE_NAMES, load_texture
@@ -31,7 +31,6 @@ from densecal.errors import input_error
 __all__ = ["SPLITS", "DemoConfig", "make_demo_split", "make_scene", "write_demo_dataset"]
 
 SPLITS: tuple[str, ...] = ("train", "val", "test", "ood")
-_VAL_EVERY = 5
 
 Sample = tuple[str, np.ndarray, np.ndarray]
 
@@ -81,15 +80,6 @@ def _split_rng(config: DemoConfig, split: str) -> np.random.Generator:
         SPLITS.index(split)])
 
 
-def _garment_pool(split: str) -> np.ndarray:
-    """Garment images available to a split (train and val pools are disjoint)."""
-    images, _ = load_garments("test" if split == "test" else "train")
-    if split == "test":
-        return images
-    is_val = np.arange(len(images)) % _VAL_EVERY == 0
-    return images[is_val] if split == "val" else images[~is_val]
-
-
 def make_demo_split(split: str, config: DemoConfig = DemoConfig()) -> list[Sample]:
     """Generate the scenes of one split in memory.
 
@@ -112,7 +102,7 @@ def make_demo_split(split: str, config: DemoConfig = DemoConfig()) -> list[Sampl
         scenes = [make_ood_scene(rng, textures, config.size, config.scene) for _ in range(n)]
     else:
         backgrounds = [load_texture(name) for name in BACKGROUND_NAMES]
-        pool = _garment_pool(split)
+        pool = split_garments(split)[0]
         chosen = rng.choice(len(pool), size=n, replace=n > len(pool))
         scenes = [make_scene(rng, pool[k], backgrounds, config.size, config.scene)
                   for k in chosen]

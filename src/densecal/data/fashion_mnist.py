@@ -15,7 +15,10 @@ import numpy as np
 
 from densecal.errors import input_error
 
-__all__ = ["CLASS_NAMES", "load_garments"]
+__all__ = ["CLASS_NAMES", "VAL_EVERY", "load_garments", "split_garments"]
+
+VAL_EVERY = 5
+"""Every 5th garment of the training file goes to the validation pool (disjoint from train)."""
 
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -59,3 +62,22 @@ def load_garments(split: str) -> tuple[np.ndarray, np.ndarray]:
     if split not in ("train", "test"):
         raise input_error("split", f"expected 'train' or 'test', got {split!r}")
     return _load_split(split)
+
+
+def split_garments(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Garments available to a scene split: ``test`` uses the t10k file; ``val`` every
+    :data:`VAL_EVERY`-th garment of the training file and ``train`` the rest (disjoint pools).
+
+    Args:
+        split: ``"train"``, ``"val"`` or ``"test"``.
+
+    Returns:
+        ``(images, labels)`` as :func:`load_garments`, restricted to the split's pool.
+    """
+    images, labels = load_garments("test" if split == "test" else "train")
+    if split == "test":
+        return images, labels
+    keep = np.arange(len(images)) % VAL_EVERY == 0
+    if split != "val":
+        keep = ~keep
+    return images[keep], labels[keep]

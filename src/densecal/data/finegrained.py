@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from densecal.data.classification import write_classification_folder
-from densecal.data.fashion_mnist import CLASS_NAMES, load_garments
+from densecal.data.fashion_mnist import CLASS_NAMES, split_garments
 from densecal.data.scene import SceneParams, make_scene
 from densecal.data.textures import BACKGROUND_NAMES, load_texture, random_texture_crop
 from densecal.errors import input_error
@@ -42,7 +42,6 @@ CONFUSABLE_CLASSES: tuple[int, ...] = (6, 0, 2, 4)
 
 MISLEADING_KINDS: tuple[str, ...] = ("wrong_label", "tiny_garment", "no_garment")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-_VAL_EVERY = 5
 
 
 @dataclass(frozen=True)
@@ -115,12 +114,8 @@ class FineGrainedSample:
 
 
 def _pools(split: str, classes: tuple[int, ...]) -> list[np.ndarray]:
-    images, labels = load_garments("test" if split == "test" else "train")
-    keep = np.ones(len(images), bool)
-    if split != "test":
-        is_val = np.arange(len(images)) % _VAL_EVERY == 0
-        keep = is_val if split == "val" else ~is_val
-    return [images[keep & (labels == c)] for c in classes]
+    images, labels = split_garments(split)
+    return [images[labels == c] for c in classes]
 
 
 def make_finegrained_split(split: str, config: FineGrainedConfig = FineGrainedConfig()

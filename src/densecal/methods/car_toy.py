@@ -20,28 +20,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from densecal.data.toy import toy_branches
+
 __all__ = ["mlp", "sample_toy", "toy_mean", "train_toy"]
 
 
 def sample_toy(n: int, *, pi: float = 0.6, sigma: float = 0.02,
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Draw ``n`` toy pairs (local stand-in until ``densecal.data.toy`` exists).
+    """Draw ``n`` toy pairs from a torch generator (the branches of
+    :func:`densecal.data.toy.toy_branches`; training draws fresh batches every step).
 
     Returns:
         ``x`` ``(n, 1)`` in [0, 1) and ``y`` ``(n, 1)``; the upper branch has probability ``pi``.
     """
     x = torch.rand(n, 1, generator=generator)
     sign = torch.where(torch.rand(n, 1, generator=generator) < pi, 1.0, -1.0)
-    y = sign * torch.where(x < 0.4, torch.full_like(x, 0.5),
-                           torch.where(x < 0.8, 1.0 - 1.25 * x, torch.zeros_like(x)))
-    return x, y + sigma * torch.randn(n, 1, generator=generator)
+    return x, sign * toy_branches(x)[0] + sigma * torch.randn(n, 1, generator=generator)
 
 
 def toy_mean(x: Tensor, pi: float = 0.6) -> Tensor:
     """The exact conditional mean ``E[y | x] = (2 pi - 1) * |branch(x)|`` (what ``F`` learns)."""
-    height = torch.where(x < 0.4, torch.full_like(x, 0.5),
-                         torch.where(x < 0.8, 1.0 - 1.25 * x, torch.zeros_like(x)))
-    return (2.0 * pi - 1.0) * height
+    return (2.0 * pi - 1.0) * toy_branches(x)[0]
 
 
 def mlp(in_features: int, out_features: int = 1, *, width: int = 64, depth: int = 4

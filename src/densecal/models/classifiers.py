@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import Tensor, nn
 
 from densecal.errors import input_error
@@ -135,7 +134,3 @@ def classifier_names() -> list[str]:
     """Registered classifier names."""
     return CLASSIFIERS.names()
 
-
-@torch.no_grad()
-def _parameter_count(name: str) -> int:  # pragma: no cover - documentation helper
-    return sum(p.numel() for p in create_classifier(name, num_classes=10).parameters())
