@@ -59,8 +59,8 @@ from densecal.overmap.evaluation import aurc, combine_confidence, misclassificat
 RESULT = Path(__file__).resolve().parent / "results" / "overmap.json"
 SCORE = "attention_mass"
 
-FULL = {"n_train": 800, "n_val": 100, "n_test": 400, "size": 48, "misleading": 0.1,
-        "epochs": 30, "seg_epochs": 8, "batch_size": 16, "bootstrap": 1000}
+FULL = {"n_train": 4000, "n_val": 200, "n_test": 600, "size": 48, "misleading": 0.1,
+        "epochs": 15, "seg_epochs": 3, "batch_size": 32, "bootstrap": 1000}
 QUICK = {"n_train": 40, "n_val": 8, "n_test": 40, "size": 32, "misleading": 0.1,
          "epochs": 1, "seg_epochs": 1, "batch_size": 8, "bootstrap": 50}
 

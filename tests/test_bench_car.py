@@ -70,10 +70,14 @@ def test_evaluate_averages_over_images_with_the_class(tmp_path: Path) -> None:
     p1 = float(Fraction(8, 17))
     assert out["images_with_class"]["1"] == 2 and out["images_with_class"]["2"] == 0
     assert out["flip_frequency"]["1"] == 0.25
-    assert out["flip_frequency_error"]["1"] == pytest.approx(
+    # the error of the mean frequency, not the mean of the per-image errors
+    assert out["flip_frequency_error"]["1"] == pytest.approx(abs(0.25 - p1))
+    assert out["flip_frequency_error_per_image"]["1"] == pytest.approx(
         (abs(0.5 - p1) + abs(0.0 - p1)) / 2)
     assert out["flip_frequency_error"]["2"] is None
     assert out["flip_frequency_error_mean"] == out["flip_frequency_error"]["1"]
+    # every sample reads class 1 as itself or the twin: conditional = unconditional here
+    assert out["flip_frequency_conditional"]["1"] == 0.25
     assert out["test_images"] == 3
 
 

@@ -106,3 +106,15 @@ def test_bad_input(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(DensecalInputError, match="not a folder"):
         write_ambiguity_dataset(tmp_path / "file", SMALL)
+
+
+def test_scenes_draw_only_the_pool_classes() -> None:
+    """By default every garment is flippable; ``garment_classes`` widens the pool."""
+    base = np.stack([s[3] for s in make_ambiguity_split("test", SMALL)])
+    assert set(np.unique(base).tolist()) <= {0, *DEFAULT_SPEC.classes}
+    assert SMALL.pool_classes == (0, 1, 4, 7, 8)
+    wide = AmbiguityConfig(size=24, n_test=20, seed=1, garment_classes=(3, 6))
+    base = np.stack([s[3] for s in make_ambiguity_split("test", wide)])
+    assert set(np.unique(base).tolist()) == {0, 4, 7}
+    with pytest.raises(DensecalInputError, match="garment_classes"):
+        AmbiguityConfig(garment_classes=(3, 3))

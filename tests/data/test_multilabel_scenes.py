@@ -16,7 +16,12 @@ from densecal.data.classification import (
     write_classification_folder,
 )
 from densecal.data.fashion_mnist import CLASS_NAMES
-from densecal.data.multilabel import Difficulty, garment_labels, write_multilabel_scenes
+from densecal.data.multilabel import (
+    MULTILABEL_CLASSES,
+    Difficulty,
+    garment_labels,
+    write_multilabel_scenes,
+)
 from densecal.data.multiscene import GarmentInfo
 from densecal.errors import DensecalInputError
 
@@ -150,9 +155,24 @@ def test_scenes_written_deterministically(tmp_path: Path) -> None:
         assert (a[split] / "images" / f"{split}_0000.png").read_bytes() == \
             (b[split] / "images" / f"{split}_0000.png").read_bytes()
     labels = read_classification_labels(a["train"])
-    assert labels.classes == CLASS_NAMES and labels.matrix.shape == (3, 10)
+    assert labels.classes == tuple(CLASS_NAMES[c] for c in MULTILABEL_CLASSES)
+    assert labels.matrix.shape == (3, 6)
     assert (labels.matrix > 0).sum(1).min() >= 1  # every scene shows a garment
     x, target, _ = ClassificationDataset(a["test"])[1]
-    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and target.shape == (10,)
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and target.shape == (6,)
+    every = write_multilabel_scenes(tmp_path / "all", **kwargs, classes=None)
+    assert read_classification_labels(every["train"]).classes == CLASS_NAMES
     with pytest.raises(DensecalInputError, match="already exists"):
         write_multilabel_scenes(tmp_path / "a", **kwargs)
+
+
+def test_scenes_of_a_class_subset(tmp_path: Path) -> None:
+    """``classes`` picks the garment pool and the label columns, in the given order."""
+    out = write_multilabel_scenes(tmp_path / "s", n_train=12, n_val=0, n_test=0, size=32,
+                                  seed=2, classes=(8, 1))
+    labels = read_classification_labels(out["train"])
+    assert labels.classes == ("Bag", "Trouser") and labels.matrix.shape == (12, 2)
+    assert (labels.matrix > 0).sum(1).min() >= 1  # only bags and trousers are drawn
+    for bad in ((), (1, 1), (10,)):
+        with pytest.raises(DensecalInputError, match="classes"):
+            write_multilabel_scenes(tmp_path / f"bad{len(bad)}", classes=bad)

@@ -135,6 +135,25 @@ def test_flip_frequencies_on_constructed_samples() -> None:
     assert flip_frequency_error(samples, base, flips) == {1: 0.125, 3: 0.0}
 
 
+def test_conditional_flip_frequencies_ignore_other_readings() -> None:
+    """Pixels a sample gives to background or another class leave the conditional share."""
+    base = torch.tensor([[1, 1, 3, 0]])
+    flips = {1: (11, 0.5), 3: (13, 0.25)}
+    samples = torch.tensor([
+        [[11, 0, 13, 0]],   # class 1: one twin, one background; class 3: twin
+        [[11, 3, 0, 0]],    # class 1: one twin, one read as class 3; class 3: background
+        [[1, 1, 0, 0]],     # class 1: two base; class 3: background
+        [[0, 0, 0, 0]],     # nothing
+    ])
+    # class 1: 2 twins among 4 {1, 11} readings (unconditional 2/8); class 3: 1 twin of 1
+    assert flip_frequencies(samples, base, flips) == {1: 0.25, 3: 0.25}
+    assert flip_frequencies(samples, base, flips, conditional=True) == {1: 0.5, 3: 1.0}
+    assert flip_frequency_error(samples, base, flips, conditional=True) == {1: 0.0, 3: 0.75}
+    # a class no sample reads as itself or its twin has no conditional share
+    assert flip_frequencies(torch.zeros(2, 1, 4, dtype=torch.long), base, flips,
+                            conditional=True) == {}
+
+
 def test_metric_accumulates_per_image_means() -> None:
     flips = {1: (2, 0.5)}
     samples = torch.tensor([[S1, S2], [Y2, Y2]])

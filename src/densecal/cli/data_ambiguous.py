@@ -12,7 +12,7 @@ __all__ = ["ambiguous_data"]
 def ambiguous_data(
     out: Path = typer.Option(..., "--out", help="Output folder."),
     seed: int = typer.Option(0, help="Scene and flip seed."),
-    size: int = typer.Option(64, help="Scene side in pixels."),
+    size: int = typer.Option(48, help="Scene side in pixels."),
     n_train: int = typer.Option(400, help="Training scenes (flipped masks)."),
     n_val: int = typer.Option(50, help="Validation scenes (flipped masks)."),
     n_test: int = typer.Option(100, help="Test scenes (base masks; modes in ambiguity.json)."),

@@ -18,16 +18,26 @@ def multilabel_data(
     n_train: int = typer.Option(400, "--n-train", help="Training scenes."),
     n_val: int = typer.Option(100, "--n-val", help="Validation scenes."),
     n_test: int = typer.Option(200, "--n-test", help="Test scenes."),
-    size: int = typer.Option(64, help="Scene side in pixels."),
+    size: int = typer.Option(48, help="Scene side in pixels."),
     seed: int = typer.Option(0, help="Scene generation seed."),
+    classes: str = typer.Option("default", help="Fashion-MNIST class ids (0..9) to draw "
+                                "garments from, comma-separated; 'default' (T-shirt/top, "
+                                "Trouser, Dress, Sandal, Bag, Ankle boot) or 'all'."),
 ) -> None:
     """Write multi-label garment scenes (2-4 Fashion-MNIST garments on a texture, "difficult"
     flags for small, occluded or low-contrast garments) as OUT/{train,val,test}/ classification
     folders (images/NAME.png, labels.csv, classes.txt)."""
-    from densecal.data.multilabel import write_multilabel_scenes
+    from densecal.data.multilabel import MULTILABEL_CLASSES, write_multilabel_scenes
+    from densecal.errors import input_error
 
+    named = {"default": list(MULTILABEL_CLASSES), "all": None}
+    try:
+        ids = named[classes] if classes in named else [int(c) for c in classes.split(",")]
+    except ValueError:
+        raise input_error("--classes", f"expected comma-separated integers, 'default' or 'all', "
+                                       f"got {classes!r}") from None
     splits = write_multilabel_scenes(out, n_train=n_train, n_val=n_val, n_test=n_test,
-                                     size=size, seed=seed)
+                                     size=size, seed=seed, classes=ids)
     for split, path in splits.items():
         typer.echo(f"{split:>5}: {path}")
 

@@ -22,6 +22,7 @@ clean scenes). Generation is deterministic: split ``k`` (train, val, test) draws
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,19 @@ from densecal.data.scene import SceneParams, make_scene
 from densecal.data.textures import BACKGROUND_NAMES, load_texture, random_texture_crop
 from densecal.errors import input_error
 
-__all__ = ["CONFUSABLE_CLASSES", "MISLEADING_KINDS", "SPLITS", "FineGrainedConfig",
-           "FineGrainedSample", "make_finegrained_split", "write_finegrained_dataset"]
+__all__ = ["CONFUSABLE_CLASSES", "FINEGRAINED_SCENE", "MISLEADING_KINDS", "SPLITS",
+           "FineGrainedConfig", "FineGrainedSample", "make_finegrained_split",
+           "write_finegrained_dataset"]
 
 CONFUSABLE_CLASSES: tuple[int, ...] = (6, 0, 2, 4)
 """Fashion-MNIST ids of shirt, T-shirt/top, pullover and coat."""
+
+FINEGRAINED_SCENE = SceneParams(garment_scale=(0.6, 0.9), max_rotation_deg=15.0,
+                                garment_contrast=(0.6, 1.0))
+"""Clean-scene ranges: large, mildly rotated, well-contrasted garments. With the salient-object
+demo's ranges (scale 0.4-0.8, rotation 45 degrees, contrast down to 0.35) a resnet-tiny
+trained from scratch on 2,000 scenes of six classes stays near chance on unseen garments (22 %
+test accuracy after 7 epochs, chance 17 %); with these it reaches 51 % and keeps rising."""
 
 MISLEADING_KINDS: tuple[str, ...] = ("wrong_label", "tiny_garment", "no_garment")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -58,7 +67,9 @@ class FineGrainedConfig:
         classes: Fashion-MNIST ids of the classes, in class-index order (distinct, 0..9).
         tiny_scale: garment box side range (fraction of the scene) of ``tiny_garment`` scenes.
         seed: master seed.
-        scene: random ranges of the clean scenes.
+        scene: random ranges of the clean scenes. The default (:data:`FINEGRAINED_SCENE`) is
+            easier than the salient-object demo's: classification has one label per image to
+            learn from where segmentation has thousands of pixels.
     """
 
     size: int = 48
@@ -69,7 +80,7 @@ class FineGrainedConfig:
     classes: tuple[int, ...] = CONFUSABLE_CLASSES
     tiny_scale: tuple[float, float] = (0.08, 0.14)
     seed: int = 0
-    scene: SceneParams = field(default_factory=SceneParams)
+    scene: SceneParams = field(default_factory=lambda: FINEGRAINED_SCENE)
 
     def __post_init__(self) -> None:
         if not 16 <= self.size <= 1024:
@@ -142,10 +153,7 @@ def make_finegrained_split(split: str, config: FineGrainedConfig = FineGrainedCo
     reasons = [""] * n
     for i in rng.choice(n, size=n_bad, replace=False) if n_bad else []:
         reasons[int(i)] = MISLEADING_KINDS[int(rng.integers(len(MISLEADING_KINDS)))]
-    tiny = SceneParams(garment_scale=config.tiny_scale,
-                       max_rotation_deg=config.scene.max_rotation_deg,
-                       background_scale=config.scene.background_scale,
-                       garment_contrast=config.scene.garment_contrast)
+    tiny = dataclasses.replace(config.scene, garment_scale=config.tiny_scale)
     n_classes = len(config.classes)
     samples = []
     for i, reason in enumerate(reasons):

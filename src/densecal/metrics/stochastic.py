@@ -246,20 +246,32 @@ def _check_flips(flips: Flips) -> None:
 
 
 def flip_frequencies(samples: Tensor | np.ndarray, base_label: Tensor | np.ndarray,
-                     flips: Flips) -> dict[int, float]:
+                     flips: Flips, *, conditional: bool = False) -> dict[int, float]:
     """Fraction of sampled pixels that choose the twin, per flippable class present.
 
     For each flippable class ``c`` present in ``base_label``: the mean over samples and over the
     pixels with ``base_label == c`` of ``1[sample == twin(c)]`` (the "calibration of samples"
-    of Kassapis et al. 2021, section 4.2).
+    of Kassapis et al. 2021, section 4.2). With ``conditional`` the mean runs only over the
+    (sample, pixel) pairs labelled ``c`` or ``twin(c)``: the share of the twin among the two
+    readings of the class, free of the pixels a sample gives to background or another class
+    (a segmentation error, not a calibration one).
 
     Args:
         samples: ``(N, *S)`` integer class-index maps.
         base_label: ``(*S)`` unflipped ground-truth map.
         flips: ``{class: (twin, probability)}``.
+        conditional: count only samples that label the pixel ``c`` or ``twin(c)``.
 
     Returns:
-        ``{class: frequency}`` for the flippable classes present, frequencies in [0, 1].
+        ``{class: frequency}`` for the flippable classes present (with ``conditional``: and
+        labelled ``c`` or its twin by some sample), frequencies in [0, 1].
+
+    Example:
+        >>> samples = torch.tensor([[[1, 0]], [[2, 0]], [[3, 0]], [[1, 0]]])
+        >>> flip_frequencies(samples, torch.tensor([[1, 0]]), {1: (2, 0.5)})
+        {1: 0.25}
+        >>> flip_frequencies(samples, torch.tensor([[1, 0]]), {1: (2, 0.5)}, conditional=True)
+        {1: 0.3333333333333333}
     """
     s = _as_labels("samples", samples, 1)
     base = _as_labels("base_label", base_label, 0)
@@ -270,19 +282,33 @@ def flip_frequencies(samples: Tensor | np.ndarray, base_label: Tensor | np.ndarr
     out: dict[int, float] = {}
     for cls, (twin, _) in sorted(flips.items()):
         where = base == cls
-        if bool(where.any()):
-            out[int(cls)] = float((s[:, where] == twin).double().mean())
+        if not bool(where.any()):
+            continue
+        picked = s[:, where]
+        is_twin = (picked == twin).double()
+        if conditional:
+            either = (picked == twin) | (picked == cls)
+            if bool(either.any()):
+                out[int(cls)] = float(is_twin.sum() / either.sum())
+        else:
+            out[int(cls)] = float(is_twin.mean())
     return out
 
 
 def flip_frequency_error(samples: Tensor | np.ndarray, base_label: Tensor | np.ndarray,
-                         flips: Flips) -> dict[int, float]:
+                         flips: Flips, *, conditional: bool = False) -> dict[int, float]:
     """``|frequency of the twin - true flip probability|`` per flippable class present.
+
+    On one image with ``N`` samples this has a noise floor of about
+    ``sqrt(p (1 - p) / N)`` even for a perfect sampler (whole-class flips are Bernoulli draws
+    per sample): to judge calibration, average the frequencies over images first, then take
+    the error (as ``benchmarks/car_ambiguity.py`` does).
 
     Args:
         samples: ``(N, *S)`` integer class-index maps.
         base_label: ``(*S)`` unflipped ground-truth map.
         flips: ``{class: (twin, probability)}``.
+        conditional: as :func:`flip_frequencies`.
 
     Returns:
         ``{class: absolute error}`` in [0, 1], for the flippable classes present.
@@ -292,7 +318,7 @@ def flip_frequency_error(samples: Tensor | np.ndarray, base_label: Tensor | np.n
         >>> flip_frequency_error(samples, torch.tensor([[1, 0]]), {1: (2, 0.5)})
         {1: 0.25}
     """
-    freq = flip_frequencies(samples, base_label, flips)
+    freq = flip_frequencies(samples, base_label, flips, conditional=conditional)
     return {cls: abs(f - float(flips[cls][1])) for cls, f in freq.items()}
 
 
