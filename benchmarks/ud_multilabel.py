@@ -74,8 +74,8 @@ METRICS: dict[str, str] = {
 #: further per-seed values (not aggregated).
 EXTRA_METRICS: dict[str, str] = {"ece_top_label": "ece", "n_images": "n_images"}
 
-FULL = {"n_train": 400, "n_val": 100, "n_test": 200, "scene_size": 64, "image_size": 48,
-        "epochs": 10, "batch_size": 16}
+FULL = {"n_train": 2500, "n_val": 200, "n_test": 500, "scene_size": 48, "image_size": 48,
+        "epochs": 8, "batch_size": 32}
 QUICK = {"n_train": 16, "n_val": 8, "n_test": 16, "scene_size": 32, "image_size": 16,
          "epochs": 1, "batch_size": 8}
 

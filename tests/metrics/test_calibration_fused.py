@@ -14,9 +14,14 @@ import numpy as np
 import pytest
 import torch
 
+from densecal.errors import DensecalInputError
 from densecal.metrics.functional import _fused
 from densecal.metrics.functional._options import parse_options
-from densecal.metrics.functional.calibration import _calibration_update, pixel_calibration
+from densecal.metrics.functional.calibration import (
+    _calibration_update,
+    pixel_calibration,
+    reliability_bins,
+)
 
 pytest.importorskip("numba")
 
@@ -137,3 +142,100 @@ def test_fused_not_used_where_it_would_differ() -> None:
     assert not _fused.fused_eligible(preds, hard, _options(ignore_index=255))
     assert not _fused.fused_eligible(preds, hard, _options(target_type="soft"))
     assert not _fused.fused_eligible(preds.half(), hard, _options())
+
+
+def _state_close(a, b) -> None:
+    for name in a._fields:
+        x, y = getattr(a, name), getattr(b, name)
+        if name in EXACT_FIELDS:
+            assert torch.equal(x, y), name
+        else:
+            torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12, msg=name)
+
+
+def _u8_maps(seed: int = 4) -> torch.Tensor:
+    """(5, 1, 20, 20) uint8 maps holding every value 0..255 at least once."""
+    gen = torch.Generator().manual_seed(seed)
+    flat = torch.randint(0, 256, (5 * 20 * 20,), generator=gen, dtype=torch.uint8)
+    flat[:256] = torch.arange(256, dtype=torch.uint8)
+    return flat[torch.randperm(flat.numel(), generator=gen)].view(5, 1, 20, 20)
+
+
+@pytest.mark.parametrize(
+    ("n_bins", "confidence", "aggregate", "threshold", "fused"),
+    list(itertools.product((10, 7), ("top-label", "positive"), ("pooled", "per-image"),
+                           (0.5, 0.3), (True, False))),
+)
+def test_uint8_maps_equal_float32_maps(n_bins, confidence, aggregate, threshold, fused,
+                                       torch_path) -> None:
+    """8-bit maps v give the state of the float32 maps v / 255 (torch path on those)."""
+    values = _u8_maps()
+    target = torch.rand(values.shape, generator=torch.Generator().manual_seed(5)) < 0.4
+    options = _options(n_bins=n_bins, confidence=confidence, aggregate=aggregate,
+                       threshold=threshold)
+    run = (lambda fn, *a: fn(*a)) if fused else torch_path
+    state = run(_calibration_update, values, target.long(), options)
+    floats = torch_path(_calibration_update, values.float() / 255, target, options)
+    _state_close(state, floats)
+
+
+def test_uint8_hand_values() -> None:
+    """v = 0, 51, 153, 255 are q = 0, 0.2, 0.6, 1 in float32; 153/255 sits on the edge 0.6."""
+    values = torch.tensor([[0, 51, 153, 255]], dtype=torch.uint8)
+    table = reliability_bins(values, torch.tensor([[0, 0, 1, 1]]), n_bins=5)
+    # confidences 1, 0.8, 0.6, 1: bins 4, 3, 2 (0.6 = upper edge of (0.4, 0.6]), 4
+    assert table["count"].tolist() == [0.0, 0.0, 1.0, 1.0, 2.0]
+    out = pixel_calibration(values, torch.tensor([[0, 0, 1, 1]]))
+    q = np.float32([0, 51, 153, 255]) / np.float32(255)
+    assert out["brier"].item() == pytest.approx(
+        (q[0] ** 2 + q[1] ** 2 + (1 - q[2]) ** 2) / 4, rel=1e-12)
+
+
+def test_uint8_other_targets_and_logits(torch_path) -> None:
+    values = _u8_maps()
+    soft = torch.rand(values.shape, generator=torch.Generator().manual_seed(6))
+    for kwargs in ({"target_type": "soft"}, {"ignore_index": 255}):
+        void = (soft * 2).floor().where(soft < 0.9, 255.0)  # 0/1, or 255 for void pixels
+        target = soft if "target_type" in kwargs else void
+        got = pixel_calibration(values, target, **kwargs)
+        want = torch_path(pixel_calibration, values.float() / 255, target, **kwargs)
+        for key in got:
+            torch.testing.assert_close(got[key], want[key], rtol=1e-12, atol=1e-13)
+    with pytest.raises(DensecalInputError, match="expected a floating-point tensor"):
+        pixel_calibration(values, soft > 0.5, input="logits")
+
+
+BAD_INPUTS = [
+    ("preds", lambda q, y: (q.index_put((torch.tensor([3]),), torch.tensor(1.5)), y)),
+    ("preds", lambda q, y: (q.index_put((torch.tensor([7]),), torch.tensor(-0.25)), y)),
+    ("preds", lambda q, y: (q.index_put((torch.tensor([0]),), torch.tensor(float("nan"))), y)),
+    ("target", lambda q, y: (q, y.index_put((torch.tensor([5]),), torch.tensor(2)))),
+    ("target", lambda q, y: (q, y.index_put((torch.tensor([9]),), torch.tensor(-1)))),
+]
+
+
+@pytest.mark.parametrize(("where", "corrupt"), BAD_INPUTS)
+@pytest.mark.parametrize("aggregate", ["pooled", "per-image"])
+def test_checks_in_the_kernel_raise_the_same_errors(where, corrupt, aggregate,
+                                                    torch_path) -> None:
+    """Value checks folded into the kernel pass: same exception and message as the torch path."""
+    gen = torch.Generator().manual_seed(7)
+    q, y = corrupt(torch.rand(2 * 300, generator=gen), (torch.rand(600, generator=gen) < .5).long())
+    q, y = q.view(2, 300), y.view(2, 300)
+    with pytest.raises(DensecalInputError) as fused:
+        pixel_calibration(q, y, aggregate=aggregate)
+    with pytest.raises(DensecalInputError) as plain:
+        torch_path(pixel_calibration, q, y, aggregate=aggregate)
+    assert str(fused.value) == str(plain.value)
+    assert str(fused.value).startswith(where + ":")
+
+
+def test_unchecked_bad_values_stay_in_range() -> None:
+    """validate_args=False with NaN / out-of-range probabilities: every pixel counted, no crash."""
+    q = torch.tensor([[float("nan"), 1.5, -0.5, 3.0e38, -float("inf"), 0.25]])
+    y = torch.tensor([[1, 0, 1, 0, 1, 7]])
+    for confidence in ("top-label", "positive"):
+        state = _calibration_update(q, y, _options(confidence=confidence), validate=False)
+        assert state.count.item() == 6
+        assert state.bin_count.sum().item() == 6
+        assert state.fine_count.sum().item() == 6

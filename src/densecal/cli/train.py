@@ -55,7 +55,9 @@ def train(
                                        help="Fraction of --data held out for validation."),
     model: str = typer.Option("unet-small", "--model", help="Network name."),
     epochs: int = typer.Option(30, "--epochs"),
-    batch_size: int = typer.Option(16, "--batch-size"),
+    batch_size: int = typer.Option(16, "--batch-size",
+                                   help="Images per step and process (global batch: "
+                                        "batch size x devices x num nodes)."),
     image_size: int = typer.Option(96, "--image-size", help="Training resolution (multiple of 8)."),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
     seed: int = typer.Option(0, "--seed"),
@@ -76,7 +78,10 @@ def train(
     aslp_lr: float = typer.Option(0.002, "--aslp-lr", help="Alpha step size eta."),
     aslp_penalty: float = typer.Option(2000.0, "--aslp-penalty", help="Penalty weight lambda."),
     lr_decay: float = typer.Option(1.0, "--lr-decay",
-                                   help="LR factor every 10 epochs (ASLP recipe: 0.95)."),
+                                   help="LR factor every --lr-decay-every epochs (ASLP recipe: "
+                                        "0.95)."),
+    lr_decay_every: int = typer.Option(10, "--lr-decay-every",
+                                       help="Epochs between learning-rate decays."),
     vls_samples: int = typer.Option(8, "--vls-samples",
                                     help="VLS: posterior samples m per training image."),
     vls_tau: float = typer.Option(2.0, "--vls-tau", help="VLS: softmax temperature tau."),
@@ -100,11 +105,24 @@ def train(
                                        help="Method-family option FAMILY.KEY=VALUE, repeatable, "
                                             "e.g. --set car.cal_weight=0 (values read as JSON "
                                             "when they parse, else as text)."),
+    accelerator: str = typer.Option("auto", "--accelerator",
+                                    help="cpu, gpu, cuda, mps or auto (a GPU when present)."),
+    devices: str = typer.Option("auto", "--devices",
+                                help="Devices per node: auto, a count N, -1 (all) or ids 0,1."),
+    num_nodes: int = typer.Option(1, "--num-nodes", help="Machines in distributed training."),
+    strategy: str = typer.Option("auto", "--strategy",
+                                 help="Lightning strategy: auto, ddp, ddp_spawn, ... (ddp starts "
+                                      "one process per device by re-running this command)."),
+    deterministic: bool = typer.Option(False, "--deterministic/--no-deterministic",
+                                       help="Deterministic kernels (exact resume; slower on "
+                                            "GPU)."),
     out: Path = typer.Option(Path("runs/run"), "--out", help="Run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
 ) -> None:
     """Train a dense binary or multi-class classifier; checkpoints, config and (ASLP) α table go
-    to --out. vls trains its conditional VAE (stage 1), caches soft labels, then the model."""
+    to --out. vls trains its conditional VAE (stage 1), caches soft labels, then the model.
+    --resume continues with the run's saved config.json (hardware options included) and the
+    given --epochs."""
     from densecal.errors import input_error
     from densecal.methods import TrainConfig
     from densecal.methods import train as run_training
@@ -120,7 +138,9 @@ def train(
                          alpha=alpha, technique=technique, beta=beta,
                          beta_convention=beta_convention, aslp_objective=aslp_objective,
                          aslp_warmup=aslp_warmup, aslp_lr=aslp_lr, aslp_penalty=aslp_penalty,
-                         lr_decay=lr_decay, augment=augment, num_workers=num_workers,
+                         lr_decay=lr_decay, lr_decay_every=lr_decay_every, augment=augment,
+                         num_workers=num_workers, accelerator=accelerator, devices=devices,
+                         num_nodes=num_nodes, strategy=strategy, deterministic=deterministic,
                          vls_samples=vls_samples, vls_tau=vls_tau, vls_mix=vls_mix,
                          vls_latent=vls_latent, vls_stage1_epochs=vls_stage1_epochs,
                          vls_stage1=str(vls_stage1) if vls_stage1 else None,

@@ -17,7 +17,15 @@ from typing import Any
 from densecal.atomic import atomic_write_text
 from densecal.errors import input_error
 
-__all__ = ["CONFIG_SCHEMA", "TrainConfig", "family_options", "load_config", "save_config"]
+__all__ = [
+    "CONFIG_SCHEMA",
+    "TrainConfig",
+    "check_distributed",
+    "family_options",
+    "load_config",
+    "parse_devices",
+    "save_config",
+]
 
 CONFIG_SCHEMA = "densecal.train-config/1"
 
@@ -78,7 +86,12 @@ class TrainConfig:
             extends stage 2 only).
         vls_stage1: an existing VLS stage-1 checkpoint to reuse instead of training stage 1.
         accelerator: Lightning accelerator (``auto`` uses a GPU when present).
-        devices: Lightning devices.
+        devices: Lightning devices per node: ``auto``, a count ``N >= 1``, ``-1`` (all) or a
+            comma-separated list of device ids (``0,2``). ``batch_size`` is per device: one
+            optimiser step sees ``batch_size x devices x num_nodes`` images.
+        num_nodes: machines taking part in distributed training (``>= 1``).
+        strategy: Lightning strategy (``auto``, ``ddp``, ``ddp_spawn``, ...; any name of
+            ``lightning.pytorch.strategies.StrategyRegistry``).
     """
 
     method: str = "bce"
@@ -120,6 +133,8 @@ class TrainConfig:
     vls_stage1: str | None = None
     accelerator: str = "auto"
     devices: str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -192,3 +207,67 @@ def family_options(data: Any, family: str, options_class: type) -> dict[str, Any
         raise input_error(f"{family} options", f"unknown keys {', '.join(unknown)} "
                                                f"(known: {', '.join(sorted(known))})")
     return dict(data)
+
+
+def parse_devices(devices: str | int) -> str | int | list[int]:
+    """``TrainConfig.devices`` as Lightning's ``Trainer(devices=...)`` takes it.
+
+    Args:
+        devices: ``"auto"``, a count (``"2"`` or ``2``, ``>= 1``), ``"-1"`` (every device) or a
+            comma-separated list of distinct device ids ``>= 0`` (``"0,2"``).
+
+    Returns:
+        ``"auto"``, an int count (``-1`` included) or a list of ids.
+
+    Raises:
+        DensecalInputError: anything else (named ``--devices``).
+
+    Example:
+        >>> parse_devices("2"), parse_devices("auto"), parse_devices("0,3")
+        (2, 'auto', [0, 3])
+    """
+    problem = (f"expected auto, a device count >= 1, -1 (all) or a list of device ids such as "
+               f"0,1; got {devices!r}")
+    if isinstance(devices, bool):
+        raise input_error("--devices", problem)
+    text = str(devices).strip()
+    if text == "auto":
+        return text
+    try:
+        if "," in text:
+            ids = [int(part) for part in text.split(",") if part.strip()]
+            if ids and min(ids) >= 0 and len(set(ids)) == len(ids):
+                return ids
+        else:
+            count = int(text)
+            if count >= 1 or count == -1:
+                return count
+    except ValueError:
+        pass
+    raise input_error("--devices", problem)
+
+
+def check_distributed(config: TrainConfig) -> None:
+    """Check the hardware options of ``config`` (``devices``, ``num_nodes``, ``strategy``,
+    ``accelerator``) before Lightning sees them.
+
+    Raises:
+        DensecalInputError: a bad ``devices`` value, ``num_nodes`` not a positive integer, or an
+            ``accelerator`` / ``strategy`` name Lightning does not know (the message lists the
+            known names).
+    """
+    parse_devices(config.devices)
+    n = config.num_nodes
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise input_error("--num-nodes", f"must be a positive integer, got {n!r}")
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    for option, value, known in (
+            ("--accelerator", config.accelerator,
+             {"gpu", *AcceleratorRegistry.available_accelerators()}),
+            ("--strategy", config.strategy, StrategyRegistry.available_strategies())):
+        names = sorted({"auto", *known})
+        if not isinstance(value, str) or value not in names:
+            raise input_error(option, f"unknown value {value!r}; choose one of "
+                                      f"{', '.join(names)}")

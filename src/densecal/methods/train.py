@@ -11,6 +11,20 @@ Run folder layout::
     RUN/alpha.csv               ASLP only: image name -> α at the end of training
     RUN/vls/stage1/last.ckpt    VLS only: the conditional VAE (stage 1), log in vls/stage1/logs
     RUN/vls/soft_labels/        VLS only: STEM.npy soft labels (K, S, S) and manifest.json
+
+Distributed training (``devices``, ``num_nodes``, ``strategy``; Lightning DDP): ``batch_size`` is
+per process. The segmentation objectives shard the data themselves (:class:`EpochSampler`, the
+permutation of ``torch.utils.data.DistributedSampler`` seeded by ``seed + epoch``; validation
+shards are not padded), so one optimiser step over ``W`` processes with ``batch_size`` ``b`` sees
+the same images as one process with ``batch_size`` ``W b``. Only global rank 0 writes files.
+
+Reproducibility: every random draw depends on the run seed and its place in the run, never on
+how many epochs this process has run, so a run resumed from ``last.ckpt`` continues exactly as
+the uninterrupted run (on deterministic kernels): the epoch's order is seeded by
+``(seed, epoch)``, a training item's augmentation by ``(seed, epoch, image)``
+(:class:`SeededItems`, whatever ``num_workers``), ASLP's coins by ``(seed, epoch, image)`` and
+torch's global RNG is reseeded before each step from ``(seed, epoch, batch, rank)``
+(:class:`~densecal.methods.binary.SegmentationModule`).
 """
 
 from __future__ import annotations
@@ -22,7 +36,7 @@ import logging
 import os
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +44,38 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from densecal.data import FolderDataset, find_pairs, split_indices
 from densecal.errors import input_error
 from densecal.methods import vls
 from densecal.methods.binary import SegmentationModule
-from densecal.methods.config import TrainConfig, load_config, save_config
+from densecal.methods.config import (
+    TrainConfig,
+    check_distributed,
+    load_config,
+    parse_devices,
+    save_config,
+)
 from densecal.methods.objectives import (
     FAMILY_TRAINERS,
     build_objective,
     is_multiclass,
     method_names,
 )
+from densecal.methods.seeding import SEED_DATA, derive_seed
 from densecal.models import create_model
 
-__all__ = ["last_checkpoint", "resume_or_refuse", "run_started", "train"]
+__all__ = [
+    "EpochCheckpoint",
+    "EpochSampler",
+    "SeededItems",
+    "is_primary_process",
+    "last_checkpoint",
+    "resume_or_refuse",
+    "run_started",
+    "train",
+]
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:
@@ -78,11 +108,16 @@ def _check(config: TrainConfig) -> None:
     if config.method not in method_names():
         raise input_error("--method", f"unknown method {config.method!r}; choose one of "
                           f"{', '.join(method_names())}")
-    for name in ("epochs", "batch_size", "image_size"):
+    for name in ("epochs", "batch_size", "image_size", "lr_decay_every"):
         if getattr(config, name) < 1:
             raise input_error(f"--{name.replace('_', '-')}", "must be a positive integer")
     if config.image_size % 8:
         raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int) \
+            or not 0 <= config.seed < 2**32:
+        # Lightning's seed_everything replaces other seeds by a random one, with a warning only
+        raise input_error("--seed", f"must be an integer in [0, 2**32 - 1], got {config.seed!r}")
+    check_distributed(config)
     # validates num_classes / ignore_index, binary-only methods and the method's options
     build_objective(config, 1)
     create_model(config.model)  # validates the model name
@@ -126,9 +161,11 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         config = dataclasses.replace(config, vls_stage1_epochs=config.epochs)
     train_set, val_set = _datasets(config)
     created = not run_dir.exists()
+    primary = is_primary_process()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.json")
+        if primary:
+            save_config(config, run_dir / "config.json")
         stage2_set: Dataset = train_set
         if config.method == "vls":
             stage2_set = _vls_soft_label_set(config, run_dir, train_set, progress=progress)
@@ -136,9 +173,25 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
                     progress=progress)
     except BaseException:
         # a new run that failed before its first checkpoint leaves nothing behind
-        if created and not ckpt.exists() and not vls.stage1_checkpoint(run_dir).exists():
+        if primary and created and not ckpt.exists() \
+                and not vls.stage1_checkpoint(run_dir).exists():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+
+
+def is_primary_process() -> bool:
+    """Whether this process is global rank 0 of its launch (true when not distributed).
+
+    For the files written before Lightning has set up the ranks (``config.json``). Reads the
+    launchers' environment: ``RANK`` (torchrun), ``SLURM_PROCID``, ``JSM_NAMESPACE_RANK``, else
+    ``LOCAL_RANK`` and ``NODE_RANK`` (Lightning's own launcher starts ranks ``1..N-1`` of a node
+    with ``LOCAL_RANK`` set and other nodes carry ``NODE_RANK >= 1``).
+    """
+    env = os.environ
+    for name in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if env.get(name, "").strip().isdigit():
+            return int(env[name]) == 0
+    return all(int(env.get(name, "0") or 0) == 0 for name in ("LOCAL_RANK", "NODE_RANK"))
 
 
 def _family_trainer(method: str) -> Callable[..., Path] | None:
@@ -207,9 +260,10 @@ def _vls_soft_label_set(config: TrainConfig, run_dir: Path, train_set: FolderDat
     if not config.vls_stage1 and not vls.stage1_finished(stage1, config.vls_stage1_epochs):
         L.seed_everything(config.seed, workers=True, verbose=False)
         _run_trainer(vls.VLSStage1Module(config.to_dict()), config,
-                     _loader(config, train_set, shuffle=True), None, stage1.parent,
+                     EpochData(config, train_set, None), None, stage1.parent,
                      stage1.parent, max_epochs=config.vls_stage1_epochs,
-                     resume_from=stage1 if stage1.is_file() else None, progress=progress)
+                     resume_from=stage1 if stage1.is_file() else None, progress=progress,
+                     single_process=True)
     cvae = vls.load_stage1(stage1, config.num_classes)
     plain = copy.copy(train_set)
     plain.augment = False
@@ -230,16 +284,141 @@ def _fit(config: TrainConfig, run_dir: Path, train_set: Dataset, val_set: Folder
          *, resume: bool, progress: bool) -> Path:
     ckpt = last_checkpoint(run_dir)
     L.seed_everything(config.seed, workers=True, verbose=False)
-    train_loader = _loader(config, train_set, shuffle=True)
-    val_loader = _loader(config, val_set, shuffle=False)
     names = list(getattr(train_set, "names", []))
     module = SegmentationModule(config.to_dict(), len(names), names)
-    _run_trainer(module, config, train_loader, val_loader, ckpt.parent, run_dir,
-                 max_epochs=config.epochs, resume_from=ckpt if resume else None,
-                 progress=progress)
-    if module.perturbation is not None:
+    trainer = _run_trainer(module, config, EpochData(config, train_set, val_set), None,
+                           ckpt.parent, run_dir, max_epochs=config.epochs,
+                           resume_from=ckpt if resume else None, progress=progress,
+                           single_process=config.method == "vls")
+    # every rank holds the same table (gathered updates); after ddp_spawn this process holds
+    # rank 0's weights and buffers
+    if module.perturbation is not None and trainer.is_global_zero:
         module.perturbation.write_table(run_dir / "alpha.csv", names)
     return ckpt
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """One process's share of a training epoch, yielding ``(epoch, index)`` pairs.
+
+    The order is that of :class:`torch.utils.data.DistributedSampler`: ``torch.randperm(n)``
+    seeded with ``seed + epoch`` (``range(n)`` without ``shuffle``), padded by repeating its
+    head to a multiple of ``num_replicas`` (``pad``), then every ``num_replicas``-th entry from
+    ``rank``. So consecutive blocks of ``num_replicas x b`` entries of the epoch's order are the
+    images of one step, whatever the number of processes (batch ``b`` per process). Without
+    ``pad`` the shards may differ in length by one (validation: no image counted twice).
+
+    The epoch travels with each index so that :class:`SeededItems` can seed the item's
+    augmentation from it, also in (persistent) DataLoader workers.
+
+    Args:
+        size: dataset length ``n``, ``>= 0``.
+        seed: the run seed.
+        num_replicas: number of processes ``W >= 1``.
+        rank: this process, ``0 <= rank < W``.
+        shuffle: permute each epoch (training) or keep ``0..n-1`` (validation).
+        pad: repeat the first indices so that all shards have ``ceil(n / W)`` entries.
+
+    Example:
+        >>> [i for _, i in EpochSampler(5, seed=0, num_replicas=2, rank=1, shuffle=False)]
+        [1, 3, 0]
+    """
+
+    def __init__(self, size: int, *, seed: int, num_replicas: int = 1, rank: int = 0,
+                 shuffle: bool = True, pad: bool = True) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
+        self.size, self.seed, self.shuffle, self.pad = size, seed, shuffle, pad
+        self.num_replicas, self.rank = num_replicas, rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order :meth:`__iter__` yields (Lightning calls it)."""
+        self.epoch = epoch
+
+    def _order(self) -> list[int]:
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.size, generator=gen).tolist()
+        else:
+            order = list(range(self.size))
+        if self.pad and order:
+            total = -(-len(order) // self.num_replicas) * self.num_replicas
+            order += (order * total)[: total - len(order)]
+        return order[self.rank::self.num_replicas]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return iter([(epoch, i) for i in self._order()])
+
+    def __len__(self) -> int:
+        if self.pad:
+            return -(-self.size // self.num_replicas)
+        return len(range(self.rank, self.size, self.num_replicas))
+
+
+class SeededItems(Dataset):
+    """``dataset`` indexed by ``(epoch, index)``: item ``index`` drawn with torch's RNG seeded
+    from ``(seed, epoch, index)`` (:func:`~densecal.methods.seeding.derive_seed`).
+
+    A training item's random augmentation then depends on nothing but its epoch and image: not
+    on the batch, the process, the DataLoader worker or whether the run was resumed. The RNG
+    state around the call is restored (``torch.random.fork_rng``), so loading data never moves
+    the training step's random stream.
+
+    Args:
+        dataset: a map-style dataset whose items use torch's global RNG for randomness.
+        seed: the run seed.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.seed, SEED_DATA, epoch, index))
+            return self.dataset[index]
+
+
+class EpochData(L.LightningDataModule):
+    """Training (and validation) loaders sharded over the trainer's processes by
+    :class:`EpochSampler` over :class:`SeededItems`, built once Lightning knows the ranks (also
+    under ``ddp_spawn``). Used with ``Trainer(use_distributed_sampler=False)``.
+
+    Args:
+        config: ``batch_size``, ``num_workers`` and ``seed`` are used.
+        train_set: training dataset (shuffled, shards padded to equal length).
+        val_set: validation dataset or ``None`` (in order, shards not padded).
+    """
+
+    def __init__(self, config: TrainConfig, train_set: Dataset, val_set: Dataset | None) -> None:
+        super().__init__()
+        self.config, self.train_set, self.val_set = config, train_set, val_set
+
+    def _loader(self, dataset: Dataset, *, train: bool) -> DataLoader:
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        sampler = EpochSampler(len(dataset), seed=self.config.seed,  # type: ignore[arg-type]
+                               num_replicas=world, rank=rank, shuffle=train, pad=train)
+        if train and trainer is not None:
+            # Lightning makes the first iterator before it calls set_epoch (and DataLoader
+            # workers draw their first indices then): start at the epoch Lightning will set,
+            # the number of epochs processed (also right after a resume)
+            sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+        return DataLoader(SeededItems(dataset, self.config.seed), batch_size=self.config.batch_size,
+                          sampler=sampler, num_workers=self.config.num_workers,
+                          persistent_workers=self.config.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        """The training loader of this rank."""
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """The validation loader of this rank (an empty list without a validation set)."""
+        return [] if self.val_set is None else self._loader(self.val_set, train=False)
 
 
 class EpochCheckpoint(Callback):
@@ -266,22 +445,39 @@ class EpochCheckpoint(Callback):
             os.replace(tmp, self.path)
 
 
-def _run_trainer(module: L.LightningModule, config: TrainConfig, train_loader: DataLoader,
-                 val_loader: DataLoader | None, ckpt_dir: Path, log_root: Path, *,
-                 max_epochs: int, resume_from: Path | None, progress: bool) -> None:
+def _run_trainer(module: L.LightningModule, config: TrainConfig,
+                 train_loader: DataLoader | EpochData, val_loader: DataLoader | None,
+                 ckpt_dir: Path, log_root: Path, *, max_epochs: int, resume_from: Path | None,
+                 progress: bool, single_process: bool = False) -> L.Trainer:
     """Fit ``module`` (resuming from ``resume_from`` if given) with checkpoints
-    ``ckpt_dir/last.ckpt`` and a CSV log in ``log_root/logs/version_K``."""
+    ``ckpt_dir/last.ckpt`` and a CSV log in ``log_root/logs/version_K``; return the trainer.
+
+    ``train_loader`` is a DataLoader (Lightning inserts its ``DistributedSampler`` under DDP) or
+    an :class:`EpochData` (which shards itself; ``val_loader`` is then unused).
+    ``single_process`` refuses a configuration that would start several processes.
+    """
     checkpoint = EpochCheckpoint(ckpt_dir / "last.ckpt")
+    own_data = isinstance(train_loader, EpochData)
     with _quiet_lightning():
         trainer = L.Trainer(
-            max_epochs=max_epochs, accelerator=config.accelerator, devices=config.devices,
-            deterministic=config.deterministic, callbacks=[checkpoint],
-            logger=CSVLogger(log_root, name="logs"), enable_progress_bar=progress,
-            enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
-            default_root_dir=log_root,
+            max_epochs=max_epochs, accelerator=config.accelerator,
+            devices=parse_devices(config.devices), num_nodes=config.num_nodes,
+            strategy=config.strategy, deterministic=config.deterministic,
+            callbacks=[checkpoint], logger=CSVLogger(log_root, name="logs"),
+            enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+            log_every_n_steps=1, default_root_dir=log_root, use_distributed_sampler=not own_data,
+            enable_checkpointing=False,  # EpochCheckpoint writes the run's only checkpoint
         )
-        trainer.fit(module, train_loader, val_loader,
-                    ckpt_path=None if resume_from is None else str(resume_from))
+        if single_process and trainer.world_size > 1:
+            raise input_error("--devices", f"method {config.method} trains in one process only; "
+                                           f"got {trainer.world_size} (devices x num_nodes)")
+        if own_data:
+            trainer.fit(module, datamodule=train_loader,
+                        ckpt_path=None if resume_from is None else str(resume_from))
+        else:
+            trainer.fit(module, train_loader, val_loader,
+                        ckpt_path=None if resume_from is None else str(resume_from))
+    return trainer
 
 
 class _quiet_lightning:
@@ -298,6 +494,8 @@ class _quiet_lightning:
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         warnings.filterwarnings("ignore", message=".*dirpath has changed.*")  # moved run folder
+        # EpochData always offers a validation loader; VLS stage 1 has no validation step
+        warnings.filterwarnings("ignore", message=".*val_dataloader.*no `validation_step`.*")
 
     def __exit__(self, *exc: object) -> None:
         self._warnings.__exit__(*exc)

@@ -130,7 +130,10 @@ class PixelCalibration(Metric):
 
         Args:
             preds: binary: ``(N, *S)`` or ``(N, 1, *S)``; multiclass / multilabel:
-                ``(N, C, *S)``; floating-point probabilities or logits.
+                ``(N, C, *S)``; floating-point probabilities or logits. Binary probability
+                maps may also be uint8 (8-bit PNG predictions): ``v`` means
+                ``float32(v) / 255``, and with hard targets one pass over a 256 x 2 histogram
+                gives exactly the state of the float32 maps ``v / 255``.
             target: binary: same shape, values in [0, 1] (may be soft) except
                 ``ignore_index``. Multiclass: ``(N, *S)`` integer class indices or an
                 ``(N, C, *S)`` one-hot / soft map; multilabel: ``(N, C, *S)`` in [0, 1].

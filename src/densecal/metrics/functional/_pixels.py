@@ -26,6 +26,7 @@ and every sum is accumulated in float64.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -42,7 +43,12 @@ from densecal.metrics.functional._binning import (
     cells_to_fine,
     conf_above_edge,
 )
-from densecal.metrics.functional._fused import fused_cells, fused_eligible
+from densecal.metrics.functional._fused import (
+    fused_available,
+    fused_cells,
+    fused_codes,
+    fused_eligible,
+)
 from densecal.metrics.functional._options import (
     CalibrationOptions,
     Confidence,
@@ -55,6 +61,8 @@ __all__ = [
     "ChunkStatistics",
     "cell_statistics",
     "chunk_statistics",
+    "code_statistics",
+    "codes_eligible",
     "match_shapes",
     "regroup",
     "validate_values",
@@ -64,13 +72,21 @@ NLL_EPS = 1e-7
 """Probabilities are clamped to [NLL_EPS, 1 - NLL_EPS] for the NLL (as in the ASLP code)."""
 
 
-def match_shapes(preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+def match_shapes(
+    preds: Tensor, target: Tensor, *, uint8: bool = False
+) -> tuple[Tensor, Tensor]:
     """Check dtypes/devices and bring ``(N, 1, *S)`` / ``(N, *S)`` pairs to ``(N, P)``.
 
+    ``uint8``: also accept uint8 maps (8-bit probabilities v / 255).
+
     Raises:
-        DensecalInputError: preds not floating point, devices differ, or shapes mismatch.
+        DensecalInputError: preds not floating point (nor uint8 when allowed), devices differ,
+            or shapes mismatch.
     """
-    if not torch.is_tensor(preds) or not preds.is_floating_point():
+    allowed = torch.is_tensor(preds) and (
+        preds.is_floating_point() or (uint8 and preds.dtype == torch.uint8)
+    )
+    if not allowed:
         got = preds.dtype if torch.is_tensor(preds) else type(preds).__name__
         raise input_error("preds", f"expected a floating-point tensor, got {got}")
     if not torch.is_tensor(target):
@@ -104,12 +120,16 @@ def validate_values(preds: Tensor, target: Tensor, options: CalibrationOptions) 
     """
     if preds.numel() == 0:
         return
-    t = target.to(torch.uint8) if target.dtype == torch.bool else target
+    t = target.view(torch.uint8) if target.dtype == torch.bool else target
     if options.ignore_index is not None:
         t = torch.where(t == options.ignore_index, torch.zeros_like(t[:1, :1]), t)
-    p_min, p_max, t_min, t_max = torch.stack(
-        [*torch.aminmax(preds), *torch.aminmax(t)]
-    ).double().tolist()  # fmt: skip
+    if preds.dtype == torch.uint8:  # 8-bit maps v / 255: always in [0, 1]
+        p_min, p_max = 0.0, 1.0
+        t_min, t_max = torch.stack(torch.aminmax(t)).double().tolist()
+    else:
+        p_min, p_max, t_min, t_max = torch.stack(
+            [*torch.aminmax(preds), *torch.aminmax(t)]
+        ).double().tolist()  # fmt: skip
     if not (math.isfinite(p_min) and math.isfinite(p_max)):
         raise input_error("preds", "contains NaN or Inf values")
     if options.input is InputKind.PROBS and (p_min < 0.0 or p_max > 1.0):
@@ -156,16 +176,19 @@ class CellStatistics(NamedTuple):
         cells: ``(count, conf_sum, acc_sum)``, each ``(R, n_cells + 1, 2)`` (see
             ``_binning.cell_bins``).
         sums: ``(3, R)``: top-label correct, Brier and NLL sums.
+        invalid: pixels that failed the input checks made on the way (fused kernels only;
+            see ``_fused.FusedCells``); the caller raises the usual error when non-zero.
     """
 
     cells: tuple[Tensor, ...]
     sums: Tensor
+    invalid: int = 0
 
     def __add__(self, other: object) -> CellStatistics:
         if not isinstance(other, CellStatistics):
             return NotImplemented
         cells = tuple(a + b for a, b in zip(self.cells, other.cells, strict=True))
-        return CellStatistics(cells, self.sums + other.sums)
+        return CellStatistics(cells, self.sums + other.sums, self.invalid + other.invalid)
 
 
 class ChunkStatistics(NamedTuple):
@@ -283,10 +306,12 @@ def cell_statistics(
     """
     top_label = options.confidence is Confidence.TOP_LABEL
     n_cells = cell_resolution(options.n_bins, options.fine_bins)
+    if preds.dtype == torch.uint8:
+        return code_statistics(preds, target, options, rows)
     if fused_eligible(preds, target, options):  # the same sums in one pass (CPU, numba)
-        count, conf_sum, (brier, nll) = fused_cells(preds, target, options, n_cells)
-        cells, correct = _hard_cells(count, conf_sum, top_label)
-        return CellStatistics(cells, torch.stack([correct, brier, nll]))
+        fused = fused_cells(preds, target, options, n_cells)
+        cells, correct = _hard_cells(fused.count, fused.conf_sum, top_label)
+        return CellStatistics(cells, torch.cat([correct[None], fused.sums]), fused.invalid)
     q, precision = _probabilities(preds, options)
 
     # 1. one key per pixel: (cell of the confidence, above its nearest edge)
@@ -326,6 +351,98 @@ def cell_statistics(
     # 3. Brier and NLL
     brier, nll = _brier_nll(q64, y, _is_binary(target, y), weight)
     return CellStatistics(cells, torch.stack([correct, brier, nll]))
+
+
+U8_LEVELS = 255
+"""An 8-bit map value v is the probability ``float32(v) / 255`` (correctly rounded float32)."""
+
+
+def codes_eligible(preds: Tensor, target: Tensor, options: CalibrationOptions) -> bool:
+    """Whether uint8 maps can take :func:`code_statistics` (else they are divided by 255 first).
+
+    Needs hard 0/1 targets of a bool or integer dtype and no ``ignore_index``: then the joint
+    histogram of (value, label) is a sufficient statistic of every sum.
+    """
+    return (
+        preds.dtype == torch.uint8
+        and options.input is InputKind.PROBS
+        and options.target_type is TargetType.HARD
+        and options.ignore_index is None
+        and (target.dtype == torch.bool or not (target.is_floating_point() or target.is_complex()))
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _code_table(
+    n_bins: int, n_cells: int, top_label: bool, threshold: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per (value, label) code of an 8-bit map, the quantities the torch path computes per pixel.
+
+    Returns float64/int64 CPU tensors over the 512 codes ``2 v + label``: the full key
+    ((cell, above), prediction, label) as in :func:`cell_statistics` step 2a, the confidence,
+    the squared Brier gap and the NLL term ``-log`` of the clamped probability of the label.
+    """
+    q = torch.arange(256, dtype=torch.float32) / U8_LEVELS  # the float32 map v / 255
+    q64 = q.to(torch.float64)
+    conf = torch.maximum(q64, 1.0 - q64) if top_label else q64
+    key = cell_index(conf, n_cells).to(torch.int64).mul_(2)
+    key += conf_above_edge(q, n_bins, top_label=top_label, precision=torch.float32)
+    pos = (q >= threshold).to(torch.int64)
+    label = torch.tensor([0, 1])
+    full = (key * 4 + pos * 2)[:, None] + label  # (256, 2)
+    y = label.to(torch.float64)
+    gap = (q64[:, None] - y).square()
+    qc = q64.clamp(NLL_EPS, 1.0 - NLL_EPS)[:, None]
+    nll = (2.0 * qc - 1.0).mul(y).add(1.0 - qc).log().neg()  # as _brier_nll (same roundings)
+    return full.reshape(-1), conf[:, None].expand(256, 2).reshape(-1), gap.reshape(-1), \
+        nll.reshape(-1)  # fmt: skip
+
+
+def code_statistics(
+    preds: Tensor, target: Tensor, options: CalibrationOptions, rows: int
+) -> CellStatistics:
+    """:func:`cell_statistics` of 8-bit maps from the joint histogram of (value, label).
+
+    A uint8 value v is the probability ``float32(v) / 255``. With hard 0/1 targets every pixel
+    of a code (v, label) has the same key, confidence, Brier and NLL terms, so the 512 code
+    counts give every sum: counts exactly as the float32 maps ``v / 255`` would (same key
+    arithmetic, :func:`_code_table`), float64 sums as count x term (relative ~1e-15 from the
+    per-pixel sums). One histogram pass over the pixels (numba on the CPU, ``bincount``
+    elsewhere).
+
+    Args:
+        preds: ``(rows, P)`` uint8 maps (see :func:`codes_eligible`).
+        target: ``(rows, P)`` 0/1 targets, bool or integer dtype.
+        options: parsed options.
+        rows: number of rows.
+
+    Returns:
+        The chunk's :class:`CellStatistics` (``invalid``: targets outside [0, 1], counted
+        by the numba kernel only).
+    """
+    n_cells = cell_resolution(options.n_bins, options.fine_bins)
+    top_label = options.confidence is Confidence.TOP_LABEL
+    if preds.device.type == "cpu" and fused_available():
+        counts, invalid = fused_codes(preds, target)
+        counts = counts.reshape(rows, 512)
+    else:
+        label = target if target.dtype == torch.bool else target >= 1
+        code = preds.to(torch.int64).mul_(2).add_(label)
+        code, n_codes = _row_keys(code, 512)
+        counts, invalid = cell_histogram(code, n_codes).view(rows, 512), 0
+    table = [x.to(preds.device) for x in _code_table(
+        options.n_bins, n_cells, top_label, float(options.threshold))]  # fmt: skip
+    full, conf, gap, nll = table
+    n_keys = 8 * (n_cells + 1)
+    count = counts.new_zeros(rows, n_keys).index_add_(1, full, counts)
+    conf_sum = counts.new_zeros(rows, n_keys).index_add_(1, full, counts * conf)
+    cells, correct = _hard_cells(
+        count.view(rows, n_cells + 1, 2, 2, 2),
+        conf_sum.view(rows, n_cells + 1, 2, 2, 2).sum((-1, -2)),
+        top_label,
+    )
+    sums = torch.stack([correct, counts @ gap, counts @ nll])
+    return CellStatistics(cells, sums, invalid)
 
 
 def regroup(stats: CellStatistics, options: CalibrationOptions) -> ChunkStatistics:
