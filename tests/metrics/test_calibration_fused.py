@@ -79,14 +79,8 @@ def test_fused_state_equals_torch_path(n_bins, dtype, confidence, aggregate, thr
     options = _options(n_bins=n_bins, confidence=confidence, aggregate=aggregate,
                        threshold=threshold)
     assert _fused.fused_eligible(preds, target, options)
-    fused = _calibration_update(preds, target, options)
-    plain = torch_path(_calibration_update, preds, target, options)
-    for name in fused._fields:
-        a, b = getattr(fused, name), getattr(plain, name)
-        if name in EXACT_FIELDS:
-            assert torch.equal(a, b), name
-        else:
-            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
+    _state_close(_calibration_update(preds, target, options),
+                 torch_path(_calibration_update, preds, target, options))
 
 
 @pytest.mark.parametrize("target_dtype", [torch.bool, torch.uint8, torch.int32, torch.int64])
