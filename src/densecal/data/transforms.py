@@ -28,7 +28,8 @@ MAX_ROTATION_DEG = 15.0
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """Convert an ``(H, W, 3)`` uint8 image to a ``(3, H, W)`` float32 tensor in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    # the float32 copy is ours (writable), so read-only inputs raise no warning
+    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).div_(255.0)
 
 
 def pair_to_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
