@@ -77,21 +77,23 @@ def save_overmap_grid(images: Sequence[np.ndarray], maps: Sequence[np.ndarray],
         images: ``(H, W, 3)`` uint8 images.
         maps: ``(H, W)`` Grad-CAM maps in [0, 1].
         masks: ``(H, W)`` bool masks.
-        titles: one label per row (e.g. ``"name: pred (label) OM=0.71"``).
+        titles: one label per row, written left of it (short lines, e.g.
+            ``"name\\npred Coat\\nlabel Shirt\\nOM=0.71"``).
         path: destination file.
     """
     from densecal.report.figures import _figure_format, _new_figure, _save
 
     fmt = _figure_format(path)
     n = len(maps)
-    fig = _new_figure((6.0, 2.1 * max(n, 1)))
+    fig = _new_figure((6.6, 2.1 * max(n, 1)))
     axes = fig.subplots(max(n, 1), 3, squeeze=False)
     for r in range(n):
         axes[r, 0].imshow(images[r])
         axes[r, 1].imshow(images[r])
         axes[r, 1].imshow(maps[r], cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
         axes[r, 2].imshow(masks[r], cmap="gray", vmin=0, vmax=1)
-        axes[r, 0].set_ylabel(titles[r], fontsize="x-small")
+        axes[r, 0].set_ylabel(titles[r], fontsize="x-small", rotation=0, ha="right",
+                              va="center")
         for c, title in enumerate(("Image", "Grad-CAM", "Mask")):
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
@@ -152,7 +154,7 @@ def write_overmap_outputs(out: str | Path, names: Sequence[str], classes: Sequen
     write_json(paths["metrics"], overmap_metrics(result, labels, score=score, n_bins=n_bins,
                                                  misleading=misleading, k=k))
     n_fig = len(result.maps)
-    titles = [f"{names[i]}: {classes[result.prediction[i]]} ({classes[labels[i]]}) "
+    titles = [f"{names[i]}\npred {classes[result.prediction[i]]}\nlabel {classes[labels[i]]}\n"
               f"OM={result.scores[score][i]:.2f}" for i in range(n_fig)]
     save_overmap_grid(images[:n_fig], result.maps, masks[:n_fig], titles, paths["figure"])
     return paths
