@@ -15,36 +15,20 @@ the weights, which are compared exactly.)
 
 from __future__ import annotations
 
-import csv
-import signal
-import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from _train_runs import run_cli, start, stop
+from _train_runs import (
+    assert_same_training_state,
+    killed_and_reference_runs,
+    metrics_rows,
+    run_cli,
+)
 
 from densecal.data.demo import DemoConfig, write_demo_dataset
 
 EPOCHS = 3
-
-
-def rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
-    """metrics.csv rows keyed by (epoch, step) and row kind (train / validation)."""
-    with path.open() as f:
-        return {(r["epoch"], r["step"], "val" if r["val_accuracy"] else "train"): r
-                for r in csv.DictReader(f)}
-
-
-def kill_after_first_checkpoint(proc: subprocess.Popen[str], ckpt: Path,
-                                timeout: float = 240) -> None:
-    """SIGKILL ``proc`` as soon as ``ckpt`` exists (polled every 10 ms)."""
-    deadline = time.monotonic() + timeout
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +46,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(demo: Path, tmp_path: P
               "--devices", "1", "--deterministic", "--seed", "4"]
     full, cut = tmp_path / "full", tmp_path / "cut"
     ckpt = cut / "checkpoints" / "last.ckpt"
-    proc = start([*common, "--num-workers", "1", "--out", str(cut)])
-    killer = threading.Thread(target=kill_after_first_checkpoint, args=(proc, ckpt))
-    killer.start()
-    try:  # the reference trains here meanwhile
-        run_cli([*common, "--out", str(full)])
-    finally:
-        killer.join()
-        stop(proc)
-    assert proc.returncode == -signal.SIGKILL  # killed, not finished or failed
-    interrupted = torch.load(ckpt, map_location="cpu", weights_only=False)
+    interrupted = killed_and_reference_runs(common, full, cut, ("--num-workers", "1"))
     assert interrupted["epoch"] < EPOCHS - 1 and not (cut / "alpha.csv").exists()
 
     run_cli(["train", "--resume", "--out", str(cut), "--epochs", str(EPOCHS)])
@@ -79,22 +54,13 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(demo: Path, tmp_path: P
     assert (cut / "alpha.csv").read_bytes() == (full / "alpha.csv").read_bytes()
     a = torch.load(full / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     b = torch.load(ckpt, map_location="cpu", weights_only=False)
-    assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (EPOCHS - 1,
-                                                                                EPOCHS * 4)
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for key, value in a["state_dict"].items():
-        assert torch.equal(value, b["state_dict"][key]) or (
-            value.is_floating_point() and bool(torch.isnan(value).all())
-            and bool(torch.isnan(b["state_dict"][key]).all())), key
-    for sa, sb in zip(a["optimizer_states"][0]["state"].values(),
-                      b["optimizer_states"][0]["state"].values(), strict=True):
-        assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert a["lr_schedulers"] == b["lr_schedulers"]
+    assert (a["epoch"], a["global_step"]) == (EPOCHS - 1, EPOCHS * 4)
+    assert_same_training_state(a, b)
     assert a["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.05 * 0.5 ** EPOCHS)
 
     # the resumed log (version_1) repeats the uninterrupted log's rows from the resumed epoch
-    ref = rows(full / "logs" / "version_0" / "metrics.csv")
-    resumed = rows(cut / "logs" / "version_1" / "metrics.csv")
+    ref = metrics_rows(full / "logs" / "version_0" / "metrics.csv")
+    resumed = metrics_rows(cut / "logs" / "version_1" / "metrics.csv")
     first = interrupted["epoch"] + 1
     assert {k[0] for k in resumed} == {str(e) for e in range(first, EPOCHS)}
     assert resumed == {k: v for k, v in ref.items() if int(k[0]) >= first}

@@ -126,6 +126,7 @@ def train(
     from densecal.errors import input_error
     from densecal.methods import TrainConfig
     from densecal.methods import train as run_training
+    from densecal.methods.train import is_primary_process
 
     if data is None and not resume:
         raise input_error("--data", "required (except with --resume, which reads the run's "
@@ -148,4 +149,5 @@ def train(
     if teacher is not None:
         config.extra.setdefault("ud", {})["teacher"] = str(teacher)
     ckpt = run_training(config, out, resume=resume)
-    typer.echo(f"checkpoint: {ckpt}")
+    if is_primary_process():  # once, not once per DDP rank
+        typer.echo(f"checkpoint: {ckpt}")

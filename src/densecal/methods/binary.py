@@ -24,14 +24,14 @@ from torch import Tensor, nn
 
 from densecal.methods.config import TrainConfig
 from densecal.methods.objectives import build_objective, is_multiclass
-from densecal.methods.seeding import SEED_COINS, SEED_STEP, derive_seed
+from densecal.methods.seeding import SEED_COINS, StepSeeded, derive_seed
 from densecal.metrics import PixelCalibration
 from densecal.models import create_model
 from densecal.posthoc import TemperatureScaler
 
 __all__ = ["BinarySegmentationModule", "SegmentationModule", "adam_schedule"]
 
-class SegmentationModule(L.LightningModule):
+class SegmentationModule(StepSeeded, L.LightningModule):
     """Train a dense classifier (sigmoid, or softmax over ``config.num_classes``) with any
     registered objective.
 
@@ -93,18 +93,6 @@ class SegmentationModule(L.LightningModule):
     def calibrated_logits(self, logits: Tensor) -> Tensor:
         """``logits / T`` with the fitted post-hoc temperature (T = 1 when not calibrated)."""
         return self.temperature(logits)
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        """Reseed torch's global RNG from ``(seed, epoch, batch_idx, rank)`` before each step.
-
-        Whatever a step draws from the global RNG (SLP's coins, the ``moderation_noise`` noise)
-        then depends only on where the step is in the run, not on how many steps this process
-        ran before: a run resumed from ``last.ckpt`` draws what the uninterrupted run drew.
-        Lightning restores weights, optimiser and loop state but not the RNG state.
-        """
-        rank = self.global_rank if self._trainer is not None else 0
-        torch.manual_seed(derive_seed(self.config.seed, SEED_STEP, self.current_epoch,
-                                      batch_idx, rank))
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self(batch["image"])

@@ -14,12 +14,16 @@ Run folder (as :mod:`densecal.methods.train`)::
     RUN/config.json             TrainConfig with method "car"; CAR options in extra["car"]
     RUN/checkpoints/last.ckpt   F, G, D, their optimisers and the iteration counter
     RUN/logs/version_K/metrics.csv
+
+Training is resume-exact and DDP-sharded like the segmentation objectives
+(:func:`densecal.methods.train.fit_family_run`): the latent ``z`` comes from torch's global RNG,
+reseeded before every step (:class:`~densecal.methods.seeding.StepSeeded`), and under DDP the
+discriminator's skip decision uses its accuracy over all ranks' images.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +42,8 @@ from densecal.methods.car_nets import (
     generator_adversarial_loss,
     r1_penalty,
 )
-from densecal.methods.config import TrainConfig, family_options, save_config
+from densecal.methods.config import TrainConfig, family_options
+from densecal.methods.seeding import StepSeeded
 from densecal.methods.vls_nets import one_hot_labels
 from densecal.models import create_model
 
@@ -145,7 +150,7 @@ def d_window_active(iteration: int, d_active: int, d_period: int) -> bool:
     return iteration % d_period < d_active
 
 
-class CARModule(L.LightningModule):
+class CARModule(StepSeeded, L.LightningModule):
     """Train CAR's ``F``, ``G`` and ``D`` with manual optimisation.
 
     Each training step, on a batch ``image`` ``(N, 3, H, W)``, ``mask`` ``(N, H, W)`` class
@@ -155,11 +160,13 @@ class CARModule(L.LightningModule):
     2. ``M`` samples ``G(x, F(x).detach(), z_m)``; ``L_cal = calibration_kl(mean_m, F)``;
     3. ``D`` (only inside the active window, see :func:`d_window_active`):
        ``L_D = BCE(D(x, onehot(y)), 1) + BCE(D(x, sample), 0) + r1_weight * R1``; the step is
-       skipped when ``D``'s accuracy on this batch is ``>= d_max_accuracy``;
+       skipped when ``D``'s accuracy on this batch (all ranks' images under DDP) is
+       ``>= d_max_accuracy``;
     4. ``G``: ``adv_weight * BCE(D(x, sample), 1) + cal_weight * L_cal`` over all ``M`` samples.
 
     Ignored pixels (``config.ignore_index``) are left out of ``L_F`` and ``L_cal`` and zeroed in
-    both the real one-hot maps and the samples ``D`` sees.
+    both the real one-hot maps and the samples ``D`` sees. ``z`` is drawn from torch's global
+    RNG, reseeded before every training and validation step (:class:`StepSeeded`).
 
     Args:
         config: a :class:`TrainConfig` dict (``num_classes >= 2``), CAR options in
@@ -172,9 +179,8 @@ class CARModule(L.LightningModule):
         self.automatic_optimization = False
         self.config = TrainConfig.from_dict(config)
         self.car = CAROptions.from_dict(self.config.extra.get("car"))
+        self.check_classes(self.config)
         k = self.config.num_classes
-        if k < 2:
-            raise input_error("--num-classes", f"CAR needs a multi-class run (>= 2), got {k}")
         self.net_f = create_model(self.car.calibration_model or self.config.model,
                                   in_channels=3, out_channels=k)
         if self.car.frozen:
@@ -183,6 +189,13 @@ class CARModule(L.LightningModule):
                                          channels=self.car.gen_channels)
         self.net_d = ImageDiscriminator(k, channels=self.car.disc_channels)
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+
+    @staticmethod
+    def check_classes(config: TrainConfig) -> None:
+        """Raise :class:`~densecal.errors.DensecalInputError` unless ``num_classes >= 2``."""
+        k = config.num_classes
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+            raise input_error("--num-classes", f"CAR needs a multi-class run (>= 2), got {k!r}")
 
     def train(self, mode: bool = True) -> CARModule:
         """Set training mode; a frozen ``F`` always stays in eval mode."""
@@ -254,7 +267,7 @@ class CARModule(L.LightningModule):
         self.iteration += 1
         logs.update(loss_g=float(loss_g.detach()), loss_adv=float(loss_adv.detach()),
                     loss_cal=float(loss_cal.detach()))
-        self.log_dict(logs, on_step=False, on_epoch=True, batch_size=n)
+        self.log_dict(logs, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
 
     def _discriminator_step(self, opt_d: Any, image: Tensor, real: Tensor, image_m: Tensor,
                             fake: Tensor) -> dict[str, float]:
@@ -265,8 +278,9 @@ class CARModule(L.LightningModule):
         fake_logits = self.net_d(image_m, fake)
         penalty = r1_penalty(real_logits, [image_r, real_r])
         loss_d = discriminator_loss(real_logits, fake_logits) + self.car.r1_weight * penalty
-        accuracy = discriminator_accuracy(real_logits.detach(), fake_logits.detach())
-        trained = accuracy < self.car.d_max_accuracy
+        accuracy = self._global_mean(
+            discriminator_accuracy(real_logits.detach(), fake_logits.detach()))
+        trained = accuracy < self.car.d_max_accuracy  # the same on every rank
         if trained:
             opt_d.zero_grad()
             self.manual_backward(loss_d)
@@ -274,6 +288,18 @@ class CARModule(L.LightningModule):
         return {"loss_d": float(loss_d.detach()), "d_accuracy": accuracy,
                 "r1": float(penalty.detach()),
                 "d_trained": float(trained)}
+
+    def _global_mean(self, value: float) -> float:
+        """``value`` averaged over the DDP ranks (itself on one process).
+
+        Training shards have equal lengths (padded), so the mean of the ranks' accuracies is
+        the accuracy over all their images: what one process with the whole batch measures.
+        """
+        if self._trainer is None or self.trainer.world_size == 1:
+            return value
+        total = self.trainer.strategy.reduce(torch.tensor(value, device=self.device),
+                                             reduce_op="mean")
+        return float(total)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         image, labels = batch["image"], batch["mask"]
@@ -285,7 +311,7 @@ class CARModule(L.LightningModule):
             "val_accuracy": ((f_probs.argmax(1) == labels) & valid).sum() / n_valid,
             "val_sample_accuracy": ((samples[0].argmax(1) == labels) & valid).sum() / n_valid,
             "val_loss_cal": calibration_kl(samples.mean(0), f_probs, valid),
-        }, prog_bar=True, batch_size=image.shape[0])
+        }, prog_bar=True, batch_size=image.shape[0], sync_dist=True)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         car = self.car
@@ -346,16 +372,9 @@ def train_car(config: TrainConfig, run_dir: str | Path, *, car: CAROptions | Non
             ``resume``, ``resume`` without a checkpoint, or a frozen ``F`` checkpoint that is
             missing or has another number of classes.
     """
-    from densecal.methods.train import (
-        _datasets,
-        _loader,
-        _run_trainer,
-        last_checkpoint,
-        resume_or_refuse,
-    )
+    from densecal.methods.train import _datasets, fit_family_run, resume_or_refuse
 
     run_dir = Path(run_dir)
-    ckpt = last_checkpoint(run_dir)
     config = resume_or_refuse(config, run_dir, resume)
     if not resume:
         options = car if car is not None else CAROptions.from_dict(config.extra.get("car"))
@@ -372,21 +391,18 @@ def train_car(config: TrainConfig, run_dir: str | Path, *, car: CAROptions | Non
             raise input_error(f"--{name.replace('_', '-')}", "must be a positive integer")
     if config.image_size % 8:
         raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
-    module = CARModule(config.to_dict())  # validates num_classes and the CAR options
-    if module.car.frozen and not resume:
-        module.net_f.load_state_dict(_load_frozen_f(module.car, config.num_classes).state_dict())
+    CARModule.check_classes(config)
+    options = CAROptions.from_dict(config.extra.get("car"))
+    frozen_f = _load_frozen_f(options, config.num_classes) if options.frozen and not resume \
+        else None
+
+    def make_module() -> CARModule:
+        module = CARModule(config.to_dict())
+        if frozen_f is not None:
+            module.net_f.load_state_dict(frozen_f.state_dict())
+        return module
+
     train_set, val_set = _datasets(config)
-    created = not run_dir.exists()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.json")
-        L.seed_everything(config.seed, workers=True, verbose=False)
-        _run_trainer(module, config, _loader(config, train_set, shuffle=True),
-                     _loader(config, val_set, shuffle=False), ckpt.parent, run_dir,
-                     max_epochs=config.epochs, resume_from=ckpt if resume else None,
-                     progress=progress)
-    except BaseException:
-        if created and not ckpt.exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    return ckpt
+    # F's step leaves G and D without gradients, D's step F and G: DDP must allow that
+    return fit_family_run(config, run_dir, make_module, train_set, val_set, resume=resume,
+                          progress=progress, find_unused_parameters=True)

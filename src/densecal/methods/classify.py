@@ -6,6 +6,8 @@ augmented with horizontal flips when ``config.augment``. Optimiser: Adam with de
 decay (:func:`densecal.methods.binary.adam_schedule`). The run folder follows
 :mod:`densecal.methods.train`: ``RUN/config.json``, ``RUN/checkpoints/last.ckpt`` (atomic,
 resumable), ``RUN/logs/version_K/metrics.csv`` (``train_loss``, ``val_loss``, ``val_accuracy``).
+Training is resume-exact and DDP-sharded as the segmentation objectives'
+(:func:`densecal.methods.train.fit_family_run`, :class:`~densecal.methods.seeding.StepSeeded`).
 
 Family options in ``config.extra["classifier"]`` (``densecal train --set classifier.KEY=VALUE``,
 see :class:`ClassifierOptions`): ``pool`` (``"avg"``, default, or ``"max"``).
@@ -13,7 +15,6 @@ see :class:`ClassifierOptions`): ``pool`` (``"avg"``, default, or ``"max"``).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,9 @@ from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
 from densecal.methods.binary import adam_schedule
 from densecal.methods.checkpoints import read_checkpoint, restore_weights
-from densecal.methods.config import TrainConfig, family_options, save_config
-from densecal.methods.train import _loader, _run_trainer, last_checkpoint, resume_or_refuse
+from densecal.methods.config import TrainConfig, family_options
+from densecal.methods.seeding import StepSeeded
+from densecal.methods.train import fit_family_run, resume_or_refuse
 from densecal.models.classifiers import Classifier, classifier_names, create_classifier
 
 __all__ = ["ClassifierModule", "ClassifierOptions", "images_to_batch", "load_classifier",
@@ -76,7 +78,7 @@ class ClassifierOptions:
         return cls.from_dict(config.extra.get("classifier"))
 
 
-class ClassifierModule(L.LightningModule):
+class ClassifierModule(StepSeeded, L.LightningModule):
     """Cross-entropy training of a :class:`~densecal.models.classifiers.Classifier`.
 
     Args:
@@ -106,15 +108,17 @@ class ClassifierModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         image, label, _ = batch
         loss = F.cross_entropy(self(image), label)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(label))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(label),
+                 sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         image, label, _ = batch
         logits = self(image)
-        self.log("val_loss", F.cross_entropy(logits, label), batch_size=len(label))
+        self.log("val_loss", F.cross_entropy(logits, label), batch_size=len(label),
+                 sync_dist=True)
         self.log("val_accuracy", (logits.argmax(1) == label).float().mean(),
-                 batch_size=len(label))
+                 batch_size=len(label), sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         return adam_schedule(self.parameters(), self.config)
@@ -173,28 +177,14 @@ def train_classifier(config: TrainConfig, run_dir: str | Path, *, resume: bool =
             is false; ``resume`` without a checkpoint.
     """
     run_dir = Path(run_dir)
-    ckpt = last_checkpoint(run_dir)
     config = resume_or_refuse(config, run_dir, resume)
     _check(config)
     train_folder, val_folder = _splits(config)
-    created = not run_dir.exists()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.json")
-        L.seed_everything(config.seed, workers=True, verbose=False)
-        train_set = ClassificationDataset(train_folder, config.image_size,
-                                          augment=config.augment)
-        val_set = ClassificationDataset(val_folder, config.image_size)
-        module = ClassifierModule(config.to_dict(), list(train_folder.classes))
-        _run_trainer(module, config, _loader(config, train_set, shuffle=True),
-                     _loader(config, val_set, shuffle=False), ckpt.parent, run_dir,
-                     max_epochs=config.epochs, resume_from=ckpt if resume else None,
-                     progress=progress)
-        return ckpt
-    except BaseException:
-        if created and not ckpt.exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    train_set = ClassificationDataset(train_folder, config.image_size, augment=config.augment)
+    val_set = ClassificationDataset(val_folder, config.image_size)
+    classes = list(train_folder.classes)
+    return fit_family_run(config, run_dir, lambda: ClassifierModule(config.to_dict(), classes),
+                          train_set, val_set, resume=resume, progress=progress)
 
 
 def load_classifier(checkpoint: str | Path, map_location: str | torch.device = "cpu"

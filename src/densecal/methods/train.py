@@ -17,6 +17,8 @@ per process. The segmentation objectives shard the data themselves (:class:`Epoc
 permutation of ``torch.utils.data.DistributedSampler`` seeded by ``seed + epoch``; validation
 shards are not padded), so one optimiser step over ``W`` processes with ``batch_size`` ``b`` sees
 the same images as one process with ``batch_size`` ``W b``. Only global rank 0 writes files.
+The method families with their own modules (``car``, ``classifier``, ``ud-*``) train through
+:func:`fit_family_run`, with the same sharding, seeding and checkpoints.
 
 Reproducibility: every random draw depends on the run seed and its place in the run, never on
 how many epochs this process has run, so a run resumed from ``last.ckpt`` continues exactly as
@@ -24,7 +26,8 @@ the uninterrupted run (on deterministic kernels): the epoch's order is seeded by
 ``(seed, epoch)``, a training item's augmentation by ``(seed, epoch, image)``
 (:class:`SeededItems`, whatever ``num_workers``), ASLP's coins by ``(seed, epoch, image)`` and
 torch's global RNG is reseeded before each step from ``(seed, epoch, batch, rank)``
-(:class:`~densecal.methods.binary.SegmentationModule`).
+(:class:`~densecal.methods.binary.SegmentationModule`,
+:class:`~densecal.methods.seeding.StepSeeded`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.strategies import DDPStrategy
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from densecal.data import FolderDataset, find_pairs, split_indices
@@ -68,8 +72,10 @@ from densecal.models import create_model
 
 __all__ = [
     "EpochCheckpoint",
+    "EpochData",
     "EpochSampler",
     "SeededItems",
+    "fit_family_run",
     "is_primary_process",
     "last_checkpoint",
     "resume_or_refuse",
@@ -260,8 +266,8 @@ def _vls_soft_label_set(config: TrainConfig, run_dir: Path, train_set: FolderDat
     if not config.vls_stage1 and not vls.stage1_finished(stage1, config.vls_stage1_epochs):
         L.seed_everything(config.seed, workers=True, verbose=False)
         _run_trainer(vls.VLSStage1Module(config.to_dict()), config,
-                     EpochData(config, train_set, None), None, stage1.parent,
-                     stage1.parent, max_epochs=config.vls_stage1_epochs,
+                     EpochData(config, train_set, None), stage1.parent, stage1.parent,
+                     max_epochs=config.vls_stage1_epochs,
                      resume_from=stage1 if stage1.is_file() else None, progress=progress,
                      single_process=True)
     cvae = vls.load_stage1(stage1, config.num_classes)
@@ -274,19 +280,13 @@ def _vls_soft_label_set(config: TrainConfig, run_dir: Path, train_set: FolderDat
     return vls.SoftLabelDataset(plain, soft_dir, augment=config.augment)
 
 
-def _loader(config: TrainConfig, dataset: Dataset, *, shuffle: bool) -> DataLoader:
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle,
-                      num_workers=config.num_workers,
-                      persistent_workers=config.num_workers > 0)
-
-
 def _fit(config: TrainConfig, run_dir: Path, train_set: Dataset, val_set: FolderDataset,
          *, resume: bool, progress: bool) -> Path:
     ckpt = last_checkpoint(run_dir)
     L.seed_everything(config.seed, workers=True, verbose=False)
     names = list(getattr(train_set, "names", []))
     module = SegmentationModule(config.to_dict(), len(names), names)
-    trainer = _run_trainer(module, config, EpochData(config, train_set, val_set), None,
+    trainer = _run_trainer(module, config, EpochData(config, train_set, val_set),
                            ckpt.parent, run_dir, max_epochs=config.epochs,
                            resume_from=ckpt if resume else None, progress=progress,
                            single_process=config.method == "vls")
@@ -294,6 +294,60 @@ def _fit(config: TrainConfig, run_dir: Path, train_set: Dataset, val_set: Folder
     # rank 0's weights and buffers
     if module.perturbation is not None and trainer.is_global_zero:
         module.perturbation.write_table(run_dir / "alpha.csv", names)
+    return ckpt
+
+
+def fit_family_run(config: TrainConfig, run_dir: Path, make_module: Callable[[], L.LightningModule],
+                   train_set: Dataset, val_set: Dataset | None, *, resume: bool, progress: bool,
+                   drop_single: bool = False, find_unused_parameters: bool = False) -> Path:
+    """Train a method family's module into ``run_dir`` as :func:`train` trains the segmentation
+    objectives, and return ``RUN/checkpoints/last.ckpt``.
+
+    Global rank 0 writes ``RUN/config.json``; torch's global RNG is seeded with ``config.seed``
+    before ``make_module()`` builds the module (its initial weights); the data are sharded and
+    seeded by :class:`EpochData`; ``last.ckpt`` is written after every epoch
+    (:class:`EpochCheckpoint`). For a resume-exact run the module reseeds the global RNG before
+    each step (:class:`~densecal.methods.seeding.StepSeeded`). A new run that fails before its
+    first checkpoint leaves no run folder behind.
+
+    Args:
+        config: the checked run configuration (with ``resume`` already the saved one,
+            :func:`resume_or_refuse`).
+        run_dir: the run folder (created).
+        make_module: builds the LightningModule (called once, after seeding).
+        train_set: training dataset, items drawn with torch's global RNG (:class:`SeededItems`).
+        val_set: validation dataset or ``None``.
+        resume: continue from ``RUN/checkpoints/last.ckpt``.
+        progress: show Lightning's progress bar.
+        drop_single: drop a shard's last training batch when it holds one image (BatchNorm
+            layers cannot train on it).
+        find_unused_parameters: under DDP, let backward passes leave parameters without a
+            gradient (manual optimisation of several networks, as CAR's).
+
+    Raises:
+        DensecalInputError: bad ``devices`` / ``num_nodes`` / ``strategy`` / ``accelerator``,
+            or what ``make_module`` raises.
+    """
+    check_distributed(config)
+    run_dir = Path(run_dir)
+    ckpt = last_checkpoint(run_dir)
+    created = not run_dir.exists()
+    primary = is_primary_process()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if primary:
+            save_config(config, run_dir / "config.json")
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        module = make_module()
+        _run_trainer(module, config, EpochData(config, train_set, val_set,
+                                               drop_single=drop_single),
+                     ckpt.parent, run_dir, max_epochs=config.epochs,
+                     resume_from=ckpt if resume else None, progress=progress,
+                     find_unused_parameters=find_unused_parameters)
+    except BaseException:
+        if primary and created and not ckpt.exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return ckpt
 
 
@@ -388,15 +442,23 @@ class EpochData(L.LightningDataModule):
     :class:`EpochSampler` over :class:`SeededItems`, built once Lightning knows the ranks (also
     under ``ddp_spawn``). Used with ``Trainer(use_distributed_sampler=False)``.
 
+    Items may be anything the default collate stacks (the dicts of
+    :class:`~densecal.data.FolderDataset`, the tuples of
+    :class:`~densecal.data.classification.ClassificationDataset`).
+
     Args:
         config: ``batch_size``, ``num_workers`` and ``seed`` are used.
         train_set: training dataset (shuffled, shards padded to equal length).
         val_set: validation dataset or ``None`` (in order, shards not padded).
+        drop_single: drop the last training batch of a shard when it holds one image (for
+            BatchNorm layers; shards have equal lengths, so all ranks drop together).
     """
 
-    def __init__(self, config: TrainConfig, train_set: Dataset, val_set: Dataset | None) -> None:
+    def __init__(self, config: TrainConfig, train_set: Dataset, val_set: Dataset | None, *,
+                 drop_single: bool = False) -> None:
         super().__init__()
         self.config, self.train_set, self.val_set = config, train_set, val_set
+        self.drop_single = drop_single
 
     def _loader(self, dataset: Dataset, *, train: bool) -> DataLoader:
         trainer = self.trainer
@@ -408,9 +470,11 @@ class EpochData(L.LightningDataModule):
             # workers draw their first indices then): start at the epoch Lightning will set,
             # the number of epochs processed (also right after a resume)
             sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
-        return DataLoader(SeededItems(dataset, self.config.seed), batch_size=self.config.batch_size,
+        batch = self.config.batch_size
+        return DataLoader(SeededItems(dataset, self.config.seed), batch_size=batch,
                           sampler=sampler, num_workers=self.config.num_workers,
-                          persistent_workers=self.config.num_workers > 0)
+                          persistent_workers=self.config.num_workers > 0,
+                          drop_last=train and self.drop_single and len(sampler) % batch == 1)
 
     def train_dataloader(self) -> DataLoader:
         """The training loader of this rank."""
@@ -445,19 +509,18 @@ class EpochCheckpoint(Callback):
             os.replace(tmp, self.path)
 
 
-def _run_trainer(module: L.LightningModule, config: TrainConfig,
-                 train_loader: DataLoader | EpochData, val_loader: DataLoader | None,
+def _run_trainer(module: L.LightningModule, config: TrainConfig, data: EpochData,
                  ckpt_dir: Path, log_root: Path, *, max_epochs: int, resume_from: Path | None,
-                 progress: bool, single_process: bool = False) -> L.Trainer:
-    """Fit ``module`` (resuming from ``resume_from`` if given) with checkpoints
+                 progress: bool, single_process: bool = False,
+                 find_unused_parameters: bool = False) -> L.Trainer:
+    """Fit ``module`` on ``data`` (resuming from ``resume_from`` if given) with checkpoints
     ``ckpt_dir/last.ckpt`` and a CSV log in ``log_root/logs/version_K``; return the trainer.
 
-    ``train_loader`` is a DataLoader (Lightning inserts its ``DistributedSampler`` under DDP) or
-    an :class:`EpochData` (which shards itself; ``val_loader`` is then unused).
-    ``single_process`` refuses a configuration that would start several processes.
+    ``single_process`` refuses a configuration that would start several processes;
+    ``find_unused_parameters`` turns on DDP's flag of that name under any DDP strategy
+    (Lightning's ``ddp`` / ``ddp_spawn`` leave it off).
     """
     checkpoint = EpochCheckpoint(ckpt_dir / "last.ckpt")
-    own_data = isinstance(train_loader, EpochData)
     with _quiet_lightning():
         trainer = L.Trainer(
             max_epochs=max_epochs, accelerator=config.accelerator,
@@ -465,18 +528,17 @@ def _run_trainer(module: L.LightningModule, config: TrainConfig,
             strategy=config.strategy, deterministic=config.deterministic,
             callbacks=[checkpoint], logger=CSVLogger(log_root, name="logs"),
             enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-            log_every_n_steps=1, default_root_dir=log_root, use_distributed_sampler=not own_data,
+            log_every_n_steps=1, default_root_dir=log_root, use_distributed_sampler=False,
             enable_checkpointing=False,  # EpochCheckpoint writes the run's only checkpoint
         )
         if single_process and trainer.world_size > 1:
             raise input_error("--devices", f"method {config.method} trains in one process only; "
                                            f"got {trainer.world_size} (devices x num_nodes)")
-        if own_data:
-            trainer.fit(module, datamodule=train_loader,
-                        ckpt_path=None if resume_from is None else str(resume_from))
-        else:
-            trainer.fit(module, train_loader, val_loader,
-                        ckpt_path=None if resume_from is None else str(resume_from))
+        if find_unused_parameters and isinstance(trainer.strategy, DDPStrategy):
+            # the strategy keeps its DistributedDataParallel keywords until it wraps the model
+            trainer.strategy._ddp_kwargs["find_unused_parameters"] = True
+        trainer.fit(module, datamodule=data,
+                    ckpt_path=None if resume_from is None else str(resume_from))
     return trainer
 
 

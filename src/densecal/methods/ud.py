@@ -20,6 +20,8 @@ for the teacher and ``resnet-tiny`` for students. Optimiser: Adam with ``config.
 SGD schedule is for ImageNet-pretrained ResNet-101 teachers; densecal trains from scratch).
 
 Run folder: ``RUN/config.json``, ``RUN/checkpoints/last.ckpt``, ``RUN/logs/version_K``.
+Training is resume-exact and DDP-sharded as the segmentation objectives'
+(:func:`densecal.methods.train.fit_family_run`, :class:`~densecal.methods.seeding.StepSeeded`).
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ from densecal.losses.distillation import (
     uad_loss,
     uncertainty_attention,
 )
-from densecal.methods.config import TrainConfig, family_options, save_config
-from densecal.methods.train import _loader, _run_trainer, last_checkpoint, resume_or_refuse
+from densecal.methods.config import TrainConfig, family_options
+from densecal.methods.seeding import StepSeeded
+from densecal.methods.train import fit_family_run, resume_or_refuse
 from densecal.metrics.calibration import PixelCalibration
 from densecal.metrics.multilabel import MultilabelMetrics
 from densecal.models.classifiers import classifier_names, create_classifier
@@ -159,7 +162,7 @@ class UDOptions:
         return "resnet-small" if config.method == "ud-teacher" else "resnet-tiny"
 
 
-class UDModule(L.LightningModule):
+class UDModule(StepSeeded, L.LightningModule):
     """Lightning module of one uncertainty-distillation method.
 
     Args:
@@ -228,8 +231,10 @@ class UDModule(L.LightningModule):
             parts = {"teacher_loss": teacher_loss(out.logits, out.scores, target)}
         loss = torch.stack(list(parts.values())).sum()
         for name, value in parts.items():
-            self.log(f"train_{name}", value.detach(), on_step=False, on_epoch=True)
-        self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)
+            self.log(f"train_{name}", value.detach(), on_step=False, on_epoch=True,
+                     batch_size=len(image), sync_dist=True)
+        self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=len(image), sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
@@ -321,26 +326,19 @@ def train_ud(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
             ``resume``, ``resume`` without a checkpoint, a missing teacher checkpoint.
     """
     run_dir = Path(run_dir)
-    ckpt = last_checkpoint(run_dir)
     config = resume_or_refuse(config, run_dir, resume)
     _check(config)
     train_set, val_set = _datasets(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.json")
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    module = UDModule(config.to_dict(), list(train_set.classes))
-    if config.method == "ud-student":
-        _ = module.teacher  # fail early on a bad teacher
+
+    def make_module() -> UDModule:
+        module = UDModule(config.to_dict(), list(train_set.classes))
+        if config.method == "ud-student":
+            _ = module.teacher  # fail early on a bad teacher
+        return module
+
     # the calibration branch's BatchNorm1d cannot train on a last batch of one image
-    train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
-                              num_workers=config.num_workers,
-                              persistent_workers=config.num_workers > 0,
-                              drop_last=len(train_set) % config.batch_size == 1)
-    _run_trainer(module, config, train_loader,
-                 _loader(config, val_set, shuffle=False), ckpt.parent, run_dir,
-                 max_epochs=config.epochs, resume_from=ckpt if resume else None,
-                 progress=progress)
-    return ckpt
+    return fit_family_run(config, run_dir, make_module, train_set, val_set, resume=resume,
+                          progress=progress, drop_single=True)
 
 
 @torch.no_grad()

@@ -48,6 +48,7 @@ from densecal.errors import input_error
 from densecal.methods.binary import adam_schedule
 from densecal.methods.checkpoints import read_checkpoint
 from densecal.methods.config import TrainConfig
+from densecal.methods.seeding import StepSeeded
 from densecal.methods.vls_nets import ConditionalVAE, cvae_loss, one_hot_labels, vls_soft_labels
 
 __all__ = [
@@ -78,7 +79,7 @@ def soft_label_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "vls" / "soft_labels"
 
 
-class VLSStage1Module(L.LightningModule):
+class VLSStage1Module(StepSeeded, L.LightningModule):
     """Stage 1 of VLS: the conditional VAE trained with ``CE + MSE + KL`` (weights 1).
 
     Args:
