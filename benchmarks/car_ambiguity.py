@@ -1,22 +1,27 @@
 """CAR vs its no-L_cal ablation on garment scenes with injected label ambiguity (issue 6).
 
-Run: ``python benchmarks/car_ambiguity.py [--quick] [--out DIR] [--seeds 1] [--epochs 12]
-[--size 32]``. Prints ONE JSON object on stdout and, unless ``--quick``, writes it atomically to
-``benchmarks/results/car_ambiguity.json``. Expected time of the full run: about 12 minutes on
-2 CPU cores with ``OMP_NUM_THREADS=1`` (per seed; two trainings of ~600 steps dominate).
+Run: ``python benchmarks/car_ambiguity.py [--quick] [--out DIR] [--seeds 1] [--epochs 8]
+[--calibration-epochs 30] [--size 48] [--variants car,no_cal]``. Prints ONE JSON object on
+stdout and, unless ``--quick``, writes it atomically to ``benchmarks/results/car_ambiguity.json``.
+``--variants car`` / ``--variants no_cal`` train one variant only and print no table, so the two
+can run as parallel processes on the same ``--out``; a final call without it reuses both.
 
-Data (``densecal data ambiguous``, seed 0): multi-garment scenes of ``size x size`` pixels,
-400 train / 50 val / 100 test. In train and val masks five garment classes are relabelled as a
+Data (``densecal data ambiguous``, seed 0): scenes of one to three garments of the five flippable
+classes (T-shirt/top, Trouser, Coat, Sneaker, Bag) on textures, ``size x size`` pixels, 1500
+train / 100 val / 100 test. In train and val masks each of the five classes is relabelled as a
 whole to a twin class with p = 8/17, 7/17, 6/17, 5/17, 4/17 (Kassapis et al., ICCV 2021, 4.2,
 in miniature; METHODS.md 4); test masks keep the base labels and every test image is scored
 against all ``2^k`` modes of its ``k`` flippable classes present, with their probabilities
 (``densecal.data.ambiguity.enumerate_modes``).
 
-Models (``densecal train --method car``): CAR with the default options (``lambda_cal = 5``,
+Models: the calibration net F (unet-small, ``densecal train --method ce --num-classes 16`` on
+the flipped masks, ``--calibration-epochs``) is trained once per seed and frozen
+(``--set car.calibration_checkpoint=F``) in both variants, so they differ in the generator's
+loss only: CAR (``densecal train --method car`` with the default options, ``lambda_cal = 5``,
 M = 5 samples per step, D trained 50 of every 250 steps) and the ablation ``--set
-car.cal_weight=0`` ("no_cal"), both with the same seed, data, schedule and architecture
-(unet-small F, U-Net G, 16 classes). ``densecal sample --n 16 --labels`` draws 16 samples per
-test image (latent seed = training seed).
+car.cal_weight=0`` ("no_cal"), both with the same seed, data, schedule and U-Net G.
+``densecal sample --n 16 --labels`` draws 16 samples per test image (latent seed = training
+seed).
 
 Measured per test image, then averaged over test images (d = 1 - IoU, mean IoU over the
 foreground classes present in either map: ``densecal.metrics.stochastic``):

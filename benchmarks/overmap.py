@@ -9,8 +9,8 @@ with ``OMP_NUM_THREADS=1`` under a load average of about 5 (classifier training 
 Everything goes through the public CLI (METHODS.md section 6, issue 8):
 
 1. data: ``densecal data finegrained --out WORK/data`` (shirt / T-shirt / pullover / coat on
-   textures, 4,000 / 200 / 600 scenes of 48 px; 10 % of the TRAINING images misleading: wrong label, tiny garment or no garment,
-   listed in ``train/manifest.csv``; val and test are clean);
+   textures, 4,000 / 200 / 600 scenes of 48 px; 10 % of the TRAINING images misleading: wrong
+   label, tiny garment or no garment, listed in ``train/manifest.csv``; val and test clean);
 2. classifier: ``densecal train --method classifier --model resnet-tiny`` on ``train`` with
    ``val`` for validation;
 3. segmenter (the object masks, independent of the classifier): ``densecal train --method bce

@@ -30,3 +30,26 @@ def tiny_checkpoint(tiny_demo: dict[str, Path], tmp_path_factory: pytest.TempPat
                          val_data=str(tiny_demo["val"]), epochs=2, image_size=32, batch_size=4,
                          aslp_warmup=1, seed=0)
     return train(config, run, progress=False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.gpu`` tests when no CUDA device is present.
+
+    ``DENSECAL_TEST_GPU_AS=cpu`` runs them anyway with the CPU standing in for the GPU (see
+    ``tests/test_gpu.py``); torch is imported only when a gpu test was collected.
+    """
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu_items:
+        return
+    stand_in = os.environ.get("DENSECAL_TEST_GPU_AS", "")
+    if stand_in not in ("", "cpu"):
+        raise pytest.UsageError(f"DENSECAL_TEST_GPU_AS: only 'cpu' is supported, got {stand_in!r}")
+    if stand_in == "cpu":
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in gpu_items:
+        item.add_marker(skip)
