@@ -32,6 +32,7 @@ torch's global RNG is reseeded before each step from ``(seed, epoch, batch, rank
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import importlib
@@ -166,21 +167,29 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     if config.method == "vls" and config.vls_stage1_epochs is None:
         config = dataclasses.replace(config, vls_stage1_epochs=config.epochs)
     train_set, val_set = _datasets(config)
+    with _run_folder(config, run_dir, vls.stage1_checkpoint(run_dir)):
+        stage2_set: Dataset = train_set
+        if config.method == "vls":
+            stage2_set = _vls_soft_label_set(config, run_dir, train_set, progress=progress)
+        return _fit(config, run_dir, stage2_set, val_set, resume=ckpt.is_file(),
+                    progress=progress)
+
+
+@contextlib.contextmanager
+def _run_folder(config: TrainConfig, run_dir: Path, *progress_files: Path) -> Iterator[None]:
+    """Create ``run_dir`` and save ``config.json`` (rank 0); if the body fails, a folder this
+    call created is removed unless ``last.ckpt`` or one of ``progress_files`` exists (a new run
+    that failed before its first checkpoint leaves nothing behind)."""
     created = not run_dir.exists()
     primary = is_primary_process()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if primary:
             save_config(config, run_dir / "config.json")
-        stage2_set: Dataset = train_set
-        if config.method == "vls":
-            stage2_set = _vls_soft_label_set(config, run_dir, train_set, progress=progress)
-        return _fit(config, run_dir, stage2_set, val_set, resume=ckpt.is_file(),
-                    progress=progress)
+        yield
     except BaseException:
-        # a new run that failed before its first checkpoint leaves nothing behind
-        if primary and created and not ckpt.exists() \
-                and not vls.stage1_checkpoint(run_dir).exists():
+        kept = (last_checkpoint(run_dir), *progress_files)
+        if primary and created and not any(path.exists() for path in kept):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
@@ -331,12 +340,7 @@ def fit_family_run(config: TrainConfig, run_dir: Path, make_module: Callable[[],
     check_distributed(config)
     run_dir = Path(run_dir)
     ckpt = last_checkpoint(run_dir)
-    created = not run_dir.exists()
-    primary = is_primary_process()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if primary:
-            save_config(config, run_dir / "config.json")
+    with _run_folder(config, run_dir):
         L.seed_everything(config.seed, workers=True, verbose=False)
         module = make_module()
         _run_trainer(module, config, EpochData(config, train_set, val_set,
@@ -344,10 +348,6 @@ def fit_family_run(config: TrainConfig, run_dir: Path, make_module: Callable[[],
                      ckpt.parent, run_dir, max_epochs=config.epochs,
                      resume_from=ckpt if resume else None, progress=progress,
                      find_unused_parameters=find_unused_parameters)
-    except BaseException:
-        if primary and created and not ckpt.exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
     return ckpt
 
 
