@@ -6,12 +6,12 @@ ud_multilabel.json``, with the table ``benchmarks/results/ud_multilabel.md`` (``
 sizes, both files only under ``--out``). Densecal issue 7; method: METHODS.md section 5
 (Song et al., ACM MM 2021).
 
-Data: ``densecal data multilabel`` scenes (2-4 Fashion-MNIST garments on a texture, 10 classes,
-"difficult" flags for small, occluded or low-contrast garments), 64 x 64 px, 400 train / 100 val /
-200 test images, scene seed 0 (the same data for every seed), trained and tested at 48 px.
+Data: ``densecal data multilabel`` scenes (2-4 Fashion-MNIST garments on a texture, the six
+default classes, "difficult" flags for small, occluded or low-contrast garments), 48 x 48 px,
+2500 train / 200 val / 500 test images, scene seed 0 (the same data for every seed).
 
-Models, each trained with ``densecal train`` from scratch for the same number of epochs (10;
-Adam, lr 1e-3, batch 16), per seed s in 0..seeds-1 (``--seed s``):
+Models, each trained with ``densecal train`` from scratch for the same number of epochs (8;
+Adam, lr 1e-3, batch 32), per seed s in 0..seeds-1 (``--seed s``):
 
 - ``teacher``: ``--method ud-teacher --model resnet-small`` (BCE + PAL-N);
 - ``student_ud``: ``--method ud-student --model resnet-tiny --teacher`` the teacher of the same
@@ -31,9 +31,10 @@ folder, one run folder per model and seed, and ``RUN/eval_test.json``. A run wit
 skipped, a run with a checkpoint but no evaluation is continued with ``densecal train --resume``
 (a finished one resumes as a no-op), so a killed script picks up where it stopped.
 
-Expected time of the full run: about 13 minutes of CPU with ``OMP_NUM_THREADS=1`` (measured:
-about 25 s of CPU per epoch of the three models together at 48 px, teacher about 60 %; 3 seeds x
-10 epochs, plus data generation and evaluation); ``--quick`` takes about 30 s.
+Expected time of the full run: about 20-30 minutes per seed with ``OMP_NUM_THREADS=1`` on a
+loaded 2-core CPU (measured for seed 0: teacher ~100 s per epoch, distilled student ~97 s per
+epoch (it runs the teacher too), ground-truth student ~19 s per epoch); ``--quick`` takes
+about 30 s.
 """
 
 from __future__ import annotations
