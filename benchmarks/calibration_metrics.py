@@ -16,7 +16,8 @@ of 3 full passes. On the CPU densecal runs its fused numba kernel when numba is 
 pass" is ``preds.sum()`` and ``target.sum()`` over the same batches,
 timed the same way. ``densecal_top_label_uint8`` times the same metric on 8-bit copies of the
 maps (``round(255 q)`` as uint8, made before timing; the metric reads v as v / 255), the form of
-saved PNG predictions: an extra row, not comparable value for value with the float32 rows.
+saved PNG predictions: an extra row, not comparable value for value with the float32 rows;
+``read_pass_uint8`` is the read pass over those uint8 maps and the int64 targets.
 Peak memory: max RSS (CPU) or ``torch.cuda.max_memory_allocated`` (CUDA) of
 a subprocess streaming 20 or 2000 maps generated batch by batch (the data is freed each batch),
 reported as the growth in MB between the two runs.
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "densecal_top_label_torch_path": best_of(densecal_runner(fused=False), batches, device,
                                                  repeats),
         "densecal_top_label_uint8": best_of(pooled_top, as_uint8, device, repeats),
+        "read_pass_uint8": best_of(read_pass, as_uint8, device, repeats),
         "torchmetrics_binary": best_of(torchmetrics_binary, batches, device, repeats),
         "torchmetrics_multiclass": best_of(torchmetrics_multiclass, stacked, device, repeats),
     }
@@ -261,6 +263,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                / seconds["densecal_top_label"])
     ratios["densecal_uint8_time_over_read_pass"] = (seconds["densecal_top_label_uint8"]
                                                     / seconds["read_pass"])
+    ratios["densecal_uint8_time_over_uint8_read_pass"] = (seconds["densecal_top_label_uint8"]
+                                                          / seconds["read_pass_uint8"])
+    ratios["densecal_uint8_vs_torchmetrics_binary"] = (seconds["torchmetrics_binary"]
+                                                       / seconds["densecal_top_label_uint8"])
     if "monai" in seconds:
         ratios["densecal_vs_monai"] = seconds["monai"] / seconds["densecal_per_image_positive"]
     result = {
