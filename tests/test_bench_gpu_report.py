@@ -3,7 +3,6 @@ report it writes, with CUDA and the commands faked."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,17 +13,14 @@ from types import ModuleType
 
 import pytest
 
+from _benchmark_scripts import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_report.py"
 
 
 @pytest.fixture(scope="module")
 def report() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_gpu_report", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_gpu_report"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "bench_gpu_report")
 
 
 def test_refuses_without_cuda(tmp_path: Path) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -13,17 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from _benchmark_scripts import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "overmap.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_overmap", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_overmap"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "bench_overmap")
 
 
 def _fraction(value: object) -> bool:

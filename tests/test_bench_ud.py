@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from _benchmark_scripts import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ud_multilabel.py"
 MODELS = ("teacher", "student_ud", "student_gt")
@@ -17,12 +17,7 @@ METRICS = ("map", "map_hard", "cf1", "of1", "ece")
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ud_multilabel_bench", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "ud_multilabel_bench")
 
 
 @pytest.fixture(scope="module")
