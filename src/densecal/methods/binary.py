@@ -31,6 +31,7 @@ from densecal.posthoc import TemperatureScaler
 
 __all__ = ["BinarySegmentationModule", "SegmentationModule", "adam_schedule"]
 
+
 class SegmentationModule(StepSeeded, L.LightningModule):
     """Train a dense classifier (sigmoid, or softmax over ``config.num_classes``) with any
     registered objective.

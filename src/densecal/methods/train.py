@@ -396,8 +396,8 @@ class EpochSampler(Sampler[tuple[int, int]]):
         else:
             order = list(range(self.size))
         if self.pad and order:
-            total = -(-len(order) // self.num_replicas) * self.num_replicas
-            order += (order * total)[: total - len(order)]
+            padding = -(-len(order) // self.num_replicas) * self.num_replicas - len(order)
+            order += (order * -(-padding // len(order)))[:padding]  # padding < num_replicas
         return order[self.rank::self.num_replicas]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
