@@ -51,6 +51,47 @@ def test_streaming_equals_pooled_single_pass() -> None:
         assert whole[key] == pytest.approx(one[key], abs=1e-12)
 
 
+@pytest.mark.parametrize("options", [
+    EvaluationOptions(), EvaluationOptions(confidence="positive", aggregate="per-image"),
+    EvaluationOptions(target="soft"), EvaluationOptions(protocol="official")])
+def test_8bit_levels_equal_their_float_maps(options: EvaluationOptions) -> None:
+    # uint8 levels v (the 256 x 2 histogram path, bool targets) give the numbers of the float32
+    # maps v / 255 with float targets (the general path), image rows and dataset alike: counts
+    # exactly, sums up to float64 summation order
+    rng = np.random.default_rng(3)
+    maps = []
+    for i in range(4):
+        levels = rng.integers(0, 256, (9, 11)).astype(np.uint8)
+        gt = rng.choice(np.array([0.0, 1.0, 0.4, 0.6], np.float32), size=(9, 11))
+        maps.append((f"m{i}", levels, gt))
+    as_levels = evaluate_maps(maps, options)
+    as_float = evaluate_maps([(n, (v / 255.0).astype(np.float32), g) for n, v, g in maps],
+                             options)
+    assert as_levels.result["calibration"] == pytest.approx(as_float.result["calibration"],
+                                                            rel=1e-13, abs=1e-15)
+    reliability = as_levels.result["reliability"]
+    assert reliability["count"] == as_float.result["reliability"]["count"]
+    for key, values in reliability.items():
+        assert values == pytest.approx(as_float.result["reliability"][key], rel=1e-13, abs=1e-15,
+                                       nan_ok=True)
+    assert as_levels.result["segmentation"] == as_float.result["segmentation"]
+    for row, other in zip(as_levels.per_image, as_float.per_image, strict=True):
+        assert row.pop("name") == other.pop("name")
+        assert row == pytest.approx(other, rel=1e-13, abs=1e-15)
+
+
+def test_hard_target_8bit_takes_the_histogram_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from densecal.metrics.functional import _pixels
+
+    calls: list[str] = []
+    original = _pixels.code_statistics
+    monkeypatch.setattr(_pixels, "code_statistics",
+                        lambda *a, **k: calls.append("codes") or original(*a, **k))
+    evaluator = Evaluator(EvaluationOptions())
+    evaluator.add("a", np.array([[0, 200]], np.uint8), np.array([[0.0, 1.0]], np.float32))
+    assert calls  # the uint8 levels reached the exact histogram path
+
+
 def test_official_quantise_min_max_then_8_bit() -> None:
     out = official_quantise(np.array([[0.25, 0.5, 0.75]], np.float32))
     # (x - 0.25) / 0.5 = 0, 0.5, 1 exactly -> round(127.5) = 128 (half to even, as cv2)

@@ -145,7 +145,10 @@ class Evaluator:
 
         Args:
             name: image name (stem), reported in the per-image table.
-            pred: foreground probability map ``(H, W)`` in [0, 1].
+            pred: foreground probability map ``(H, W)``: floating point in [0, 1], or the
+                ``uint8`` levels ``v`` of an 8-bit map (probability ``v / 255``, as
+                ``read_prediction(keep_8bit=True)`` gives them). Both give the same numbers;
+                8-bit maps with a ``hard`` target take the exact one-pass histogram path.
             gt: ground-truth mask ``(H, W)`` in [0, 1] (soft allowed).
 
         Returns:
@@ -157,16 +160,18 @@ class Evaluator:
         if pred.shape != gt.shape:
             raise input_error(name, f"prediction size {tuple(pred.shape)} does not match ground "
                               f"truth size {tuple(gt.shape)}")
-        if not np.isfinite(pred).all():
+        levels = pred if pred.dtype == np.uint8 else None
+        if levels is not None:  # 8-bit levels: always valid probabilities
+            pred = (levels / 255.0).astype(np.float32)  # = read_mask's reading of the PNG
+        elif not np.isfinite(pred).all():
             raise input_error(name, "prediction contains NaN or Inf")
-        if pred.size and (pred.min() < 0.0 or pred.max() > 1.0):
+        elif pred.size and (pred.min() < 0.0 or pred.max() > 1.0):
             raise input_error(name, f"prediction values outside [0, 1] (min {pred.min():.4g}, "
                               f"max {pred.max():.4g}); probabilities expected")
         if self.options.protocol == "official":
-            pred = official_quantise(pred)
+            pred, levels = official_quantise(pred), None
         start = time.perf_counter()
-        p = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32))[None]
-        y = torch.from_numpy(np.ascontiguousarray(gt, dtype=np.float32))[None]
+        p, y = self._calibration_inputs(pred, levels, gt)
         # one pass: the image's own state gives its row and is merged into the dataset state
         own_metric = PixelCalibration(**{**self.options.metric_kwargs(), "aggregate": "pooled"})
         own_metric.update(p, y)
@@ -185,6 +190,22 @@ class Evaluator:
         row.update({k: float(v) for k, v in seg.items()})
         self.rows.append(row)
         return row
+
+    def _calibration_inputs(self, pred: np.ndarray, levels: np.ndarray | None,
+                            gt: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(1, H, W)`` tensors for :class:`PixelCalibration`, in their fastest exact form.
+
+        A ``hard`` target is binarised here by the metric's own rule ``y >= 0.5`` (a bool map
+        lets the fused kernels run), and 8-bit maps stay uint8 levels (the 256 x 2 histogram
+        path, the same state as the float32 maps ``v / 255``).
+        """
+        if self.options.target_type == "hard":
+            y = torch.from_numpy(np.ascontiguousarray(gt >= 0.5))[None]
+            if levels is not None:
+                return torch.from_numpy(np.ascontiguousarray(levels))[None], y
+        else:
+            y = torch.from_numpy(np.ascontiguousarray(gt, dtype=np.float32))[None]
+        return torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32))[None], y
 
     def evaluation(self) -> Evaluation:
         """The accumulated result (schema ``densecal.evaluate/1``) and per-image rows.
@@ -237,7 +258,9 @@ def iter_prediction_pairs(pred_dir: str | Path, gt_dir: str | Path,
         num_workers: decoding processes (0 decodes in this process).
 
     Yields:
-        ``(name, prediction (H, W) float32, ground truth (H, W) float32)`` in name order.
+        ``(name, prediction (H, W), ground truth (H, W) float32)`` in name order; an 8-bit
+        PNG prediction comes as its uint8 levels (``v / 255``, see :meth:`Evaluator.add`),
+        other predictions as float32 probabilities.
     """
     from densecal.data import find_prediction_pairs
 
@@ -260,7 +283,7 @@ class _PredictionPairs(torch.utils.data.Dataset):
         from densecal.data import read_mask, read_prediction
 
         pair = self.pairs[i]
-        return pair.name, read_prediction(pair.image), read_mask(pair.mask)
+        return pair.name, read_prediction(pair.image, keep_8bit=True), read_mask(pair.mask)
 
 
 def _identity(item: Any) -> Any:

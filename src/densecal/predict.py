@@ -272,8 +272,8 @@ def evaluate_prediction_folder(pred: str | Path, gt: str | Path,
 
         evaluator = Evaluator(options, name=Path(ood).name)
         for name, path in find_predictions(ood):
-            p = read_prediction(path)
-            evaluator.add(name, p, np.zeros_like(p))
+            p = read_prediction(path, keep_8bit=True)
+            evaluator.add(name, p, np.zeros(p.shape, np.float32))
         evaluations["ood"] = evaluator.evaluation()
     return evaluations
 

@@ -113,6 +113,22 @@ def test_prediction_npy(tmp_path: Path) -> None:
                                   np.array([[0.0, 128 / 255, 1.0]], dtype=np.float32))
 
 
+def test_prediction_keep_8bit(tmp_path: Path) -> None:
+    levels = np.array([[0, 1, 128, 255]], dtype=np.uint8)
+    png = _save(tmp_path / "p.png", levels)
+    got = read_prediction(png, keep_8bit=True)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, levels)
+    rgb = _save(tmp_path / "rgb.png", np.repeat(levels[:, :, None], 3, axis=2))
+    np.testing.assert_array_equal(read_prediction(rgb, keep_8bit=True), levels)
+    # 16-bit PNGs and .npy maps stay float32 probabilities
+    wide = tmp_path / "w.png"
+    Image.fromarray(np.array([[0, 65535]], dtype=np.uint16)).save(wide)
+    assert read_prediction(wide, keep_8bit=True).tolist() == [[0.0, 1.0]]
+    np.save(tmp_path / "p.npy", np.array([[0.25]]))
+    assert read_prediction(tmp_path / "p.npy", keep_8bit=True).dtype == np.float32
+
+
 @pytest.mark.parametrize(("array", "fragments"), [
     (np.array([[0.5, np.nan]]), ("NaN or Inf",)),
     (np.array([[0.5, np.inf]]), ("NaN or Inf",)),

@@ -96,6 +96,25 @@ def test_generator_samples_depend_on_z() -> None:
     assert (g(x, f, torch.randn(1, 4)) - g(x, f, torch.randn(1, 4))).abs().max() > 1e-4
 
 
+def test_residual_generator_refines_log_f() -> None:
+    """residual=True: logits = head(h) + log max(F, 1e-6); a zero head returns F itself."""
+    torch.manual_seed(0)
+    g = RefinementGenerator(3, latent_dim=4, channels=(4, 8, 8, 8), residual=True)
+    x = torch.rand(2, 3, 16, 16)
+    f = torch.softmax(3 * torch.randn(2, 3, 16, 16), dim=1)
+    f[0, :, 0, 0] = torch.tensor([1.0, 0.0, 0.0])  # floored at 1e-6 before the log
+    plain = RefinementGenerator(3, latent_dim=4, channels=(4, 8, 8, 8))
+    plain.load_state_dict(g.state_dict())
+    z = torch.randn(2, 4)
+    torch.testing.assert_close(g.logits(x, f, z),
+                               plain.logits(x, f, z) + f.clamp_min(1e-6).log())
+    with torch.no_grad():
+        g.head.weight.zero_()
+        g.head.bias.zero_()
+    expected = f.clamp_min(1e-6) / f.clamp_min(1e-6).sum(1, keepdim=True)
+    torch.testing.assert_close(g(x, f, z), expected, rtol=1e-6, atol=1e-7)
+
+
 # ---------------------------------------------------------------------------------- formulas
 
 

@@ -101,6 +101,21 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.array(image.convert("RGB"), dtype=np.uint8)
 
 
+def _gray8(path: Path, image: Image.Image) -> np.ndarray | None:
+    """The 8-bit gray levels ``(H, W)`` uint8 of an 8-bit grayscale, palette or RGB(A) image
+    whose channels agree (``None`` for other pixel formats)."""
+    mode = image.mode
+    if mode in ("L", "LA", "La"):
+        return np.asarray(image.getchannel(0), dtype=np.uint8)
+    if mode in ("P", "PA", "RGB", "RGBA", "RGBX", "RGBa"):
+        rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        if not ((rgb[:, :, 0] == rgb[:, :, 1]).all() and (rgb[:, :, 0] == rgb[:, :, 2]).all()):
+            raise input_error(path, "colour mask with different values in its R, G and B "
+                                    "channels; a single-channel (grayscale) mask is expected")
+        return rgb[:, :, 0]
+    return None
+
+
 def _mask_values(path: Path, image: Image.Image) -> np.ndarray:
     """Convert a decoded mask image to float32 values in [0, 1] following the module rules."""
     mode = image.mode
@@ -119,15 +134,8 @@ def _mask_values(path: Path, image: Image.Image) -> np.ndarray:
         if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
             raise input_error(path, "float mask values must be finite and in [0, 1]")
         return values.astype(np.float32)
-    if mode in ("L", "LA", "La"):
-        gray = np.asarray(image.getchannel(0), dtype=np.float64)
-    elif mode in ("P", "PA", "RGB", "RGBA", "RGBX", "RGBa"):
-        rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
-        if not ((rgb[:, :, 0] == rgb[:, :, 1]).all() and (rgb[:, :, 0] == rgb[:, :, 2]).all()):
-            raise input_error(path, "colour mask with different values in its R, G and B "
-                                    "channels; a single-channel (grayscale) mask is expected")
-        gray = rgb[:, :, 0].astype(np.float64)
-    else:
+    gray = _gray8(path, image)
+    if gray is None:
         raise input_error(path, f"unsupported mask mode {mode!r} "
                                 f"(expected 1-bit, 8-bit or 16-bit grayscale)")
     return (gray / 255.0).astype(np.float32)
@@ -237,15 +245,19 @@ def _read_npy_probabilities(path: Path) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def read_prediction(path: str | Path) -> np.ndarray:
+def read_prediction(path: str | Path, *, keep_8bit: bool = False) -> np.ndarray:
     """Read a saved prediction map (foreground probability per pixel).
 
     Args:
         path: a ``.png`` (read like a mask: 8-bit value / 255, 16-bit value / 65535) or a
             ``.npy`` holding probabilities in [0, 1] with shape ``(H, W)`` or ``(1, H, W)``.
+        keep_8bit: return an 8-bit map as its ``uint8`` levels ``v`` (meaning ``v / 255``)
+            instead of float32: the form :class:`~densecal.metrics.PixelCalibration` scores
+            exactly in one histogram pass. Other formats are float32 either way.
 
     Returns:
-        ``(H, W)`` float32 array with values in [0, 1].
+        ``(H, W)`` float32 array with values in [0, 1], or ``(H, W)`` uint8 levels (see
+        ``keep_8bit``).
 
     Raises:
         DensecalInputError: missing file, unsupported extension, undecodable or truncated file,
@@ -256,4 +268,6 @@ def read_prediction(path: str | Path) -> np.ndarray:
     _check_file(path, PREDICTION_EXTENSIONS)
     if path.suffix.lower() == ".npy":
         return _read_npy_probabilities(path)
-    return _mask_values(path, _open_image(path, PREDICTION_EXTENSIONS))
+    image = _open_image(path, PREDICTION_EXTENSIONS)
+    gray = _gray8(path, image) if keep_8bit else None
+    return gray if gray is not None else _mask_values(path, image)

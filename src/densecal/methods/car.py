@@ -74,6 +74,14 @@ class CAROptions:
             ``F`` (``None``: ``F`` is ``TrainConfig.model`` trained from scratch with CE).
         calibration_model: network name of ``F`` (filled from the checkpoint when frozen).
         gen_channels: the generator's four encoder widths.
+        residual: ``G``'s logits are a correction added to ``log F(x)``
+            (:class:`~densecal.methods.car_nets.RefinementGenerator`), so ``G`` starts from
+            ``F``'s marginals instead of a random map (``False``: CARSSS's plain output). Use it
+            with a frozen, sharp ``F``: densecal measured the plain ``G`` collapsing to
+            all-background samples there (``L_cal`` stuck at 1.13 on the ambiguity scenes, with
+            or without the adversarial loss), because the softmax and ``L_cal``'s clamp leave no
+            gradient once a class's sample mean has saturated near 0; the residual ``G`` tracked
+            ``F`` from the first epoch (``L_cal`` 0.001).
         disc_channels: the discriminator's widths.
     """
 
@@ -93,6 +101,7 @@ class CAROptions:
     calibration_checkpoint: str | None = None
     calibration_model: str | None = None
     gen_channels: tuple[int, ...] = (16, 32, 64, 128)
+    residual: bool = False
     disc_channels: tuple[int, ...] = (16, 32, 64)
 
     @property
@@ -186,7 +195,8 @@ class CARModule(StepSeeded, L.LightningModule):
         if self.car.frozen:
             self.net_f.requires_grad_(False)
         self.net_g = RefinementGenerator(k, latent_dim=self.car.latent_dim,
-                                         channels=self.car.gen_channels)
+                                         channels=self.car.gen_channels,
+                                         residual=self.car.residual)
         self.net_d = ImageDiscriminator(k, channels=self.car.disc_channels)
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
 

@@ -40,6 +40,10 @@ SCALE_EPS = 1e-5
 """The ``1e-5`` added to the scale ``s(z)`` (CARSSS), so a zero scale never kills a channel."""
 
 
+RESIDUAL_EPS = 1e-6
+"""Floor of ``F(x)`` before the log in a residual generator's logits."""
+
+
 class LatentInjection(nn.Module):
     """Inject a latent vector into a feature map: ``h <- (h + r(z)) * (s(z) + 1e-5)``.
 
@@ -94,6 +98,9 @@ class RefinementGenerator(nn.Module):
         in_channels: image channels (3).
         latent_dim: size of ``z`` (8 on LIDC, 32 on Cityscapes in the paper).
         channels: four encoder widths.
+        residual: add ``log max(F(x), 1e-6)`` to the logits, so ``G`` learns a refinement of
+            ``F`` and starts near it (densecal's option, see :class:`~densecal.methods.car.
+            CAROptions`); ``False`` is CARSSS's plain U-Net output.
 
     Example:
         >>> g = RefinementGenerator(3, latent_dim=4, channels=(4, 8, 8, 8))
@@ -103,8 +110,9 @@ class RefinementGenerator(nn.Module):
     """
 
     def __init__(self, num_classes: int, *, in_channels: int = 3, latent_dim: int = 8,
-                 channels: Sequence[int] = (16, 32, 64, 128)) -> None:
+                 channels: Sequence[int] = (16, 32, 64, 128), residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
         if len(channels) != 4:
             raise ValueError(f"channels: need 4 widths, got {len(channels)}")
         self.num_classes = num_classes
@@ -129,6 +137,8 @@ class RefinementGenerator(nn.Module):
                                        strict=True):
             h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             h = inject(block(torch.cat([h, skip], dim=1)), z)
+        if self.residual:  # refine F in log space: a zero head gives back F itself
+            return self.head(h) + f_probs.clamp_min(RESIDUAL_EPS).log()
         return self.head(h)
 
     def forward(self, image: Tensor, f_probs: Tensor, z: Tensor) -> Tensor:

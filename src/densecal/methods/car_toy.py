@@ -6,10 +6,11 @@ Data (METHODS.md 4): ``x ~ U(0, 1)``; branch ``b ~ Bernoulli(1 - pi)`` (``b = 0`
 ``y = (-1)^b * 0.5`` for ``x < 0.4``, ``(-1)^b (1 - 1.25 x)`` for ``0.4 <= x < 0.8``, ``0`` after,
 plus ``N(0, sigma^2)`` noise.
 
-Networks: MLPs with 4 hidden layers of 64 units (leaky ReLU). ``F(x)`` regresses the mean (MSE);
-``G(x, F(x), z)`` outputs ``y``; ``D(x, y)`` one logit. ``L_cal = 1/2 mean((G_bar - F)^2)`` with
-``G_bar`` the mean of 10 samples per ``x`` (the regression analogue of ``KL(G_bar || F)``);
-generator loss ``adv_weight * BCE(D(x, G), 1) + cal_weight * L_cal``.
+Networks: MLPs with 4 hidden layers of 64 units (leaky ReLU). ``F(x)`` regresses the mean (MSE)
+and is fitted first, then frozen; ``G(x, F(x), z)`` outputs ``y``; ``D(x, y)`` one logit.
+``L_cal = 1/2 mean((G_bar - F)^2)`` with ``G_bar`` the mean of 10 samples per ``x`` (the
+regression analogue of ``KL(G_bar || F)``); generator loss
+``adv_weight * BCE(D(x, G), 1) + cal_weight * L_cal``.
 """
 
 from __future__ import annotations
@@ -55,27 +56,33 @@ def mlp(in_features: int, out_features: int = 1, *, width: int = 64, depth: int 
     return nn.Sequential(*layers)
 
 
-def train_toy(with_cal: bool, steps: int = 2000, seed: int = 0, *, pi: float = 0.6,
-              sigma: float = 0.02, batch_size: int = 128, samples: int = 10, latent_dim: int = 2,
-              adv_weight: float = 1.0, cal_weight: float = 10.0, lr: float = 1e-3,
-              grid_size: int = 101, grid_samples: int = 200) -> dict[str, Any]:
-    """Train ``F``, ``G``, ``D`` on the toy with or without ``L_cal`` and return figure data.
+def train_toy(with_cal: bool, steps: int = 5000, seed: int = 0, *, pi: float = 0.6,
+              sigma: float = 0.02, batch_size: int = 100, samples: int = 10, latent_dim: int = 1,
+              adv_weight: float = 1.0, cal_weight: float = 1.0, lr: float = 1e-4,
+              f_steps: int = 1500, f_batch_size: int = 1000, grid_size: int = 101,
+              grid_samples: int = 200) -> dict[str, Any]:
+    """Train ``F``, then ``G`` and ``D``, on the toy with or without ``L_cal``; return figure
+    data.
 
-    Each step: one Adam step of ``F`` (MSE), of ``D`` (``BCE(D(x, y), 1) + BCE(D(x, G), 0)``)
-    and of ``G`` on ``samples`` draws per ``x``. The loss weights and the 2-d latent are
-    densecal's choices for this toy (the paper's toy code is not a reference here).
+    The protocol of the paper's toy code (github.com/gdikov/calibrated-adversarial-learning,
+    part 2): ``F`` is fitted first (``f_steps`` Adam steps of MSE on batches of
+    ``f_batch_size``) and frozen; then each step takes one Adam step of ``D``
+    (``BCE(D(x, y), 1) + BCE(D(x, G), 0)``) and one of ``G`` on ``samples`` draws per ``x``
+    (``adv_weight * BCE(D(x, G), 1)`` plus ``cal_weight * L_cal`` with ``with_cal``). Both
+    variants draw the same ``samples`` per ``x``, so they differ in the loss only.
 
     Args:
         with_cal: include ``cal_weight * L_cal`` in the generator loss.
-        steps: training iterations.
+        steps: adversarial training iterations (5000).
         seed: seeds data, weights and latents.
         pi: probability of the upper branch.
         sigma: label noise.
-        batch_size: ``x`` per step.
+        batch_size: ``x`` per adversarial step (100).
         samples: generator samples per ``x`` for ``G_bar`` (10).
-        latent_dim: size of ``z``.
-        adv_weight, cal_weight: generator loss weights.
-        lr: Adam learning rate for all three nets (betas 0.5, 0.99).
+        latent_dim: size of ``z`` (1).
+        adv_weight, cal_weight: generator loss weights (1 and 1).
+        lr: Adam learning rate of all three nets (1e-4; betas 0.5, 0.99).
+        f_steps, f_batch_size: ``F``'s fit before the adversarial phase (1500 steps of 1000).
         grid_size: points of the evaluation grid on [0, 1).
         grid_samples: samples per grid point in the output.
 
@@ -90,14 +97,17 @@ def train_toy(with_cal: bool, steps: int = 2000, seed: int = 0, *, pi: float = 0
     net_f, net_g, net_d = mlp(1), mlp(2 + latent_dim), mlp(2)
     opt = {name: torch.optim.Adam(net.parameters(), lr=lr, betas=(0.5, 0.99))
            for name, net in (("f", net_f), ("g", net_g), ("d", net_d))}
-    for _ in range(steps):
-        x, y = sample_toy(batch_size, pi=pi, sigma=sigma, generator=gen)
+    for _ in range(f_steps):
+        x, y = sample_toy(f_batch_size, pi=pi, sigma=sigma, generator=gen)
         loss_f = F.mse_loss(net_f(x), y)
         opt["f"].zero_grad()
         loss_f.backward()
         opt["f"].step()
+    net_f.requires_grad_(False)
 
-        f = net_f(x).detach()
+    for _ in range(steps):
+        x, y = sample_toy(batch_size, pi=pi, sigma=sigma, generator=gen)
+        f = net_f(x)
         xs, fs = x.repeat(samples, 1), f.repeat(samples, 1)
         z = torch.randn(samples * batch_size, latent_dim, generator=gen)
         fake = net_g(torch.cat([xs, fs, z], dim=1))
