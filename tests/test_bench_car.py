@@ -106,12 +106,19 @@ def test_car_ambiguity_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_car_toy_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    result = car_toy.main(["--quick", "--out", str(tmp_path), "--pis", "0.7"])
+    result = car_toy.main(["--quick", "--out", str(tmp_path), "--pis", "0.7", "--seeds", "2"])
     assert json.loads(capsys.readouterr().out) == result
+    errors = {}
     for variant in ("car", "no_cal"):
         entry = result[variant]["0.7"]
-        assert entry["pi"] == 0.7 and 0.0 <= entry["upper_fraction"] <= 1.0
-        assert entry["abs_error"] == pytest.approx(abs(entry["upper_fraction"] - 0.7))
+        fractions = entry["per_seed"]
+        assert entry["pi"] == 0.7 and len(fractions) == 2
+        assert entry["upper_fraction"] == pytest.approx(sum(fractions) / 2)
+        errors[variant] = [abs(f - 0.7) for f in fractions]
+        assert entry["abs_error"] == pytest.approx(sum(errors[variant]) / 2)
+        assert entry["collapsed"] == sum(1 for f in fractions if not 0.05 <= f <= 0.95)
+    assert result["car_closer"]["0.7"] == sum(
+        1 for a, b in zip(errors["car"], errors["no_cal"], strict=True) if a < b)
     png = (tmp_path / "car_toy.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "car_toy.json").is_file()
