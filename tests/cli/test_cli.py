@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,9 +53,11 @@ def test_predict_and_evaluate_end_to_end(tiny_demo: dict[str, Path], tiny_checkp
     assert len(pngs) == 6 and Image.open(pngs[0]).size == (32, 32)
 
     from_maps, from_ckpt = tmp_path / "eval_maps", tmp_path / "eval_ckpt"
-    code, _, err = run(["evaluate", "--pred", str(maps), "--gt", str(tiny_demo["test"]),
-                        "--out", str(from_maps)], capsys)
+    code, out, err = run(["evaluate", "--pred", str(maps), "--gt", str(tiny_demo["test"]),
+                          "--out", str(from_maps), "--num-workers", "1"], capsys)
     assert code == 0, err
+    assert re.search(r"^test: 6 images in [0-9.]+ s \([0-9.]+ images/s; calibration [0-9.]+ s, "
+                     r"segmentation [0-9.]+ s\)$", out, re.MULTILINE), out
     code, out, err = run(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data",
                           str(tiny_demo["test"]), "--ood", str(tiny_demo["ood"]), "--out",
                           str(from_ckpt)], capsys)

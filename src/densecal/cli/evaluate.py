@@ -75,6 +75,8 @@ def evaluate(
     paths = write_evaluation_outputs(out, evaluations)
     for split, ev in evaluations.items():
         typer.echo(f"{split}: {_summary_line(ev.result)}")
+        if ev.seconds:
+            typer.echo(f"{split}: {ev.throughput_line()}")
     typer.echo(f"wrote {', '.join(p.name for p in paths)} to {out}")
 
 

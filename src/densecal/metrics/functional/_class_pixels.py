@@ -35,6 +35,7 @@ from densecal.metrics.functional._binning import (
     cell_index,
     cell_resolution,
     conf_above_edge,
+    pair_sum,
     uniform_bin_errors,
 )
 from densecal.metrics.functional._options import CalibrationOptions, InputKind, TargetType, Task
@@ -307,7 +308,7 @@ def class_histograms(
     conf_sum = _masked_histogram(key, total, keep, p.to(torch.float64) if p64 is None else p64)
     if label is not None:
         count = _masked_histogram(key, total, keep).view(*shape, 2)
-        return ClassSums(count.sum(-1), conf_sum.view(*shape, 2).sum(-1), count[..., 1])
+        return ClassSums(pair_sum(count), pair_sum(conf_sum.view(*shape, 2)), count[..., 1])
     if freq is None:
         raise ValueError("class_histograms needs label or freq")
     count = _masked_histogram(key, total, keep).view(shape)
@@ -380,7 +381,7 @@ def multiclass_statistics(
         shape = (out_rows, n_cells + 1, 2, 2)
         count = _masked_histogram(key, total, keep).view(shape)
         conf_sum = _masked_histogram(key, total, keep, conf64).view(shape)
-        cells = (count.sum(-1), conf_sum.sum(-1), count[..., 1])
+        cells = (pair_sum(count), pair_sum(conf_sum), count[..., 1])
     else:
         assert ymap is not None
         right = ymap.gather(1, pred[:, None]).squeeze(1)  # expected accuracy y_pred

@@ -42,6 +42,7 @@ from densecal.metrics.functional._binning import (
     cells_to_bins,
     cells_to_fine,
     conf_above_edge,
+    pair_sum,
 )
 from densecal.metrics.functional._fused import (
     fused_available,
@@ -286,8 +287,8 @@ def _hard_cells(
         ``(count, conf_sum, acc_sum)`` each ``(R, n_cells + 1, 2)``, and ``(R,)`` correct counts.
     """
     hits = count[..., 0, 0] + count[..., 1, 1]  # prediction == label
-    acc = hits if top_label else count[..., 1].sum(-1)
-    return (count.sum((-1, -2)), conf_sum, acc), hits.sum((1, 2))
+    acc = hits if top_label else pair_sum(count[..., 1])
+    return (pair_sum(pair_sum(count)), conf_sum, acc), hits.sum((1, 2))
 
 
 def cell_statistics(
@@ -438,7 +439,7 @@ def code_statistics(
     conf_sum = counts.new_zeros(rows, n_keys).index_add_(1, full, counts * conf)
     cells, correct = _hard_cells(
         count.view(rows, n_cells + 1, 2, 2, 2),
-        conf_sum.view(rows, n_cells + 1, 2, 2, 2).sum((-1, -2)),
+        pair_sum(pair_sum(conf_sum.view(rows, n_cells + 1, 2, 2, 2))),
         top_label,
     )
     sums = torch.stack([correct, counts @ gap, counts @ nll])
@@ -450,7 +451,7 @@ def regroup(stats: CellStatistics, options: CalibrationOptions) -> ChunkStatisti
     n_cells = stats.cells[0].shape[1] - 1
     table = cell_bins(options.n_bins, n_cells, device=stats.sums.device)
     coarse = tuple(cells_to_bins(c, table, options.n_bins) for c in stats.cells)
-    fine = tuple(cells_to_fine(c.sum(-1), options.fine_bins) for c in stats.cells)
+    fine = tuple(cells_to_fine(pair_sum(c), options.fine_bins) for c in stats.cells)
     return ChunkStatistics(coarse, fine, torch.cat([coarse[0].sum(-1)[None], stats.sums]))
 
 
