@@ -35,15 +35,20 @@ foreground classes present in either map: ``densecal.metrics.stochastic``):
   M divides 16. ``hm_iou_cyclic`` is the plain cyclic tiling ``modes[j % M]`` (probabilities
   ignored, ``hungarian_matched_iou``'s own rule) for reference;
 - ``diversity``: E[d(S, S')] over the 16 x 16 sample pairs;
-- ``flip_frequency``: per flippable class, the share of the class's pixels sampled as the twin,
+- ``flip_frequency``: per flippable class, how often the samples choose the twin when they
+  choose between the class and its twin: over the class's pixels and the 16 samples, the
+  twin readings over the class-or-twin readings (``flip_frequencies(conditional=True)``),
   averaged over the test images that contain the class; ``flip_frequency_error`` is
-  ``|flip_frequency - p|`` (target <= 0.05 each). ``flip_frequency_error_per_image`` averages
-  the per-image errors instead: with 16 whole-class Bernoulli draws per image it has a noise
-  floor of about ``0.8 sqrt(p (1 - p) / 16)`` = 0.08-0.10 even for a perfect sampler, so it
-  is reported, not judged. The ``_conditional`` variants count only the samples that read a
-  pixel as the class or its twin (calibration of the ambiguity without the segmentation
-  errors); ``f_flip_probability`` is F's mean twin probability on the class's pixels (the
-  marginal that L_cal makes the samples follow).
+  ``|flip_frequency - p|`` (target <= 0.05 each). Readings of another class or background are
+  segmentation errors, not a flip choice, and are left out; they are counted in
+  ``flip_frequency_unconditional`` (the share of all the class's pixel readings that are the
+  twin, ``_error_unconditional`` its error), which also falls when F misses garment pixels.
+  ``flip_frequency_error_per_image`` averages the per-image unconditional errors: with 16
+  whole-class Bernoulli draws per image it has a noise floor of about
+  ``0.8 sqrt(p (1 - p) / 16)`` = 0.08-0.10 even for a perfect sampler, so it is reported, not
+  judged. ``f_flip_probability`` is F's twin share on the class's pixels (twin probability
+  over class-or-twin probability, summed over the pixels): the marginal that L_cal makes the
+  samples follow, so ``f_flip_error`` is the floor CAR's error can reach with this F.
 
 With ``--seeds S > 1`` each model is trained with seeds 0..S-1; the top-level numbers are means
 over seeds and ``per_seed`` holds each seed's. Work files (data, runs, samples) go to ``--out``
@@ -141,27 +146,40 @@ def score_image(samples: np.ndarray, f_probs: np.ndarray, base: np.ndarray,
         spec: the ambiguity spec.
 
     Returns:
-        ``{"ged", "hm_iou", "hm_iou_cyclic", "diversity", "flip_frequency": {class: share},
-        "flip_frequency_conditional": {class: share among the class and twin readings},
-        "f_flip_probability": {class: mean twin probability}}`` (classes present only).
+        ``{"ged", "hm_iou", "hm_iou_cyclic", "diversity", "flip_frequency": {class: twin
+        share among the class and twin readings}, "flip_frequency_unconditional": {class: twin
+        share of all readings}, "f_flip_probability": {class: F's twin share}}`` (classes
+        present only).
     """
     modes = enumerate_modes(base, spec)
     labels = np.stack([m for m, _ in modes])
     weights = np.array([p for _, p in modes])
     s = torch.from_numpy(samples.astype(np.int64))
     y = torch.from_numpy(labels.astype(np.int64))
-    freq = flip_frequencies(s, base.astype(np.int64), spec.flips)
     conditional = flip_frequencies(s, base.astype(np.int64), spec.flips, conditional=True)
+    unconditional = flip_frequencies(s, base.astype(np.int64), spec.flips)
+    f_share = {}
+    for c in unconditional:
+        twin = float(f_probs[spec.flips[c][0]][base == c].sum())
+        both = twin + float(f_probs[c][base == c].sum())
+        if both > 0:
+            f_share[c] = twin / both
     return {
         "ged": float(generalized_energy_distance(s, y, weights)),
         "hm_iou": float(hungarian_matched_iou(s, y[quota_tiling(weights, len(s))])),
         "hm_iou_cyclic": float(hungarian_matched_iou(s, y)),
         "diversity": float(sample_diversity(s)),
-        "flip_frequency": freq,
-        "flip_frequency_conditional": conditional,
-        "f_flip_probability": {c: float(f_probs[spec.flips[c][0]][base == c].mean())
-                               for c in freq},
+        "flip_frequency": conditional,
+        "flip_frequency_unconditional": unconditional,
+        "f_flip_probability": f_share,
     }
+
+
+FREQUENCIES = ("flip_frequency", "flip_frequency_unconditional", "f_flip_probability")
+ERRORS = {"flip_frequency": "flip_frequency_error",
+          "flip_frequency_unconditional": "flip_frequency_error_unconditional",
+          "f_flip_probability": "f_flip_error"}
+"""Per-class frequencies averaged over the test images, and the names of their errors to p."""
 
 
 def evaluate(sample_dir: Path, data_dir: Path, spec: AmbiguitySpec) -> dict[str, Any]:
@@ -175,27 +193,24 @@ def evaluate(sample_dir: Path, data_dir: Path, spec: AmbiguitySpec) -> dict[str,
     out: dict[str, Any] = {key: float(np.mean([s[key] for s in scores]))
                            for key in ("ged", "hm_iou", "hm_iou_cyclic", "diversity")}
     per_class: dict[str, dict[str, Any]] = {key: {} for key in (
-        "images_with_class", "flip_frequency", "flip_frequency_error",
-        "flip_frequency_error_per_image", "flip_frequency_conditional",
-        "flip_frequency_error_conditional", "f_flip_probability")}
+        "images_with_class", *FREQUENCIES, *(ERRORS[name] for name in FREQUENCIES),
+        "flip_frequency_error_per_image")}
     for cls, (_, prob) in spec.flips.items():
         key = str(cls)
-        present = [s for s in scores if cls in s["flip_frequency"]]
+        present = [s for s in scores if cls in s["flip_frequency_unconditional"]]
         per_class["images_with_class"][key] = len(present)
-        for name in ("flip_frequency", "flip_frequency_conditional", "f_flip_probability"):
+        for name in FREQUENCIES:
             values = [s[name][cls] for s in present if cls in s[name]]
-            per_class[name][key] = float(np.mean(values)) if values else None
-        for name, source in (("flip_frequency_error", "flip_frequency"),
-                             ("flip_frequency_error_conditional", "flip_frequency_conditional")):
-            mean = per_class[source][key]
-            per_class[name][key] = None if mean is None else abs(mean - prob)
+            mean = float(np.mean(values)) if values else None
+            per_class[name][key] = mean
+            per_class[ERRORS[name]][key] = None if mean is None else abs(mean - prob)
         per_class["flip_frequency_error_per_image"][key] = (
-            float(np.mean([abs(s["flip_frequency"][cls] - prob) for s in present]))
-            if present else None)
+            float(np.mean([abs(s["flip_frequency_unconditional"][cls] - prob)
+                           for s in present])) if present else None)
     out.update(per_class)
-    for name in ("flip_frequency_error", "flip_frequency_error_conditional"):
-        errors = [v for v in per_class[name].values() if v is not None]
-        out[f"{name}_mean"] = float(np.mean(errors)) if errors else None
+    for name in FREQUENCIES:
+        errors = [v for v in per_class[ERRORS[name]].values() if v is not None]
+        out[f"{ERRORS[name]}_mean"] = float(np.mean(errors)) if errors else None
     out["test_images"] = len(scores)
     return out
 

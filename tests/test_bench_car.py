@@ -38,16 +38,25 @@ def test_score_image_on_a_hand_case() -> None:
     # 4 samples: 1 picks the twin everywhere, 3 keep class 1 -> frequency 1/4, error 0
     samples = np.array([[[2, 2], [0, 0]]] + [[[1, 1], [0, 0]]] * 3, dtype=np.uint8)
     f_probs = np.zeros((3, 2, 2))
-    f_probs[2] = 0.5
+    f_probs[0], f_probs[1], f_probs[2] = 0.25, 0.5, 0.25  # F's twin share: 0.25 / 0.75
     out = car_ambiguity.score_image(samples, f_probs, base, spec)
     assert out["flip_frequency"] == {1: 0.25}
-    assert out["f_flip_probability"] == {1: 0.5}
+    assert out["flip_frequency_unconditional"] == {1: 0.25}
+    assert out["f_flip_probability"] == {1: pytest.approx(1 / 3)}
     # modes: unflipped (0.75) and flipped (0.25); samples reproduce that law exactly, so the
     # weighted D^2_GED is 2 E[d(S,Y)] - E[d(S,S')] - E[d(Y,Y')] = 2*0.375 - 0.375 - 0.375 = 0
     assert out["ged"] == pytest.approx(0.0, abs=1e-12)
     assert out["hm_iou"] == 1.0  # quota tiling: 3 unflipped + 1 flipped slots
     assert out["hm_iou_cyclic"] == 0.75  # cyclic: 2 + 2 slots, one pair mismatched (IoU 0)
     assert out["diversity"] == pytest.approx(2 * 3 / 16)
+    # a sample reading class 1 as background makes no flip choice: left out of the
+    # conditional frequency (1 twin of 3 choices), counted in the unconditional (1 of 4)
+    samples[1] = [[0, 0], [0, 0]]
+    out = car_ambiguity.score_image(samples, f_probs, base, spec)
+    assert out["flip_frequency"] == {1: pytest.approx(1 / 3)}
+    assert out["flip_frequency_unconditional"] == {1: 0.25}
+    f_probs[1:] = 0.0  # no class-or-twin probability: F's share is undefined, left out
+    assert car_ambiguity.score_image(samples, f_probs, base, spec)["f_flip_probability"] == {}
 
 
 def test_evaluate_averages_over_images_with_the_class(tmp_path: Path) -> None:
@@ -72,12 +81,13 @@ def test_evaluate_averages_over_images_with_the_class(tmp_path: Path) -> None:
     assert out["flip_frequency"]["1"] == 0.25
     # the error of the mean frequency, not the mean of the per-image errors
     assert out["flip_frequency_error"]["1"] == pytest.approx(abs(0.25 - p1))
+    assert out["flip_frequency_error_unconditional"]["1"] == pytest.approx(abs(0.25 - p1))
     assert out["flip_frequency_error_per_image"]["1"] == pytest.approx(
         (abs(0.5 - p1) + abs(0.0 - p1)) / 2)
     assert out["flip_frequency_error"]["2"] is None
     assert out["flip_frequency_error_mean"] == out["flip_frequency_error"]["1"]
     # every sample reads class 1 as itself or the twin: conditional = unconditional here
-    assert out["flip_frequency_conditional"]["1"] == 0.25
+    assert out["flip_frequency_unconditional"]["1"] == 0.25
     assert out["test_images"] == 3
 
 
