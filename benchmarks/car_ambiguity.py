@@ -17,9 +17,11 @@ against all ``2^k`` modes of its ``k`` flippable classes present, with their pro
 Models: the calibration net F (unet-small, ``densecal train --method ce --num-classes 16`` on
 the flipped masks, ``--calibration-epochs``) is trained once per seed and frozen
 (``--set car.calibration_checkpoint=F``) in both variants, so they differ in the generator's
-loss only: CAR (``densecal train --method car`` with the default options, ``lambda_cal = 5``,
-M = 5 samples per step, D trained 50 of every 250 steps) and the ablation ``--set
-car.cal_weight=0`` ("no_cal"), both with the same seed, data, schedule and U-Net G.
+loss only: CAR (``densecal train --method car``, ``lambda_cal = 5``, ``lambda_adv = 10``,
+M = 5 samples per step) and the ablation ``--set car.cal_weight=0`` ("no_cal"), both with the
+same seed, data, epochs and U-Net G, and both with :data:`SCHEDULE`: the residual G
+(``car.residual=true``) and D at lr 1e-4, trained 125 of every 250 steps (CARSSS: 1e-5 and 50,
+for runs a hundred times longer).
 ``densecal sample --n 16 --labels`` draws 16 samples per test image (latent seed = training
 seed).
 
@@ -340,6 +342,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_test,
             "samples_per_image": N_SAMPLES, "model": "unet-small", "augment": False,
             "ablation": "no_cal = --set car.cal_weight=0",
+            "shared_options": " ".join(SCHEDULE),
             "flips": {str(c): {"twin": t, "probability": p} for c, (t, p) in spec.flips.items()},
             "flip_target_max_error": 0.05,
             "iou": "mean over foreground classes present in either map (num_classes=None)",
