@@ -89,6 +89,25 @@ def test_evaluate_averages_over_images_with_the_class(tmp_path: Path) -> None:
     # every sample reads class 1 as itself or the twin: conditional = unconditional here
     assert out["flip_frequency_unconditional"]["1"] == 0.25
     assert out["test_images"] == 3
+    # images with class 1 have shares 0.5 and 0.0: every resampled mean is 0, 0.25 or 0.5
+    low, high = out["flip_frequency_ci95"]["1"]
+    assert 0.0 <= low <= 0.25 <= high <= 0.5
+    assert out["flip_frequency_ci95"]["2"] is None
+
+
+def test_mean_over_seeds_keeps_intervals() -> None:
+    per_seed = [{"ci": {"1": [0.25, 0.5]}, "n": 3, "x": 0.5},
+                {"ci": {"1": [0.75, 1.0]}, "n": 3, "x": 0.75}]
+    # intervals averaged end by end, counts kept, numbers averaged
+    assert car_ambiguity._mean_over_seeds(per_seed) == {"ci": {"1": [0.5, 0.75]}, "n": 3,
+                                                        "x": 0.625}
+
+
+def test_bootstrap_ci_hand_cases() -> None:
+    assert car_ambiguity.bootstrap_ci([0.3] * 5) == [0.3, 0.3]
+    low, high = car_ambiguity.bootstrap_ci([0.0, 1.0] * 50)
+    # mean of 100 fair coins: sd 0.05, so the interval is about 0.5 +- 0.1
+    assert 0.38 < low < 0.45 and 0.55 < high < 0.62
 
 
 def _check_unit(value: object) -> None:
