@@ -1,6 +1,6 @@
 """CAR vs its no-L_cal ablation on garment scenes with injected label ambiguity (issue 6).
 
-Run: ``python benchmarks/car_ambiguity.py [--quick] [--out DIR] [--seeds 1] [--epochs 8]
+Run: ``python benchmarks/car_ambiguity.py [--quick] [--out DIR] [--seeds 1] [--epochs 24]
 [--calibration-epochs 30] [--size 48] [--variants car,no_cal]``. Prints ONE JSON object on
 stdout and, unless ``--quick``, writes it atomically to ``benchmarks/results/car_ambiguity.json``.
 ``--variants car`` / ``--variants no_cal`` train one variant only and print no table, so the two
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None,
                         help="work folder (default runs/bench/car_ambiguity)")
     parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=8, help="CAR (generator) epochs")
+    parser.add_argument("--epochs", type=int, default=24, help="CAR (generator) epochs")
     parser.add_argument("--calibration-epochs", type=int, default=30,
                         help="epochs of the calibration net F (CE)")
     parser.add_argument("--size", type=int, default=48, help="scene and training side (px)")
