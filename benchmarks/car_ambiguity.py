@@ -164,8 +164,9 @@ def score_image(samples: np.ndarray, f_probs: np.ndarray, base: np.ndarray,
     unconditional = flip_frequencies(s, base.astype(np.int64), spec.flips)
     f_share = {}
     for c in unconditional:
-        twin = float(f_probs[spec.flips[c][0]][base == c].sum())
-        both = twin + float(f_probs[c][base == c].sum())
+        pixels = base == c
+        twin = float(f_probs[spec.flips[c][0]][pixels].sum())
+        both = twin + float(f_probs[c][pixels].sum())
         if both > 0:
             f_share[c] = twin / both
     return {
@@ -216,15 +217,16 @@ def evaluate(sample_dir: Path, data_dir: Path, spec: AmbiguitySpec) -> dict[str,
         key = str(cls)
         present = [s for s in scores if cls in s["flip_frequency_unconditional"]]
         per_class["images_with_class"][key] = len(present)
-        for name in FREQUENCIES:
-            values = [s[name][cls] for s in present if cls in s[name]]
-            mean = float(np.mean(values)) if values else None
+        values = {name: [s[name][cls] for s in present if cls in s[name]]
+                  for name in FREQUENCIES}
+        for name, found in values.items():
+            mean = float(np.mean(found)) if found else None
             per_class[name][key] = mean
             per_class[ERRORS[name]][key] = None if mean is None else abs(mean - prob)
+        unconditional = values["flip_frequency_unconditional"]
         per_class["flip_frequency_error_per_image"][key] = (
-            float(np.mean([abs(s["flip_frequency_unconditional"][cls] - prob)
-                           for s in present])) if present else None)
-        choices = [s["flip_frequency"][cls] for s in present if cls in s["flip_frequency"]]
+            float(np.mean([abs(v - prob) for v in unconditional])) if unconditional else None)
+        choices = values["flip_frequency"]
         per_class["flip_frequency_ci95"][key] = bootstrap_ci(choices) if choices else None
     out.update(per_class)
     for name in FREQUENCIES:

@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"benchmark": "car_toy", **{v: {} for v in VARIANTS}}
     for pi in args.pis:
         figure_runs[pi] = {}
+        errors: dict[str, list[float]] = {}
         for variant, with_cal in VARIANTS.items():
             fractions = []
             for seed in range(args.seeds):
@@ -112,12 +113,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 fractions.append(out["upper_fraction"])
                 if seed == 0:
                     figure_runs[pi][variant] = out
+            errors[variant] = [abs(f - pi) for f in fractions]
             result[variant][str(pi)] = {
                 "pi": pi, "upper_fraction": float(np.mean(fractions)),
-                "abs_error": float(np.mean([abs(f - pi) for f in fractions])),
+                "abs_error": float(np.mean(errors[variant])),
                 "collapsed": sum(1 for f in fractions if f < COLLAPSE or f > 1 - COLLAPSE),
                 "per_seed": fractions}
-        errors = {v: [abs(f - pi) for f in result[v][str(pi)]["per_seed"]] for v in VARIANTS}
         result.setdefault("car_closer", {})[str(pi)] = sum(
             1 for a, b in zip(errors["car"], errors["no_cal"], strict=True) if a < b)
     folder = args.out if args.quick else ROOT / "results"
