@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from densecal._checks import check_out_dir
 from densecal.atomic import atomic_write_text, staged_directory
 from densecal.data.fashion_mnist import CLASS_NAMES, split_garments
 from densecal.data.multiscene import MultiSceneParams, make_multi_scene
@@ -282,9 +283,7 @@ def write_ambiguity_dataset(out_dir: str | Path,
     Raises:
         DensecalInputError: ``out_dir`` exists and is not a folder.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise input_error(out_dir, "exists and is not a folder")
+    out_dir = check_out_dir(out_dir)
     manifest = {"schema": SCHEMA, "spec": config.spec.to_dict(), "seed": config.seed,
                 "size": config.size, "class_names": ["background", *CLASS_NAMES],
                 "splits": {s: getattr(config, f"n_{s}") for s in SPLITS},

@@ -40,6 +40,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from densecal._checks import check_int
 from densecal.data.slicing import (
     AXES,
     AXIS_LETTERS,
@@ -131,10 +132,7 @@ class BrainSliceConfig:
         ints = {"size": (8, 1024), "stride": (1, 64), "block": (1, 1000), "gap": (0, 1000),
                 "copies": (1, 100), "margin": (0, 100), "seed": (0, 2**63 - 1)}
         for name, (lo, hi) in ints.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                    or not lo <= value <= hi:
-                raise input_error(name, f"must be an integer in [{lo}, {hi}], got {value!r}")
+            check_int(name, getattr(self, name), low=lo, high=hi)
         axes = (self.axes,) if isinstance(self.axes, str) else tuple(self.axes)
         if not axes or len(set(axes)) != len(axes) or not set(axes) <= set(AXES):
             raise input_error("axes", f"must be distinct names among {', '.join(AXES)}, "

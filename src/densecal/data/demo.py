@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from densecal._checks import check_out_dir
 from densecal.atomic import atomic_write_text, staged_directory
 from densecal.data.fashion_mnist import split_garments
 from densecal.data.ood import load_ood_textures, make_ood_scene
@@ -172,9 +173,7 @@ def write_demo_dataset(out_dir: str | Path, config: DemoConfig = DemoConfig()) -
         ``{split: folder}`` for the four splits; each opens with
         :class:`~densecal.data.folder.FolderDataset`.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise input_error(out_dir, "exists and is not a folder")
+    out_dir = check_out_dir(out_dir)
     folders: dict[str, Path] = {}
     for split in SPLITS:
         folders[split] = out_dir / split

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from densecal._checks import check_out_dir
 from densecal.data.classification import write_classification_folder
 from densecal.data.fashion_mnist import CLASS_NAMES, split_garments
 from densecal.data.scene import SceneParams, make_scene
@@ -202,9 +203,7 @@ def write_finegrained_dataset(out_dir: str | Path,
     Raises:
         DensecalInputError: ``out_dir`` exists and is not a folder.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise input_error(out_dir, "exists and is not a folder")
+    out_dir = check_out_dir(out_dir)
     folders = {}
     for split in SPLITS:
         samples = make_finegrained_split(split, config)

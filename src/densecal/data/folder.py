@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from densecal._checks import check_int
 from densecal.data import transforms
 from densecal.data.pairs import Pair, find_pairs
 from densecal.data.readers import read_image, read_label, read_mask
@@ -69,9 +70,8 @@ class FolderDataset(Dataset):
                  augment: bool = False, pairs: Sequence[Pair] | None = None,
                  labels: bool = False, num_classes: int | None = None,
                  ignore_index: int | None = None) -> None:
-        if image_size is not None and (isinstance(image_size, bool) or int(image_size) < 1
-                                       or int(image_size) != image_size):
-            raise input_error("image_size", f"must be a positive integer, got {image_size!r}")
+        if image_size is not None:
+            check_int("image_size", image_size, low=1)
         if pairs is None:
             if root is None:
                 raise input_error("root", "a dataset folder is required when pairs is not given")

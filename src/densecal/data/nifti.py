@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from densecal._checks import check_int
 from densecal.data.slicing import (
     AXIS_LETTERS,
     check_axis,
@@ -320,8 +321,8 @@ def nifti_slices(image_path: str | Path, label_path: str | Path, axis: str = "ax
             on different voxel grids (shape or affine).
     """
     fixed = check_axis(axis)
-    if size is not None and (isinstance(size, bool) or not 1 <= int(size) <= 4096):
-        raise input_error("size", f"must be an integer in [1, 4096], got {size!r}")
+    if size is not None:
+        check_int("size", size, low=1, high=4096)
     _check_pair_headers(NiftiPair("", Path(image_path), Path(label_path)))
     image = load_nifti_image(image_path)
     labels, soft = load_nifti_label(label_path)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from densecal._checks import check_out_dir
 from densecal.atomic import staged_directory
 from densecal.errors import input_error
 
@@ -191,9 +192,7 @@ def staged_dataset(out_dir: str | Path, schema: str) -> Iterator[Path]:
         DensecalInputError: ``out_dir`` is a file, or a non-empty folder that is not a previous
             dataset of this kind.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise input_error(out_dir, "exists and is not a folder")
+    out_dir = check_out_dir(out_dir)
     previous = out_dir.is_dir() and any(out_dir.iterdir())
     if previous and _manifest_schema(out_dir) != schema:
         raise input_error(out_dir, f"is not empty and not a previous {schema} dataset; "

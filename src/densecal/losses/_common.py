@@ -25,46 +25,37 @@ non-ignored pixels (0 when every pixel is ignored), ``"sum"``, or ``"none"`` (ig
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from enum import Enum
 from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from densecal._checks import parse_choice
 from densecal.errors import input_error
-from densecal.losses.scbce import _REDUCTIONS, _align, _check_target, _valid_mask, parse_choice
+from densecal.types import DENSE_LOSS_TASKS, Reduction, Task
 
 __all__ = [
     "DenseInput",
     "DenseLoss",
     "LossOptions",
     "Task",
+    "align",
     "binary_target",
-    "check_number",
     "check_reduction",
+    "check_target",
     "check_task",
     "index_target",
     "prepare",
     "probability_target",
     "reduce_pixels",
     "task_logits",
+    "valid_mask",
 ]
 
 # tolerance on sum_c t_c = 1 for probability targets (float32 soft labels, resampled maps)
 _SUM_TOL = 1e-3
-
-
-class Task(str, Enum):
-    """How logits are read: ``BINARY`` (sigmoid of one logit) or ``MULTICLASS`` (softmax)."""
-
-    BINARY = "binary"
-    MULTICLASS = "multiclass"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def check_task(task: Task | str | None) -> Task | None:
@@ -73,7 +64,7 @@ def check_task(task: Task | str | None) -> Task | None:
     Raises:
         DensecalInputError: not ``None``, ``"binary"`` or ``"multiclass"``.
     """
-    return None if task is None else parse_choice(Task, task, "task")
+    return None if task is None else parse_choice(Task, task, "task", allowed=DENSE_LOSS_TASKS)
 
 
 def check_reduction(reduction: str) -> str:
@@ -82,34 +73,41 @@ def check_reduction(reduction: str) -> str:
     Raises:
         DensecalInputError: any other value.
     """
-    if reduction not in _REDUCTIONS:
-        raise input_error("reduction", f"must be one of {_REDUCTIONS}, got {reduction!r}")
-    return reduction
+    return parse_choice(Reduction, reduction, "reduction").value
 
 
-def check_number(name: str, value: float, lo: float = -math.inf, hi: float = math.inf, *,
-                 lo_open: bool = False) -> float:
-    """Validate a finite real option in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``).
+def align(logits: Tensor, target: Tensor, where: str = "target") -> Tensor:
+    """Check that ``target`` matches ``logits`` (allowing a missing channel axis of size 1)."""
+    if logits.ndim < 1:
+        raise input_error("logits", "must have a batch axis, shape (N, *spatial)")
+    if target.shape == logits.shape:
+        return target
+    if target.ndim == logits.ndim - 1 and logits.ndim >= 2 and logits.shape[1] == 1 \
+            and target.shape == logits.shape[:1] + logits.shape[2:]:
+        return target.unsqueeze(1)
+    raise input_error(where, f"shape {tuple(target.shape)} does not match logits shape "
+                             f"{tuple(logits.shape)}")
 
-    Args:
-        name: argument name for the error message.
-        value: the user's value (``bool`` is rejected).
-        lo: lower bound.
-        hi: upper bound (inclusive).
-        lo_open: exclude ``lo`` itself.
 
-    Returns:
-        ``value`` as a float.
+def valid_mask(target: Tensor, ignore_index: float | None) -> Tensor | None:
+    """``target != ignore_index``, or None when nothing is ignored."""
+    return None if ignore_index is None else target != ignore_index
 
-    Raises:
-        DensecalInputError: not a finite number or out of range.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise input_error(name, f"must be a finite number, got {value!r}")
-    if value < lo or value > hi or (lo_open and value == lo):
-        left = "(" if lo_open else "["
-        raise input_error(name, f"must lie in {left}{lo:g}, {hi:g}], got {value!r}")
-    return float(value)
+
+def check_target(target: Tensor, mask: Tensor | None) -> Tensor:
+    """Validate target values in [0, 1] (ignored pixels excepted); return it as floating point."""
+    if target.dtype == torch.bool:
+        return target.float()
+    if not target.is_floating_point():
+        target = target.float()
+    if target.numel() == 0:
+        return target
+    checked = target if mask is None else torch.where(mask, target, 0.5)
+    lo, hi = torch.aminmax(checked.detach())
+    if not (lo >= 0 and hi <= 1):  # also catches NaN
+        raise input_error("target", f"values must lie in [0, 1] (or equal ignore_index), got "
+                                    f"range [{lo.item():g}, {hi.item():g}]")
+    return target
 
 
 def task_logits(logits: Tensor, task: Task | str | None) -> tuple[Task, Tensor]:
@@ -163,9 +161,9 @@ def binary_target(logits: Tensor, target: Tensor,
         raise input_error("target", "must be a tensor")
     if target.ndim == logits.ndim + 1 and target.shape[1] == 1:
         target = target.squeeze(1)
-    target = _align(logits, target)
-    mask = _valid_mask(target, ignore_index)
-    y = _check_target(target, mask).to(logits.dtype)
+    target = align(logits, target)
+    mask = valid_mask(target, ignore_index)
+    y = check_target(target, mask).to(logits.dtype)
     if mask is not None:
         y = torch.where(mask, y, 0.0)
     return y, mask
@@ -191,7 +189,7 @@ def index_target(target: Tensor, num_classes: int,
         raise input_error("target", f"a class-index map must be an integer tensor, got "
                                     f"{target.dtype}")
     target = target.long()
-    mask = _valid_mask(target, ignore_index)
+    mask = valid_mask(target, ignore_index)
     index = target if mask is None else torch.where(mask, target, 0)
     if index.numel():
         lo, hi = torch.aminmax(index)

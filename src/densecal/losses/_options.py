@@ -3,14 +3,13 @@ the paper/code conventions of β (METHODS.md 1.1)."""
 
 from __future__ import annotations
 
-import math
 import warnings
 from enum import Enum
-from typing import TypeVar
 
+from densecal._checks import check_number, parse_choice
 from densecal.errors import input_error
 
-__all__ = ["Technique", "parse_choice", "resolve_beta", "technique_beta"]
+__all__ = ["Technique", "resolve_beta", "technique_beta"]
 
 
 class Technique(str, Enum):
@@ -43,30 +42,6 @@ _TECHNIQUE_BETA = {
     Technique.MODERATION: 1.0,
     Technique.MODERATION_NOISE: 1.0,
 }
-
-_E = TypeVar("_E", bound=Enum)
-
-
-def parse_choice(enum_cls: type[_E], value: str | _E, where: str) -> _E:
-    """Return the member of the string enum ``enum_cls`` named by ``value``.
-
-    Args:
-        enum_cls: a ``str``-valued :class:`~enum.Enum` class.
-        value: a member or its string value.
-        where: argument name used in the error message.
-
-    Returns:
-        The enum member.
-
-    Raises:
-        DensecalInputError: ``value`` is not one of the members' values.
-    """
-    try:
-        return enum_cls(value)
-    except ValueError:
-        choices = ", ".join(repr(m.value) for m in enum_cls)
-        raise input_error(where, f"must be one of {choices}, got {value!r}") from None
-
 
 def technique_beta(technique: Technique | str) -> float:
     """Return the paper-convention ``beta`` of a perturbation technique.
@@ -113,8 +88,7 @@ def resolve_beta(beta: float | None, technique: Technique | str = Technique.HARD
     if beta is None:
         return technique_beta(technique)
     parse_choice(Technique, technique, "technique")
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta):
-        raise input_error("beta", f"must be a finite number, got {beta!r}")
+    check_number("beta", beta)
     if beta_convention == "paper":
         if not 0.0 <= beta <= 2.0:
             raise input_error("beta", f"must lie in [0, 2] (paper convention), got {beta}; "

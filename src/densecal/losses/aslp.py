@@ -39,9 +39,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from densecal._checks import check_int, check_number, parse_choice
 from densecal.atomic import atomic_write_text
 from densecal.errors import input_error
-from densecal.losses.scbce import parse_choice, per_image_statistics, resolve_beta
+from densecal.losses.scbce import per_image_statistics, resolve_beta
 
 __all__ = ["AdaptivePerturbation", "Objective"]
 
@@ -63,9 +64,7 @@ class Objective(str, Enum):
 
 
 def _number(value: object, where: str, low: float, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise input_error(where, f"must be a number in [{low}, {high}], got {value!r}")
-    return float(value)
+    return check_number(where, value, low, high, problem=f"must be a number in [{low}, {high}]")
 
 
 class AdaptivePerturbation(nn.Module):
@@ -107,17 +106,13 @@ class AdaptivePerturbation(nn.Module):
                  objective: Objective | str = "calibration", beta_convention: str = "paper",
                  max_alpha: float | None = None) -> None:
         super().__init__()
-        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
-            raise input_error("num_images", f"must be a positive integer, got {num_images!r}")
+        check_int("num_images", num_images, low=1)
         if beta is None or beta == 0:
             raise input_error("beta", "must be > 0 for ASLP (the update divides by beta)")
         self.beta = resolve_beta(beta, "hard_inversion", beta_convention)  # paper convention
         self.lr = _number(lr, "lr", 0.0)
         self.penalty = _number(penalty, "penalty", 0.0)
-        if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) \
-                or warmup_epochs < 0:
-            raise input_error("warmup_epochs", f"must be an integer >= 0, got {warmup_epochs!r}")
-        self.warmup_epochs = warmup_epochs
+        self.warmup_epochs = check_int("warmup_epochs", warmup_epochs, low=0)
         self.objective = parse_choice(Objective, objective, "objective")
         self.max_alpha = (min(1.0 / self.beta - 0.01, 1.0) if max_alpha is None
                           else _number(max_alpha, "max_alpha", 0.0, 1.0))

@@ -28,10 +28,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from densecal._checks import check_number
 from densecal.losses._common import (
     DenseLoss,
     Task,
-    check_number,
     check_reduction,
     prepare,
     reduce_pixels,

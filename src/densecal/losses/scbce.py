@@ -29,8 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from densecal._checks import check_number, parse_choice
 from densecal.errors import input_error
-from densecal.losses._options import Technique, parse_choice, resolve_beta, technique_beta
+from densecal.losses._common import align, check_reduction, check_target, valid_mask
+from densecal.losses._options import Technique, resolve_beta, technique_beta
 
 __all__ = [
     "SCBCELoss",
@@ -45,7 +47,6 @@ __all__ = [
 # -log p for p clamped to [1e-7, 1 - 1e-7], the clamp of the official utils.py
 _NLOG_LO = -math.log1p(-1e-7)
 _NLOG_HI = -math.log(1e-7)
-_REDUCTIONS = ("mean", "sum", "none")
 
 
 def perturbed_target(target: Tensor, beta: float | Tensor, noise: Tensor | None = None) -> Tensor:
@@ -73,39 +74,6 @@ def perturbed_target(target: Tensor, beta: float | Tensor, noise: Tensor | None 
     return out if noise is None else out + noise
 
 
-def _align(logits: Tensor, target: Tensor, where: str = "target") -> Tensor:
-    """Check that ``target`` matches ``logits`` (allowing a missing channel axis of size 1)."""
-    if logits.ndim < 1:
-        raise input_error("logits", "must have a batch axis, shape (N, *spatial)")
-    if target.shape == logits.shape:
-        return target
-    if target.ndim == logits.ndim - 1 and logits.ndim >= 2 and logits.shape[1] == 1 \
-            and target.shape == logits.shape[:1] + logits.shape[2:]:
-        return target.unsqueeze(1)
-    raise input_error(where, f"shape {tuple(target.shape)} does not match logits shape "
-                             f"{tuple(logits.shape)}")
-
-
-def _valid_mask(target: Tensor, ignore_index: float | None) -> Tensor | None:
-    return None if ignore_index is None else target != ignore_index
-
-
-def _check_target(target: Tensor, mask: Tensor | None) -> Tensor:
-    """Validate target values in [0, 1] (ignored pixels excepted); return it as floating point."""
-    if target.dtype == torch.bool:
-        return target.float()
-    if not target.is_floating_point():
-        target = target.float()
-    if target.numel() == 0:
-        return target
-    checked = target if mask is None else torch.where(mask, target, 0.5)
-    lo, hi = torch.aminmax(checked.detach())
-    if not (lo >= 0 and hi <= 1):  # also catches NaN
-        raise input_error("target", f"values must lie in [0, 1] (or equal ignore_index), got "
-                                    f"range [{lo.item():g}, {hi.item():g}]")
-    return target
-
-
 def _check_alpha(alpha: float | Tensor, n: int) -> float | Tensor:
     if isinstance(alpha, Tensor):
         if alpha.ndim == 0:
@@ -117,9 +85,7 @@ def _check_alpha(alpha: float | Tensor, n: int) -> float | Tensor:
         if not bool(((a >= 0) & (a <= 1)).all()):
             raise input_error("alpha", "perturbation probabilities must lie in [0, 1]")
         return alpha
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-        raise input_error("alpha", f"must be a probability in [0, 1], got {alpha!r}")
-    return float(alpha)
+    return check_number("alpha", alpha, 0.0, 1.0, problem="must be a probability in [0, 1]")
 
 
 def _per_image(value: float | Tensor, like: Tensor) -> float | Tensor:
@@ -199,11 +165,8 @@ def sc_bce_loss(logits: Tensor, target: Tensor, alpha: float | Tensor = 0.0,
 
 
 def _check_options(reduction: str, noise_clip: float) -> None:
-    if reduction not in _REDUCTIONS:
-        raise input_error("reduction", f"must be one of {_REDUCTIONS}, got {reduction!r}")
-    if isinstance(noise_clip, bool) or not isinstance(noise_clip, (int, float)) \
-            or not 0 <= noise_clip < math.inf:
-        raise input_error("noise_clip", f"must be a finite number >= 0, got {noise_clip!r}")
+    check_reduction(reduction)
+    check_number("noise_clip", noise_clip, 0.0, problem="must be a finite number >= 0")
 
 
 def _sc_bce(logits: Tensor, target: Tensor, alpha: float | Tensor, beta_p: float,
@@ -212,9 +175,9 @@ def _sc_bce(logits: Tensor, target: Tensor, alpha: float | Tensor, beta_p: float
     """:func:`sc_bce_loss` with options already validated and ``beta`` in paper convention."""
     if not isinstance(logits, Tensor) or not logits.is_floating_point():
         raise input_error("logits", "must be a floating-point tensor")
-    target = _align(logits, target)
-    mask = _valid_mask(target, ignore_index)
-    target = _check_target(target, mask).to(logits.dtype)
+    target = align(logits, target)
+    mask = valid_mask(target, ignore_index)
+    target = check_target(target, mask).to(logits.dtype)
     n = logits.shape[0]
     alpha = _check_alpha(alpha, n)
 
@@ -280,9 +243,9 @@ def per_image_statistics(logits: Tensor, target: Tensor,
         (0.693147, 1.386294)
     """
     with torch.no_grad():
-        target = _align(logits, target)
-        mask = _valid_mask(target, ignore_index)
-        y = _check_target(target, mask).to(torch.float32).flatten(1)
+        target = align(logits, target)
+        mask = valid_mask(target, ignore_index)
+        y = check_target(target, mask).to(torch.float32).flatten(1)
         lg = logits.detach().to(torch.float32).flatten(1)
         nlq = F.softplus(-lg).clamp_(_NLOG_LO, _NLOG_HI)  # -log q, q clamped to [eps, 1 - eps]
         nl1mq = F.softplus(lg).clamp_(_NLOG_LO, _NLOG_HI)  # -log(1 - q)

@@ -40,13 +40,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from densecal._checks import check_int, check_number
 from densecal.errors import input_error
 from densecal.losses._common import (
     DenseInput,
     DenseLoss,
     Task,
     binary_target,
-    check_number,
     check_reduction,
     index_target,
     probability_target,
@@ -60,10 +60,8 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 def _check_kernel_options(kernel_size: int, sigma: float) -> float:
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 3 \
-            or kernel_size % 2 == 0:
-        raise input_error("kernel_size", f"must be an odd integer >= 3, got {kernel_size!r}")
-    return check_number("sigma", sigma, 0.0, lo_open=True)
+    check_int("kernel_size", kernel_size, low=3, odd=True, problem="must be an odd integer >= 3")
+    return check_number("sigma", sigma, 0.0, low_open=True)
 
 
 def svls_kernel(spatial_dims: int, kernel_size: int = 3, sigma: float = 1.0, *,

@@ -32,6 +32,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from densecal._checks import check_int
 from densecal.errors import input_error
 from densecal.methods.car_nets import (
     ImageDiscriminator,
@@ -127,9 +128,7 @@ class CAROptions:
     def check(self) -> None:
         """Raise :class:`~densecal.errors.DensecalInputError` on an invalid value."""
         for name in ("latent_dim", "samples", "d_period"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise input_error(f"car.{name}", f"must be a positive integer, got {value!r}")
+            check_int(f"car.{name}", getattr(self, name), low=1)
         if not 0 <= self.d_active <= self.d_period:
             raise input_error("car.d_active", f"must be in [0, d_period={self.d_period}], got "
                               f"{self.d_active}")
@@ -204,8 +203,7 @@ class CARModule(StepSeeded, L.LightningModule):
     def check_classes(config: TrainConfig) -> None:
         """Raise :class:`~densecal.errors.DensecalInputError` unless ``num_classes >= 2``."""
         k = config.num_classes
-        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-            raise input_error("--num-classes", f"CAR needs a multi-class run (>= 2), got {k!r}")
+        check_int("--num-classes", k, low=2, problem="CAR needs a multi-class run (>= 2)")
 
     def train(self, mode: bool = True) -> CARModule:
         """Set training mode; a frozen ``F`` always stays in eval mode."""

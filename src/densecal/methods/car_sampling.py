@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from densecal._checks import check_int
 from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
 from densecal.methods.car import CARModule
@@ -55,8 +56,7 @@ def sample_car(module: CARModule, images: Tensor, n: int = 16, *,
     Raises:
         DensecalInputError: ``n < 1`` or ``images`` not 3- or 4-dimensional.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise input_error("n", f"must be a positive integer, got {n!r}")
+    check_int("n", n, low=1)
     if images.dim() not in (3, 4):
         raise input_error("images", "expected (3, H, W) or (N, 3, H, W), got "
                           f"{tuple(images.shape)}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from densecal._checks import check_int
 from densecal.atomic import atomic_write_text
 from densecal.errors import input_error
 
@@ -257,9 +258,7 @@ def check_distributed(config: TrainConfig) -> None:
             known names).
     """
     parse_devices(config.devices)
-    n = config.num_nodes
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise input_error("--num-nodes", f"must be a positive integer, got {n!r}")
+    check_int("--num-nodes", config.num_nodes, low=1)
     from lightning.pytorch.accelerators import AcceleratorRegistry
     from lightning.pytorch.strategies import StrategyRegistry
 

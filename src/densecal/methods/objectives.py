@@ -21,6 +21,7 @@ from typing import Any
 
 from torch import nn
 
+from densecal._checks import check_int, check_number, is_int
 from densecal.errors import input_error
 from densecal.losses import (
     AdaptivePerturbation,
@@ -31,7 +32,6 @@ from densecal.losses import (
     SCBCELoss,
     SVLSLoss,
 )
-from densecal.losses._common import check_number
 from densecal.methods.config import TrainConfig
 from densecal.methods.vls_nets import SoftLabelKLLoss
 from densecal.registry import Registry
@@ -66,13 +66,12 @@ def is_multiclass(config: TrainConfig) -> bool:
             for a binary run or is not an integer outside ``0..num_classes-1``.
     """
     k = config.num_classes
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise input_error("--num-classes", f"must be a positive integer, got {k!r}")
+    check_int("--num-classes", k, low=1)
     ignore = config.ignore_index
     if ignore is not None:
         if k == 1:
             raise input_error("--ignore-index", "is for multi-class runs (--num-classes >= 2)")
-        if isinstance(ignore, bool) or not isinstance(ignore, int) or 0 <= ignore < k:
+        if not is_int(ignore) or 0 <= ignore < k:
             raise input_error("--ignore-index", f"must be an integer outside the class range "
                               f"0..{k - 1}, got {ignore!r}")
     return k >= 2
@@ -165,8 +164,7 @@ def _svls(config: TrainConfig, num_images: int) -> Objective:
 
 
 def _positive_int(option: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise input_error(option, f"must be a positive integer, got {value!r}")
+    check_int(option, value, low=1)
 
 
 @OBJECTIVES.register("vls")
@@ -181,7 +179,7 @@ def _vls(config: TrainConfig, num_images: int) -> Objective:
     _positive_int("--vls-latent", config.vls_latent)
     if config.vls_stage1_epochs is not None:
         _positive_int("--vls-stage1-epochs", config.vls_stage1_epochs)
-    check_number("--vls-tau", config.vls_tau, 0.0, lo_open=True)
+    check_number("--vls-tau", config.vls_tau, 0.0, low_open=True)
     check_number("--vls-mix", config.vls_mix, 0.0, 1.0)
     return Objective(SoftLabelKLLoss(ignore_index=config.ignore_index))
 

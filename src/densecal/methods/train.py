@@ -51,6 +51,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import DDPStrategy
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from densecal._checks import check_int
 from densecal.data import FolderDataset, find_pairs, split_indices
 from densecal.errors import input_error
 from densecal.methods import vls
@@ -120,10 +121,9 @@ def _check(config: TrainConfig) -> None:
             raise input_error(f"--{name.replace('_', '-')}", "must be a positive integer")
     if config.image_size % 8:
         raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
-    if isinstance(config.seed, bool) or not isinstance(config.seed, int) \
-            or not 0 <= config.seed < 2**32:
-        # Lightning's seed_everything replaces other seeds by a random one, with a warning only
-        raise input_error("--seed", f"must be an integer in [0, 2**32 - 1], got {config.seed!r}")
+    # Lightning's seed_everything replaces other seeds by a random one, with a warning only
+    check_int("--seed", config.seed, low=0, high=2**32 - 1,
+              problem="must be an integer in [0, 2**32 - 1]")
     check_distributed(config)
     # validates num_classes / ignore_index, binary-only methods and the method's options
     build_objective(config, 1)

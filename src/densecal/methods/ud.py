@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from densecal._checks import check_int, check_number
 from densecal.data.classification import ClassificationDataset, read_classification_folder
 from densecal.data.folder import split_indices
 from densecal.errors import input_error
@@ -135,14 +136,9 @@ class UDOptions:
         """
         options = cls(**family_options(data, "ud", cls))
         for name, rule in (("temperature", "> 0"), ("uad_weight", ">= 0"), ("gt_weight", ">= 0")):
-            value = getattr(options, name)
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and \
-                (value > 0 if rule == "> 0" else value >= 0)
-            if not ok:
-                raise input_error(f"ud.{name}", f"must be a number {rule}, got {value!r}")
-        if isinstance(options.hidden, bool) or not isinstance(options.hidden, int) \
-                or options.hidden < 1:
-            raise input_error("ud.hidden", f"must be a positive integer, got {options.hidden!r}")
+            check_number(f"ud.{name}", getattr(options, name), 0.0, low_open=rule == "> 0",
+                         problem=f"must be a number {rule}")
+        check_int("ud.hidden", options.hidden, low=1)
         for name in ("teacher", "backbone"):
             if getattr(options, name) is not None and not isinstance(getattr(options, name), str):
                 raise input_error(f"ud.{name}", f"must be text, got {getattr(options, name)!r}")

@@ -31,17 +31,15 @@ Neural Networks", ICML 2017, Sec. 4.2; densecal's METHODS.md section 2.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor
 
 from densecal.errors import input_error
+from densecal.types import Task
 
 __all__ = ["Task", "flatten_pixels", "infer_task", "scaled_nll_terms"]
 
-Task = Literal["binary", "multiclass"]
-TASKS: tuple[Task, ...] = ("binary", "multiclass")
 
 # float64 elements per block in scaled_nll_terms: bounds the temporaries to a few times 32 MB
 _BLOCK_ELEMENTS = 1 << 22
@@ -68,13 +66,13 @@ def infer_task(logits: Tensor, target: Tensor, where: str = "batches") -> Task:
         DensecalInputError: when the shapes fit neither task.
 
     Example:
-        >>> infer_task(torch.zeros(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long))
+        >>> str(infer_task(torch.zeros(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long)))
         'multiclass'
     """
     if logits.ndim == target.ndim + 1 and logits.ndim >= 2:
-        return "binary" if logits.shape[1] == 1 else "multiclass"
+        return Task.BINARY if logits.shape[1] == 1 else Task.MULTICLASS
     if logits.shape == target.shape or target.ndim == logits.ndim + 1:
-        return "binary"
+        return Task.BINARY
     raise input_error(where, f"target shape {tuple(target.shape)} does not fit logits shape "
                              f"{tuple(logits.shape)} (expected (N, *S) targets for (N, C, *S) "
                              "logits, or equal shapes)")

@@ -29,14 +29,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from densecal._checks import parse_choice
 from densecal.errors import input_error
-from densecal.posthoc.nll import TASKS, Task, flatten_pixels, infer_task, scaled_nll_terms
+from densecal.posthoc.nll import flatten_pixels, infer_task, scaled_nll_terms
 from densecal.posthoc.search import minimise_unimodal
 from densecal.posthoc.stream import Batches, PixelPasses
+from densecal.types import DENSE_LOSS_TASKS, Task
 
 __all__ = ["FitResult", "TemperatureScaler"]
 
-_TASK_CODES: dict[Task | None, int] = {None: 0, "binary": 1, "multiclass": 2}
+_TASK_CODES: dict[Task | None, int] = {None: 0, Task.BINARY: 1, Task.MULTICLASS: 2}
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,8 @@ class TemperatureScaler(nn.Module):
                  t_min: float = 0.05, t_max: float = 20.0) -> None:
         super().__init__()
         _check_bounds(t_min, t_max)
-        if task not in _TASK_CODES:
-            raise input_error("task", f"must be one of {TASKS} or None, got {task!r}")
+        if task is not None:
+            task = parse_choice(Task, task, "task", allowed=DENSE_LOSS_TASKS)
         self.t_min, self.t_max = float(t_min), float(t_max)
         self.log_t = nn.Parameter(torch.tensor(self._checked_log_t(temperature)),
                                   requires_grad=False)

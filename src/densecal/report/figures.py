@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from densecal._checks import check_int
 from densecal.atomic import atomic_path
 from densecal.errors import input_error
 from densecal.report.tables import format_percent
@@ -370,8 +371,7 @@ def save_classwise_reliability_grid(
     missing = [k for k in _RELIABILITY_KEYS if k not in reliability]
     if missing:
         raise input_error("reliability", f"missing key {missing[0]!r}")
-    if isinstance(max_classes, bool) or not isinstance(max_classes, int) or max_classes < 1:
-        raise input_error("max_classes", f"expected an integer >= 1, got {max_classes!r}")
+    check_int("max_classes", max_classes, low=1, problem="expected an integer >= 1")
     tables = {k: _class_rows(reliability[k], f"reliability.{k}")
               for k in ("count", "confidence", "accuracy")}
     n_classes = len(tables["count"])

@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from densecal._checks import is_int
 from densecal.errors import input_error
 
 __all__ = [
@@ -96,7 +97,7 @@ def format_value(section: str, key: str, value: Any) -> str:
     """
     if isinstance(value, str):
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         return str(value)
     if (section, key) in PERCENT_KEYS:
         return format_percent(value)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from densecal._checks import is_int, is_real
 from densecal.atomic import atomic_path, atomic_write_text
 from densecal.errors import input_error
 
@@ -74,7 +75,7 @@ def _check_keys(d: Any, expected: Sequence[str], prefix: str) -> None:
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+    return is_real(x)
 
 
 def _check_fraction(section: str, key: str, x: Any) -> None:
@@ -114,8 +115,7 @@ def validate_evaluate_result(d: Mapping[str, Any]) -> None:
     for key in ("n_images", "n_pixels", "n_bins"):
         section = "protocol" if key == "n_bins" else "dataset"
         value = d[section][key]
-        if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-                and value >= 0):
+        if not (is_int(value) and value >= 0):
             raise input_error(_WHERE, f"{section}.{key} must be a non-negative integer, "
                                       f"got {value!r}")
     rel = d["reliability"]

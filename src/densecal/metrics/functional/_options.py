@@ -7,12 +7,12 @@ code compares against enum members. Every parsing failure raises
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import TypeVar
 
+from densecal._checks import E, check_bool, check_int, check_number, parse_choice
 from densecal.errors import input_error
+from densecal.types import Task
 
 __all__ = [
     "Aggregate",
@@ -69,29 +69,12 @@ class InputKind(str, Enum):
     LOGITS = "logits"
 
 
-class Task(str, Enum):
-    """What the maps classify (torchmetrics' ``task`` argument).
-
-    ``BINARY``: one foreground probability per pixel. ``MULTICLASS``: ``C`` channels that sum to
-    1 per pixel (softmax; exactly one class is true). ``MULTILABEL``: ``C`` independent
-    foreground probabilities per pixel (sigmoids; any subset of classes may be true).
-    """
-
-    BINARY = "binary"
-    MULTICLASS = "multiclass"
-    MULTILABEL = "multilabel"
+_COUNT = "expected an integer >= 1"
 
 
-_E = TypeVar("_E", bound=Enum)
-
-
-def _parse_enum(name: str, value: object, enum: type[_E]) -> _E:
-    """Return ``enum(value)`` or raise a one-line DensecalInputError naming ``name``."""
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(repr(m.value) for m in enum)
-        raise input_error(name, f"expected one of {allowed}, got {value!r}") from None
+def _parse_enum(name: str, value: object, enum: type[E]) -> E:
+    """``enum(value)``, in the metrics' wording of :func:`~densecal._checks.parse_choice`."""
+    return parse_choice(enum, value, name, problem="expected one of")
 
 
 @dataclass(frozen=True)
@@ -109,12 +92,6 @@ class CalibrationOptions:
     task: Task = Task.BINARY
     num_classes: int | None = None
     include_background: bool = True
-
-
-def _parse_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise input_error(name, f"expected an integer >= 1, got {value!r}")
-    return value
 
 
 def parse_options(
@@ -141,16 +118,9 @@ def parse_options(
     Raises:
         DensecalInputError: an option has a bad type or value; the message names it.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise input_error("threshold", f"expected a number in [0, 1], got {threshold!r}")
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise input_error("threshold", f"expected a number in [0, 1], got {threshold!r}")
-    if ignore_index is not None and (
-        isinstance(ignore_index, bool)
-        or not isinstance(ignore_index, (int, float))
-        or not math.isfinite(ignore_index)
-    ):
-        raise input_error("ignore_index", f"expected None or a finite number, got {ignore_index!r}")
+    check_number("threshold", threshold, 0.0, 1.0, problem="expected a number in [0, 1]")
+    if ignore_index is not None:
+        check_number("ignore_index", ignore_index, problem="expected None or a finite number")
     parsed_task = _parse_enum("task", task, Task)
     classes = _parse_classes(parsed_task, num_classes, include_background)
     parsed_confidence = _parse_enum("confidence", confidence, Confidence)
@@ -161,14 +131,14 @@ def parse_options(
             "calibration of each class is in the 'ece_class' / 'marginal_ece' keys",
         )
     return CalibrationOptions(
-        n_bins=_parse_count("n_bins", n_bins),
+        n_bins=check_int("n_bins", n_bins, low=1, problem=_COUNT),
         input=_parse_enum("input", input, InputKind),
         confidence=parsed_confidence,
         aggregate=_parse_enum("aggregate", aggregate, Aggregate),
         target_type=_parse_enum("target_type", target_type, TargetType),
         threshold=float(threshold),
         ignore_index=None if ignore_index is None else float(ignore_index),
-        fine_bins=_parse_count("fine_bins", fine_bins),
+        fine_bins=check_int("fine_bins", fine_bins, low=1, problem=_COUNT),
         task=parsed_task,
         num_classes=classes,
         include_background=include_background,
@@ -177,10 +147,7 @@ def parse_options(
 
 def _parse_classes(task: Task, num_classes: object, include_background: object) -> int | None:
     """Check ``num_classes`` / ``include_background`` against the task; returns num_classes."""
-    if not isinstance(include_background, bool):
-        raise input_error(
-            "include_background", f"expected True or False, got {include_background!r}"
-        )
+    check_bool("include_background", include_background)
     if task is Task.BINARY:
         if num_classes is not None:
             raise input_error(
@@ -192,9 +159,5 @@ def _parse_classes(task: Task, num_classes: object, include_background: object) 
             )
         return None
     low = 2 if task is Task.MULTICLASS or not include_background else 1
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < low:
-        raise input_error(
-            "num_classes",
-            f"task={task.value!r} needs an integer >= {low}, got {num_classes!r}",
-        )
-    return num_classes
+    return check_int("num_classes", num_classes, low=low,
+                     problem=f"task={task.value!r} needs an integer >= {low}")

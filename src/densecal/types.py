@@ -1,0 +1,56 @@
+"""The vocabulary shared by every package: what a map classifies, and how losses reduce.
+
+Every string a user can type has one ``str`` enum (MONAI's ``utils/enums.py`` pattern; plain
+strings are accepted wherever a member is, and compare equal to it). The enums of one package
+only (ASLP's ``Technique``, the metrics' ``Confidence``) live with that package; the ones every
+layer speaks live here.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = [
+    "CLASS_TASKS",
+    "DENSE_LOSS_TASKS",
+    "Reduction",
+    "Task",
+]
+
+
+class Task(str, Enum):
+    """What a map classifies (torchmetrics' ``task`` argument).
+
+    ``BINARY``: one foreground probability per pixel (a sigmoid of one logit). ``MULTICLASS``:
+    ``C`` channels that sum to 1 per pixel (softmax; exactly one class is true). ``MULTILABEL``:
+    ``C`` independent foreground probabilities per pixel (sigmoids; any subset may be true).
+    """
+
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    MULTILABEL = "multilabel"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: The tasks of the dense losses, of temperature scaling and of training: one distribution per
+#: pixel (a multi-label map is ``C`` binary maps).
+DENSE_LOSS_TASKS = frozenset({Task.BINARY, Task.MULTICLASS})
+#: The tasks with ``C`` class channels.
+CLASS_TASKS = frozenset({Task.MULTICLASS, Task.MULTILABEL})
+
+
+class Reduction(str, Enum):
+    """How per-pixel losses become the returned loss (torch's ``reduction`` argument).
+
+    ``MEAN`` over the non-ignored pixels (0 when every pixel is ignored), ``SUM``, or ``NONE``
+    (the per-pixel map, ignored pixels 0).
+    """
+
+    MEAN = "mean"
+    SUM = "sum"
+    NONE = "none"
+
+    def __str__(self) -> str:
+        return self.value
