@@ -84,7 +84,7 @@ def densecal_runner(
 ) -> Callable[[Batches], dict[str, torch.Tensor]]:
     """PixelCalibration over the batches; ``fused=False`` forces the torch path on the CPU."""
     from densecal.metrics import PixelCalibration
-    from densecal.metrics.functional import _fused
+    from densecal.metrics.functional._calibration import numba_kernel as _fused
 
     def run(batches: Batches) -> dict[str, torch.Tensor]:
         saved = os.environ.get("DENSECAL_FUSED")
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     device, repeats = args.device, (1 if args.quick else 3)
     info = machine_info(device)
-    from densecal.metrics.functional._fused import fused_available
+    from densecal.metrics.functional._calibration.numba_kernel import fused_available
 
     info["fused_kernel"] = device == "cpu" and fused_available()
 

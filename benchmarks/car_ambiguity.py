@@ -80,7 +80,7 @@ from PIL import Image
 from densecal.atomic import atomic_write_text
 from densecal.cli.main import main as densecal
 from densecal.data.ambiguity import AmbiguitySpec, enumerate_modes
-from densecal.metrics.stochastic import (
+from densecal.metrics.functional.stochastic import (
     flip_frequencies,
     generalized_energy_distance,
     hungarian_matched_iou,

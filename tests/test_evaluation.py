@@ -81,7 +81,7 @@ def test_8bit_levels_equal_their_float_maps(options: EvaluationOptions) -> None:
 
 
 def test_hard_target_8bit_takes_the_histogram_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    from densecal.metrics.functional import _pixels
+    from densecal.metrics.functional._calibration import binary_kernel as _pixels
 
     calls: list[str] = []
     original = _pixels.code_statistics

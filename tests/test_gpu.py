@@ -3,8 +3,8 @@
 Every test runs one computation twice, on the ``device`` fixture (CUDA) and on the CPU, from
 the same inputs, and compares: counts exactly; float64 sums and metrics to ``rtol=RTOL``,
 ``atol=ATOL`` (summation order differs: CUDA adds with atomics, the CPU metric may use the fused
-numba kernel, see ``densecal.metrics.functional._fused``); float32 quantities to the tolerance
-stated at each test.
+numba kernel, see ``densecal.metrics.functional._calibration.numba_kernel``); float32
+quantities to the tolerance stated at each test.
 
 The inputs keep every confidence at least ``MARGIN`` away from each bin edge (``k / BINS``) and
 fine-histogram edge (``j / FINE``), so that last-ulp differences of ``exp`` / ``sigmoid`` /
@@ -51,7 +51,7 @@ from densecal.losses import (
     per_image_statistics,
 )
 from densecal.metrics import PixelCalibration
-from densecal.metrics.functional import _fused
+from densecal.metrics.functional._calibration import numba_kernel as _fused
 from densecal.posthoc import FitResult, TemperatureScaler
 
 pytestmark = pytest.mark.gpu

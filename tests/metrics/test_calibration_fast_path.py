@@ -17,14 +17,14 @@ import pytest
 import torch
 
 from densecal.metrics.functional import pixel_calibration
-from densecal.metrics.functional._binning import (
+from densecal.metrics.functional._calibration.binary_kernel import sum_neg_log
+from densecal.metrics.functional._calibration.binning import (
     bin_index,
     cell_bins,
     cell_index,
     cell_resolution,
     conf_above_edge,
 )
-from densecal.metrics.functional._pixels import _sum_neg_log
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,7 +113,7 @@ def test_product_of_32_then_log_equals_sum_of_logs(n):
     v[0, 0] = 1e-7  # the NLL clamp: 32 of these still do not underflow
     v[1, :] = torch.where(torch.arange(n) % 2 == 0, 1e-7, v[1])
     want = -v.log().sum(-1)
-    got = _sum_neg_log(v)
+    got = sum_neg_log(v)
     assert torch.allclose(got, want, rtol=1e-14, atol=0)
 
 

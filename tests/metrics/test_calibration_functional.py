@@ -18,7 +18,7 @@ from torchmetrics.classification import BinaryCalibrationError
 
 from densecal.errors import DensecalInputError
 from densecal.metrics.functional import pixel_calibration, reliability_bins
-from densecal.metrics.functional._binning import bin_index
+from densecal.metrics.functional._calibration.binning import bin_index
 
 KEYS = ("ece", "mce", "oe", "ace", "brier", "nll", "accuracy")
 

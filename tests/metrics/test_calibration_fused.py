@@ -1,6 +1,6 @@
 """The fused CPU kernel (numba) against the torch path: identical counts, sums to rounding.
 
-Every state field of :func:`_calibration_update` is compared: bin and fine counts must be
+Every state field of :func:`binary_update` is compared: bin and fine counts must be
 equal exactly (same keys, same edge rule), float64 sums to 1e-12 relative (summation order).
 Inputs stress the edge rule: every bin edge k/n in float32 and float64, its float32 neighbours,
 0, 1/2 and 1.
@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from densecal.errors import DensecalInputError
-from densecal.metrics.functional import _fused
-from densecal.metrics.functional._options import parse_options
+from densecal.metrics.functional._calibration import numba_kernel as _fused
+from densecal.metrics.functional._calibration.options import parse_options
 from densecal.metrics.functional.calibration import (
-    _calibration_update,
+    binary_update,
     pixel_calibration,
     reliability_bins,
 )
@@ -79,8 +79,8 @@ def test_fused_state_equals_torch_path(n_bins, dtype, confidence, aggregate, thr
     options = _options(n_bins=n_bins, confidence=confidence, aggregate=aggregate,
                        threshold=threshold)
     assert _fused.fused_eligible(preds, target, options)
-    _state_close(_calibration_update(preds, target, options),
-                 torch_path(_calibration_update, preds, target, options))
+    _state_close(binary_update(preds, target, options),
+                 torch_path(binary_update, preds, target, options))
 
 
 @pytest.mark.parametrize("target_dtype", [torch.bool, torch.uint8, torch.int32, torch.int64])
@@ -105,10 +105,10 @@ def test_fused_splits_long_rows_across_threads(torch_path) -> None:
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(3)
-        fused = _calibration_update(preds, target, options)
+        fused = binary_update(preds, target, options)
     finally:
         torch.set_num_threads(threads)
-    plain = torch_path(_calibration_update, preds, target, options)
+    plain = torch_path(binary_update, preds, target, options)
     assert torch.equal(fused.bin_count, plain.bin_count)
     torch.testing.assert_close(fused.brier, plain.brier, rtol=1e-13, atol=0)
     torch.testing.assert_close(fused.nll, plain.nll, rtol=1e-13, atol=0)
@@ -168,8 +168,8 @@ def test_uint8_maps_equal_float32_maps(n_bins, confidence, aggregate, threshold,
     options = _options(n_bins=n_bins, confidence=confidence, aggregate=aggregate,
                        threshold=threshold)
     run = (lambda fn, *a: fn(*a)) if fused else torch_path
-    state = run(_calibration_update, values, target.long(), options)
-    floats = torch_path(_calibration_update, values.float() / 255, target, options)
+    state = run(binary_update, values, target.long(), options)
+    floats = torch_path(binary_update, values.float() / 255, target, options)
     _state_close(state, floats)
 
 
@@ -229,7 +229,7 @@ def test_unchecked_bad_values_stay_in_range() -> None:
     q = torch.tensor([[float("nan"), 1.5, -0.5, 3.0e38, -float("inf"), 0.25]])
     y = torch.tensor([[1, 0, 1, 0, 1, 7]])
     for confidence in ("top-label", "positive"):
-        state = _calibration_update(q, y, _options(confidence=confidence), validate=False)
+        state = binary_update(q, y, _options(confidence=confidence), validate=False)
         assert state.count.item() == 6
         assert state.bin_count.sum().item() == 6
         assert state.fine_count.sum().item() == 6

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-import densecal.metrics.functional._classwise as classwise
+import densecal.metrics.functional._calibration.class_state as classwise
 from densecal.errors import DensecalInputError
 from densecal.metrics import PixelCalibration
 from densecal.metrics.functional import pixel_calibration, reliability_bins

@@ -7,8 +7,8 @@ import torch
 from torchmetrics.classification import MultilabelAveragePrecision
 
 from densecal.errors import DensecalInputError
-from densecal.metrics.multilabel import (
-    MultilabelMetrics,
+from densecal.metrics import MultilabelMetrics
+from densecal.metrics.functional.multilabel import (
     average_precision,
     label_counts,
     mean_average_precision,

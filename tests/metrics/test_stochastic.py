@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from densecal.errors import DensecalInputError
-from densecal.metrics.stochastic import (
-    StochasticSegmentationMetrics,
+from densecal.metrics import StochasticSegmentationMetrics
+from densecal.metrics.functional.stochastic import (
     flip_frequencies,
     flip_frequency_error,
     generalized_energy_distance,

@@ -344,7 +344,7 @@ def evaluate_multilabel(checkpoint: str | Path, data: str | Path, *, image_size:
     """Accuracy and calibration of a ``train_ud`` checkpoint on a classification folder.
 
     Probabilities are ``sigmoid(o)`` of the classification head (the only head used at test
-    time). Accuracy: :func:`densecal.metrics.multilabel.multilabel_metrics` (difficult ignored).
+    time). Accuracy: :func:`densecal.metrics.functional.multilabel_metrics` (difficult ignored).
     Calibration: :class:`~densecal.metrics.PixelCalibration` with ``task="multilabel"`` on the
     ``(N, C)`` probabilities viewed as ``(N, C, 1, 1)`` maps, difficult entries ignored
     (``ignore_index=2``), ``n_bins`` equal-width bins; ``classwise_ece`` is the mean over classes

@@ -8,20 +8,13 @@ from typing import Any
 from torch import Tensor
 from torchmetrics import Metric
 
-from densecal.errors import input_error
-from densecal.metrics.functional._classwise import (
-    ClasswiseState,
-    class_compute,
-    class_reliability,
-    class_update,
+from densecal.metrics.functional.calibration import (
+    calibration_state,
+    parse_options,
+    state_compute,
+    state_reliability,
+    state_update,
 )
-from densecal.metrics.functional._options import Task, parse_options
-from densecal.metrics.functional._state import (
-    CalibrationState,
-    _calibration_compute,
-    _reliability_compute,
-)
-from densecal.metrics.functional.calibration import _calibration_update
 
 __all__ = ["PixelCalibration"]
 
@@ -39,7 +32,7 @@ class PixelCalibration(Metric):
 
     With ``task="multiclass"`` or ``"multilabel"`` the same keys are top-label and
     :meth:`compute` adds ``ece_class`` (``(C,)``), ``classwise_ece`` and ``marginal_ece``; the
-    state then also holds the :class:`~densecal.metrics.functional._classwise.ClasswiseState`
+    state then also holds the :class:`~densecal.metrics.functional.calibration.ClasswiseState`
     sums (``(C, n_bins)`` per-class bin sums and per-image running sums), all ``sum``-reduced.
 
     Formulas and options: :func:`densecal.metrics.functional.pixel_calibration` (ASLP ICCV 2023
@@ -105,25 +98,12 @@ class PixelCalibration(Metric):
             include_background=include_background,
         )  # fmt: skip
         self.validate_args = validate_args
-        empty = CalibrationState.zeros(n_bins, fine_bins)
-        for name, default in zip(CalibrationState._fields, empty, strict=True):
+        for name, default in calibration_state(self.options).items():
             self.add_state(name, default=default, dist_reduce_fx="sum")
-        self._state_names: tuple[str, ...] = CalibrationState._fields
-        if self.options.num_classes is not None:
-            classes = ClasswiseState.zeros(self.options.num_classes, n_bins)
-            for name, default in zip(ClasswiseState._fields, classes, strict=True):
-                self.add_state(name, default=default, dist_reduce_fx="sum")
-            self._state_names += ClasswiseState._fields
+        self._state_names: tuple[str, ...] = tuple(calibration_state(self.options))
 
-    @property
-    def _classwise(self) -> bool:
-        return self.options.task is not Task.BINARY
-
-    def _state(self) -> CalibrationState:
-        return CalibrationState(*(getattr(self, name) for name in CalibrationState._fields))
-
-    def _class_state(self) -> ClasswiseState:
-        return ClasswiseState(*(getattr(self, name) for name in ClasswiseState._fields))
+    def _sums(self) -> dict[str, Tensor]:
+        return {name: getattr(self, name) for name in self._state_names}
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch of maps.
@@ -143,12 +123,8 @@ class PixelCalibration(Metric):
                 values outside [0, 1], bad class indices, channels not summing to 1.
         """
         preds, target = preds.to(self.device), target.to(self.device)
-        if self._classwise:
-            batch = class_update(preds, target, self.options, validate=self.validate_args)
-            values = (*batch[0], *batch[1])
-        else:
-            values = _calibration_update(preds, target, self.options, validate=self.validate_args)
-        for name, value in zip(self._state_names, values, strict=True):
+        batch = state_update(preds, target, self.options, validate=self.validate_args)
+        for name, value in batch.items():
             setattr(self, name, getattr(self, name) + value)
 
     def compute(self) -> dict[str, Tensor]:
@@ -159,9 +135,7 @@ class PixelCalibration(Metric):
             0-dim float64 tensors (``ece_class``: ``(C,)``), fractions in [0, 1]; NaN when no
             pixel was seen.
         """
-        if self._classwise:
-            return class_compute(self._state(), self._class_state(), self.options)
-        return _calibration_compute(self._state(), self.options.aggregate)
+        return state_compute(self._sums(), self.options)
 
     def reliability(self) -> dict[str, Tensor]:
         """Reliability table of the pooled equal-width bins (synced across ranks).
@@ -175,7 +149,7 @@ class PixelCalibration(Metric):
             should_sync=self._to_sync,
             should_unsync=self._should_unsync,
         ):
-            return {k: v.clone() for k, v in _reliability_compute(self._state()).items()}
+            return {k: v.clone() for k, v in state_reliability(self._sums()).items()}
 
     def reliability_classwise(self) -> dict[str, Tensor]:
         """Per-class reliability tables of the equal-width bins of p_k (synced across ranks).
@@ -188,14 +162,13 @@ class PixelCalibration(Metric):
         Raises:
             DensecalInputError: with ``task="binary"`` (no classes).
         """
-        if not self._classwise:
-            raise input_error("task", "reliability_classwise needs 'multiclass' or 'multilabel'")
         with self.sync_context(
             dist_sync_fn=self.dist_sync_fn,
             should_sync=self._to_sync,
             should_unsync=self._should_unsync,
         ):
-            return {k: v.clone() for k, v in class_reliability(self._class_state()).items()}
+            return {k: v.clone()
+                    for k, v in state_reliability(self._sums(), per_class=True).items()}
 
     def merge_state(self, incoming_state: dict[str, Any] | Metric) -> None:
         """Add another metric's (or state dict's) sums into this one.

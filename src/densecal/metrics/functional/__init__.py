@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from densecal.metrics.functional._options import (
+from densecal.metrics.functional.calibration import (
     Aggregate,
     Confidence,
     InputKind,
     TargetType,
     Task,
+    pixel_calibration,
+    reliability_bins,
 )
-from densecal.metrics.functional.calibration import pixel_calibration, reliability_bins
+from densecal.metrics.functional.multilabel import mean_average_precision, multilabel_metrics
+from densecal.metrics.functional.stochastic import (
+    flip_frequencies,
+    generalized_energy_distance,
+    hungarian_matched_iou,
+    sample_diversity,
+)
 
 __all__ = [
     "Aggregate",
@@ -17,6 +25,12 @@ __all__ = [
     "InputKind",
     "TargetType",
     "Task",
+    "flip_frequencies",
+    "generalized_energy_distance",
+    "hungarian_matched_iou",
+    "mean_average_precision",
+    "multilabel_metrics",
     "pixel_calibration",
     "reliability_bins",
+    "sample_diversity",
 ]

@@ -18,30 +18,14 @@ torchmetrics states; the functions here compute them in one call.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
 import torch
 from torch import Tensor
 
 from densecal.errors import input_error
-from densecal.metrics.functional._binning import cell_resolution
-from densecal.metrics.functional._classwise import (
-    CLASS_KEYS,
-    ClasswiseState,
-    class_compute,
-    class_reliability,
-    class_update,
-)
-from densecal.metrics.functional._fused import fused_available, fused_eligible
-from densecal.metrics.functional._options import (
-    Aggregate,
-    CalibrationOptions,
-    InputKind,
-    Task,
-    parse_options,
-)
-from densecal.metrics.functional._pixels import (
+from densecal.metrics.functional._calibration.binary_kernel import (
     U8_LEVELS,
     CellStatistics,
     cell_statistics,
@@ -50,22 +34,52 @@ from densecal.metrics.functional._pixels import (
     regroup,
     validate_values,
 )
-from densecal.metrics.functional._state import (
+from densecal.metrics.functional._calibration.binary_state import (
     METRIC_KEYS,
     CalibrationState,
-    _add_part,
-    _calibration_compute,
-    _image_metrics,
-    _reliability_compute,
+    add_part,
+    binary_compute,
+    binary_reliability,
+    image_metrics,
+)
+from densecal.metrics.functional._calibration.binning import cell_resolution
+from densecal.metrics.functional._calibration.class_state import (
+    CLASS_KEYS,
+    ClasswiseState,
+    class_compute,
+    class_reliability,
+    class_update,
+)
+from densecal.metrics.functional._calibration.numba_kernel import fused_available, fused_eligible
+from densecal.metrics.functional._calibration.options import (
+    Aggregate,
+    CalibrationOptions,
+    Confidence,
+    InputKind,
+    TargetType,
+    Task,
+    parse_options,
 )
 
 __all__ = [
     "CLASS_KEYS",
     "METRIC_KEYS",
+    "Aggregate",
+    "CalibrationOptions",
     "CalibrationState",
     "ClasswiseState",
+    "Confidence",
+    "InputKind",
+    "TargetType",
+    "Task",
+    "binary_update",
+    "calibration_state",
+    "parse_options",
     "pixel_calibration",
     "reliability_bins",
+    "state_compute",
+    "state_reliability",
+    "state_update",
 ]
 
 _CHUNK_PIXELS_CPU = 1 << 18  # 2 MiB of float64 per temporary; amortises per-op overhead
@@ -104,7 +118,7 @@ def _chunks(
 
 
 
-def _calibration_update(
+def binary_update(
     preds: Tensor, target: Tensor, options: CalibrationOptions, *, validate: bool = True
 ) -> CalibrationState:
     """Sufficient statistics of one batch of maps.
@@ -144,8 +158,8 @@ def _calibration_update(
         invalid += cells.invalid
         if per_image:
             part = regroup(cells, options)
-            _add_part(state, part)
-            image_sums, image_count = _image_metrics(part, options.n_bins)
+            add_part(state, part)
+            image_sums, image_count = image_metrics(part, options.n_bins)
             state.image_sums.add_(image_sums)
             state.image_count.add_(image_count)
         else:
@@ -153,10 +167,67 @@ def _calibration_update(
     if validate and invalid:
         validate_values(preds, target, options)  # raises the error of the first bad value kind
     if pooled is not None:
-        _add_part(state, regroup(pooled, options))
+        add_part(state, regroup(pooled, options))
     return state
 
 
+
+
+def calibration_state(options: CalibrationOptions) -> dict[str, Tensor]:
+    """The empty sum state of :class:`~densecal.metrics.PixelCalibration` for ``options``.
+
+    Returns:
+        ``{name: zero tensor}`` in update order: the fields of :class:`CalibrationState` and,
+        for multi-class / multi-label maps, of :class:`ClasswiseState`. Every entry is a float64
+        sum, so states of different ranks or images add up (``dist_reduce_fx="sum"``).
+    """
+    state = CalibrationState.zeros(options.n_bins, options.fine_bins)._asdict()
+    if options.num_classes is not None:
+        state.update(ClasswiseState.zeros(options.num_classes, options.n_bins)._asdict())
+    return state
+
+
+def state_update(preds: Tensor, target: Tensor, options: CalibrationOptions, *,
+                 validate: bool = True) -> dict[str, Tensor]:
+    """The sums of one batch, keyed as :func:`calibration_state` (to be added to it).
+
+    Raises:
+        DensecalInputError: as :func:`pixel_calibration`.
+    """
+    if options.task is Task.BINARY:
+        return binary_update(preds, target, options, validate=validate)._asdict()
+    top, classes = class_update(preds, target, options, validate=validate)
+    return {**top._asdict(), **classes._asdict()}
+
+
+def _states(state: Mapping[str, Tensor]) -> tuple[CalibrationState, ClasswiseState | None]:
+    top = CalibrationState(*(state[name] for name in CalibrationState._fields))
+    if ClasswiseState._fields[0] not in state:
+        return top, None
+    return top, ClasswiseState(*(state[name] for name in ClasswiseState._fields))
+
+
+def state_compute(state: Mapping[str, Tensor], options: CalibrationOptions) -> dict[str, Tensor]:
+    """The metrics of a sum state (the keys of :func:`pixel_calibration`)."""
+    top, classes = _states(state)
+    if classes is None:
+        return binary_compute(top, options.aggregate)
+    return class_compute(top, classes, options)
+
+
+def state_reliability(state: Mapping[str, Tensor], *, per_class: bool = False
+                      ) -> dict[str, Tensor]:
+    """The reliability table of a sum state (the keys of :func:`reliability_bins`).
+
+    Raises:
+        DensecalInputError: ``per_class`` for a binary state (no classes).
+    """
+    top, classes = _states(state)
+    if not per_class:
+        return binary_reliability(top)
+    if classes is None:
+        raise input_error("task", "reliability_classwise needs 'multiclass' or 'multilabel'")
+    return class_reliability(classes)
 
 
 _OPTIONS_DOC = """
@@ -246,7 +317,7 @@ def pixel_calibration(
     - ACE = the same as ECE over ``n_bins`` equal-mass bins of the sorted confidences, weighted
       by mass (Nixon et al. 2019); computed from a fine histogram, exact for 8-bit maps and
       within ``(n_bins - 1)(1 + 1/fine_bins) max_j c_j / N`` of the exactly sorted value for
-      float maps (c_j: pixels in the fullest fine bin); see ``_binning.equal_mass_ace``,
+      float maps (c_j: pixels in the fullest fine bin); see ``binning.equal_mass_ace``,
     - Brier = mean (q - y)^2 and NLL = mean BCE(q, y) with q clamped to [1e-7, 1 - 1e-7], on
       the target as given (soft targets allowed) whatever ``target_type``/``confidence``,
     - accuracy = mean top-label correctness of 1[q >= threshold] under ``target_type``.
@@ -328,8 +399,8 @@ def pixel_calibration(
     options = _parse(n_bins, input, confidence, aggregate, target_type, threshold,
                      ignore_index, fine_bins, task, num_classes, include_background)
     if options.task is Task.BINARY:
-        state = _calibration_update(preds, target, options, validate=validate_args)
-        return _calibration_compute(state, options.aggregate)
+        state = binary_update(preds, target, options, validate=validate_args)
+        return binary_compute(state, options.aggregate)
     return class_compute(*class_update(preds, target, options, validate=validate_args), options)
 
 
@@ -388,8 +459,8 @@ def reliability_bins(
     if options.task is Task.BINARY:
         if per_class:
             raise input_error("per_class", "needs task='multiclass' or 'multilabel'")
-        return _reliability_compute(
-            _calibration_update(preds, target, options, validate=validate_args)
+        return binary_reliability(
+            binary_update(preds, target, options, validate=validate_args)
         )
     state, cstate = class_update(preds, target, options, validate=validate_args)
-    return class_reliability(cstate) if per_class else _reliability_compute(state)
+    return class_reliability(cstate) if per_class else binary_reliability(state)

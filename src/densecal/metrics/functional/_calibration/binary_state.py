@@ -4,7 +4,7 @@ The state holds per-bin sums (count, confidence sum, accuracy sum) in float64, a
 for the equal-mass bins, scalar sums and per-image running sums; every field adds, so batches and
 DDP ranks merge by ``sum``. The batch updates that fill it are in
 :mod:`densecal.metrics.functional.calibration` (binary maps) and ``_classwise`` (C-channel
-maps); :func:`_calibration_compute` turns a state into metrics.
+maps); :func:`binary_compute` turns a state into metrics.
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from densecal.metrics.functional._binning import bin_edges, equal_mass_ace, uniform_bin_errors
-from densecal.metrics.functional._options import Aggregate
-from densecal.metrics.functional._pixels import ChunkStatistics
+from densecal.metrics.functional._calibration.binary_kernel import ChunkStatistics
+from densecal.metrics.functional._calibration.binning import (
+    bin_edges,
+    equal_mass_ace,
+    uniform_bin_errors,
+)
+from densecal.metrics.functional._calibration.options import Aggregate
 
 __all__ = ["METRIC_KEYS", "CalibrationState", "bin_table"]
 
@@ -71,7 +75,7 @@ class CalibrationState(NamedTuple):
         )  # fmt: skip
 
 
-def _image_metrics(part: ChunkStatistics, n_bins: int) -> tuple[Tensor, Tensor]:
+def image_metrics(part: ChunkStatistics, n_bins: int) -> tuple[Tensor, Tensor]:
     """Sum over the rows (images) of each image's metrics, and the number of non-empty images."""
     n_pix, correct, brier, nll = part.sums
     errs = uniform_bin_errors(*part.coarse)
@@ -84,7 +88,7 @@ def _image_metrics(part: ChunkStatistics, n_bins: int) -> tuple[Tensor, Tensor]:
     return torch.where(present.unsqueeze(-1), per, 0.0).sum(0), present.sum().to(torch.float64)
 
 
-def _add_part(state: CalibrationState, part: ChunkStatistics) -> None:
+def add_part(state: CalibrationState, part: ChunkStatistics) -> None:
     """Add a chunk's bin sums (summed over its rows) into ``state`` in place."""
     for acc, new in zip(state[:6], (*part.coarse, *part.fine), strict=True):
         acc.add_(new.sum(0))
@@ -92,7 +96,7 @@ def _add_part(state: CalibrationState, part: ChunkStatistics) -> None:
         acc.add_(new)
 
 
-def _calibration_compute(state: CalibrationState, aggregate: Aggregate) -> dict[str, Tensor]:
+def binary_compute(state: CalibrationState, aggregate: Aggregate) -> dict[str, Tensor]:
     """Metrics from accumulated statistics (NaN when no pixel was seen).
 
     Pooled: ECE/MCE/OE from the equal-width bins, ACE from the fine histogram regrouped into
@@ -131,6 +135,6 @@ def bin_table(count: Tensor, conf_sum: Tensor, acc_sum: Tensor) -> dict[str, Ten
     }
 
 
-def _reliability_compute(state: CalibrationState) -> dict[str, Tensor]:
+def binary_reliability(state: CalibrationState) -> dict[str, Tensor]:
     """Per-bin table of the pooled equal-width bins (NaN confidence/accuracy when empty)."""
     return bin_table(state.bin_count, state.bin_conf, state.bin_acc)

@@ -8,7 +8,7 @@ a chunk into sufficient sums, for one row (pooled) or one row per image (per-ima
   (uniform cell of c, above its nearest bin edge, and for hard targets whether the prediction
   is right) exactly as the binary kernel of ``_pixels`` (one ``bincount`` for the counts and the
   accuracy, one weighted by c), so the equal-width bins and the fine histogram of ACE come from
-  the same cell sums (``_pixels.regroup``);
+  the same cell sums (``binary_kernel.regroup``);
 - class-wise: every (pixel, class k) element is a positive-mode pair (p_k, 1[y = k]) (soft:
   y_k). Its key is ``(k n_bins + bin(p_k)) 2 + 1[y = k]``: one ``bincount`` over all C L elements
   fills the ``(C, n_bins)`` count and accuracy cells of every class, one more weighted by p_k the
@@ -29,7 +29,14 @@ import torch
 from torch import Tensor
 
 from densecal.errors import input_error
-from densecal.metrics.functional._binning import (
+from densecal.metrics.functional._calibration.binary_kernel import (
+    NLL_EPS,
+    CellStatistics,
+    cell_statistics,
+    positive_frequency,
+    sum_neg_log,
+)
+from densecal.metrics.functional._calibration.binning import (
     bin_index,
     cell_histogram,
     cell_index,
@@ -38,13 +45,11 @@ from densecal.metrics.functional._binning import (
     pair_sum,
     uniform_bin_errors,
 )
-from densecal.metrics.functional._options import CalibrationOptions, InputKind, TargetType, Task
-from densecal.metrics.functional._pixels import (
-    NLL_EPS,
-    CellStatistics,
-    _positive_frequency,
-    _sum_neg_log,
-    cell_statistics,
+from densecal.metrics.functional._calibration.options import (
+    CalibrationOptions,
+    InputKind,
+    TargetType,
+    Task,
 )
 
 __all__ = [
@@ -284,7 +289,7 @@ def class_histograms(
 
     Args:
         p: ``(R, C, L)`` probabilities (float32 or float64).
-        precision: dtype the bin edges are rounded to (``_binning.bin_index``).
+        precision: dtype the bin edges are rounded to (``binning.bin_index``).
         n_bins: equal-width bins ``(k/n, (k+1)/n]``.
         p64: ``p`` as float64 if the caller has it (saves a conversion).
         label: ``(R, C, L)`` bool, y = k (hard targets); or
@@ -403,7 +408,7 @@ def multiclass_statistics(
         picked = p_true.clamp(min=NLL_EPS)
         if keep is not None:
             brier, picked = brier.where(keep, 0.0), picked.where(keep, 1.0)
-        nll = _sum_neg_log(picked.reshape(out_rows, -1))
+        nll = sum_neg_log(picked.reshape(out_rows, -1))
     else:
         brier = (p64 - ymap).square_().sum(1)
         nll_px = (p64.clamp(min=NLL_EPS).log_() * ymap).sum(1).neg_()
@@ -422,7 +427,7 @@ def multiclass_statistics(
         )
     else:
         assert ymap is not None
-        freq = _positive_frequency(ymap, options.target_type)
+        freq = positive_frequency(ymap, options.target_type)
         classes = class_histograms(
             p, precision, options.n_bins, p64=p64, freq=freq, keep=cells_keep, pooled=pooled
         )
@@ -434,7 +439,7 @@ def multilabel_statistics(
 ) -> tuple[CellStatistics, ClassSums]:
     """Top-label cell sums and class-wise bin sums of a multi-label chunk.
 
-    The top-label sums are the binary kernel's (``_pixels.cell_statistics``) on the (pixel,
+    The top-label sums are the binary kernel's (``binary_kernel.cell_statistics``) on the (pixel,
     class) elements of classes ``0..C-1`` (``1..C-1`` without the background): confidence
     max(q, 1 - q), prediction q >= threshold, per-element Brier and BCE.
 
@@ -466,7 +471,7 @@ def multilabel_statistics(
     y = target.to(torch.float64)
     if keep is not None:
         y = torch.where(keep, y, 0.0)
-    freq = _positive_frequency(y, options.target_type)
+    freq = positive_frequency(y, options.target_type)
     classes = class_histograms(p, precision, options.n_bins, freq=freq, keep=keep, pooled=pooled)
     return top, classes
 

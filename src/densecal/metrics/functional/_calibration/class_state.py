@@ -22,8 +22,20 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from densecal.metrics.functional._binning import cell_resolution, uniform_bin_errors
-from densecal.metrics.functional._class_pixels import (
+from densecal.metrics.functional._calibration.binary_kernel import (
+    CellStatistics,
+    regroup,
+    validate_values,
+)
+from densecal.metrics.functional._calibration.binary_state import (
+    CalibrationState,
+    add_part,
+    bin_table,
+    binary_compute,
+    image_metrics,
+)
+from densecal.metrics.functional._calibration.binning import cell_resolution, uniform_bin_errors
+from densecal.metrics.functional._calibration.class_kernel import (
     ClassSums,
     class_errors,
     match_class_shapes,
@@ -31,15 +43,7 @@ from densecal.metrics.functional._class_pixels import (
     multilabel_statistics,
     validate_class_values,
 )
-from densecal.metrics.functional._options import Aggregate, CalibrationOptions, Task
-from densecal.metrics.functional._pixels import CellStatistics, regroup, validate_values
-from densecal.metrics.functional._state import (
-    CalibrationState,
-    _add_part,
-    _calibration_compute,
-    _image_metrics,
-    bin_table,
-)
+from densecal.metrics.functional._calibration.options import Aggregate, CalibrationOptions, Task
 
 __all__ = ["CLASS_KEYS", "ClasswiseState", "class_compute", "class_reliability", "class_update"]
 
@@ -133,9 +137,9 @@ def _add_classes(
 def _add_top(state: CalibrationState, cells: CellStatistics, options: CalibrationOptions) -> None:
     """Add a block's top-label cell sums into ``state`` (and per-image metrics, per image)."""
     part = regroup(cells, options)
-    _add_part(state, part)
+    add_part(state, part)
     if options.aggregate is Aggregate.PER_IMAGE:
-        image_sums, image_count = _image_metrics(part, options.n_bins)
+        image_sums, image_count = image_metrics(part, options.n_bins)
         state.image_sums.add_(image_sums)
         state.image_count.add_(image_count)
 
@@ -212,7 +216,7 @@ def class_compute(
 ) -> dict[str, Tensor]:
     """Metrics of C-channel maps: the top-label keys, then ``ece_class``, ``classwise_ece``
     and ``marginal_ece`` (see :func:`densecal.metrics.functional.pixel_calibration`)."""
-    out = _calibration_compute(state, options.aggregate)
+    out = binary_compute(state, options.aggregate)
     first = 0 if options.include_background else 1
     if options.aggregate is Aggregate.PER_IMAGE:
         ece_class = cstate.image_class_ece / cstate.image_class_count

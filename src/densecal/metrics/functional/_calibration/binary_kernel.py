@@ -8,8 +8,8 @@ Data path of one chunk (every step is one vectorised pass; no sort, no search):
 
 1. ``cell``: the uniform cell ``floor(conf G)`` of each confidence (G: ``cell_resolution``),
    and ``above``: whether the confidence is strictly above its nearest bin edge (exact edge
-   rule, ``_binning.conf_above_edge``). Together they fix both the fine bin (a regroup of
-   cells) and the equal-width bin (``_binning.cell_bins``), so ONE key per pixel serves both
+   rule, ``binning.conf_above_edge``). Together they fix both the fine bin (a regroup of
+   cells) and the equal-width bin (``binning.cell_bins``), so ONE key per pixel serves both
    histograms.
 2. Hard targets without ``ignore_index`` (the common case) add two bits to the key, the
    prediction 1[q >= threshold] and the label 1[y >= 0.5]: then pixel counts, accuracy sums
@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from densecal.errors import input_error
-from densecal.metrics.functional._binning import (
+from densecal.metrics.functional._calibration.binning import (
     cell_bins,
     cell_histogram,
     cell_index,
@@ -44,13 +44,13 @@ from densecal.metrics.functional._binning import (
     conf_above_edge,
     pair_sum,
 )
-from densecal.metrics.functional._fused import (
+from densecal.metrics.functional._calibration.numba_kernel import (
     fused_available,
     fused_cells,
     fused_codes,
     fused_eligible,
 )
-from densecal.metrics.functional._options import (
+from densecal.metrics.functional._calibration.options import (
     CalibrationOptions,
     Confidence,
     InputKind,
@@ -159,7 +159,7 @@ def _correctness(pos: Tensor, y: Tensor, target_type: TargetType) -> Tensor:
     return torch.where(pos, y == 1.0, y == 0.0).double()
 
 
-def _positive_frequency(y: Tensor, target_type: TargetType) -> Tensor:
+def positive_frequency(y: Tensor, target_type: TargetType) -> Tensor:
     """Indicator (or probability) that a pixel is foreground, per target type."""
     if target_type is TargetType.HARD:
         return (y >= 0.5).double()
@@ -175,10 +175,10 @@ class CellStatistics(NamedTuple):
 
     Attributes:
         cells: ``(count, conf_sum, acc_sum)``, each ``(R, n_cells + 1, 2)`` (see
-            ``_binning.cell_bins``).
+            ``binning.cell_bins``).
         sums: ``(3, R)``: top-label correct, Brier and NLL sums.
         invalid: pixels that failed the input checks made on the way (fused kernels only;
-            see ``_fused.FusedCells``); the caller raises the usual error when non-zero.
+            see ``numba_kernel.FusedCells``); the caller raises the usual error when non-zero.
     """
 
     cells: tuple[Tensor, ...]
@@ -229,7 +229,7 @@ _PRODUCT_BLOCK = 32
 """Probabilities multiplied before one log: 32 values >= 1e-7 have a product >= 1e-224."""
 
 
-def _sum_neg_log(v: Tensor) -> Tensor:
+def sum_neg_log(v: Tensor) -> Tensor:
     """``-sum(log v)`` over the last dim of ``(R, P)`` float64 values in [1e-7, 1].
 
     Multiplies blocks of 32 values first (31 roundings of 2^-53 each: a relative error below
@@ -265,7 +265,7 @@ def _brier_nll(q: Tensor, y: Tensor, binary: bool, weight: Tensor | None) -> tup
         brier = (q - y).square_().sum(-1)
         # -(y log qc + (1 - y) log(1 - qc)) is -log(qc) or -log(1 - qc) for 0/1 targets
         picked = (2.0 * qc - 1.0).mul_(y).add_(1.0 - qc)  # qc where y = 1, 1 - qc where 0
-        return brier, _sum_neg_log(picked)
+        return brier, sum_neg_log(picked)
     brier = (q - y).square_()
     nll = torch.lerp(qc.log(), (1.0 - qc).log_(), 1.0 - y).neg_()  # -(y log q + (1-y) log(1-q))
     if weight is not None:
@@ -340,7 +340,7 @@ def cell_statistics(
     else:
         # 2b. weighted histograms of the (cell, above) key
         correct = _correctness(pos, y, options.target_type)
-        acc = correct if top_label else _positive_frequency(y, options.target_type)
+        acc = correct if top_label else positive_frequency(y, options.target_type)
         if weight is not None:
             conf, acc, correct = conf * weight, acc * weight, correct * weight
         key, n_keys = _row_keys(key, 2 * (n_cells + 1))

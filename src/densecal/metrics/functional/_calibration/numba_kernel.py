@@ -1,7 +1,7 @@
 """Fused CPU kernels of the binary calibration update, compiled by numba.
 
-The torch path of :func:`densecal.metrics.functional._pixels.cell_statistics` makes about a
-dozen vectorised passes over a chunk (confidence, cell, edge test, key, two ``bincount``,
+The torch path of :func:`binary_kernel.cell_statistics` makes about a dozen
+vectorised passes over a chunk (confidence, cell, edge test, key, two ``bincount``,
 Brier, NLL). On the CPU :func:`fused_cells` makes ONE pass over the maps, in blocks of
 ``_BLOCK`` pixels, each in three short loops that stay in L1:
 
@@ -14,7 +14,7 @@ Brier, NLL). On the CPU :func:`fused_cells` makes ONE pass over the maps, in blo
 2. a scalar loop adds 1 to the key's count and the confidence to the (cell, above) sum;
 3. a loop adds the Brier terms and multiplies the NLL terms in 4 interleaved lanes (fixed
    order: results do not depend on the machine), one ``log`` per 32 terms of a lane as in
-   ``_pixels._sum_neg_log``.
+   ``binary_kernel.sum_neg_log``.
 
 Measured on 2 vCPUs of an AMD EPYC (Zen 3, AVX2), 384 x 384 float32 maps, one thread: 3.8
 ns/pixel against 5.5-7 for the former one-loop scalar kernel; replacing the float32 division
@@ -22,7 +22,7 @@ of the edge by a reciprocal multiplication or splitting the histograms into 2-4 
 copies did not change the time (checked, not kept).
 
 :func:`fused_codes` is the 8-bit path: a joint histogram of (value, label) codes of uint8 maps,
-the sufficient statistic of everything the metrics sum (see ``_pixels.code_statistics``).
+the sufficient statistic of everything the metrics sum (see ``binary_kernel.code_statistics``).
 
 Pieces of a chunk run on ``torch.get_num_threads()`` Python threads (the kernels release the
 GIL), each into its own histogram, summed at the end.
@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from densecal.metrics.functional._options import (
+from densecal.metrics.functional._calibration.options import (
     CalibrationOptions,
     Confidence,
     InputKind,
@@ -117,11 +117,11 @@ def _compile() -> _Kernels:  # pragma: no cover - compiled code is not traced by
                     q64 = np.float64(qi)
                     r64 = 1.0 - q64
                     conf = max(q64, r64) if top else q64
-                    cf = conf * g  # _binning.cell_index; clamped (NaN -> 0): keys in range
+                    cf = conf * g  # binning.cell_index; clamped (NaN -> 0): keys in range
                     cf = cf if cf >= 0.0 else 0.0
                     cf = cf if cf <= g else g
-                    edge = np.rint(qi * n_bins) / n_bins  # _binning.conf_above_edge, q's dtype
-                    if top:  # confidence side of the edge (see _binning._above_nearest)
+                    edge = np.rint(qi * n_bins) / n_bins  # binning.conf_above_edge, q's dtype
+                    if top:  # confidence side of the edge (see binning._above_nearest)
                         above = (qi - edge) * (qi - half) > 0
                     else:
                         above = qi > edge
@@ -138,8 +138,8 @@ def _compile() -> _Kernels:  # pragma: no cover - compiled code is not traced by
                     confs[j] = conf
                     gap = r64 if label else q64
                     gaps[j] = gap * gap
-                    clamped = min(max(q64, 1e-7), 1.0 - 1e-7)  # _pixels.NLL_EPS
-                    low = 1.0 - clamped  # _pixels._brier_nll's formula, same roundings:
+                    clamped = min(max(q64, 1e-7), 1.0 - 1e-7)  # binary_kernel.NLL_EPS
+                    low = 1.0 - clamped  # binary_kernel._brier_nll's formula, same roundings:
                     probs[j] = low + (2.0 * clamped - 1.0) if label else low
                     ok = (q64 >= 0.0) & (q64 <= 1.0) & (ti >= 0) & (ti <= 1)
                     bad += np.int64(not ok)
@@ -277,7 +277,7 @@ def fused_cells(
             ``options.input == "logits"``).
         target: ``(R, P)`` labels, bool or integer dtype (0/1 when valid).
         options: parsed options (hard targets, no ``ignore_index``; see :func:`fused_eligible`).
-        n_cells: number of uniform cells (``_binning.cell_resolution``).
+        n_cells: number of uniform cells (``binning.cell_resolution``).
 
     Returns:
         The :class:`FusedCells` of the rows.

@@ -1,0 +1,58 @@
+"""Old import paths kept for one release (0.2) as thin shims that warn.
+
+densecal 0.2 moved modules to one floor plan (``evaluation/``, ``apps/``, ``methods/engine`` ...).
+A module or name users may have imported from its 0.1 place still resolves there, through a
+module ``__getattr__`` (PEP 562) that emits one :class:`DeprecationWarning` naming the new place.
+
+Example (the whole body of a moved module's old file)::
+
+    from densecal._deprecated import moved_module
+
+    __getattr__ = moved_module(__name__, "densecal.evaluation")
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["moved_module", "moved_names"]
+
+REMOVAL = "densecal 0.3"
+
+
+def _warn(old: str, new: str) -> None:
+    warnings.warn(f"{old} moved to {new}; the old path is removed in {REMOVAL}",
+                  DeprecationWarning, stacklevel=3)
+
+
+def moved_module(old: str, new: str) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for the old module ``old`` whose contents now live in ``new``.
+
+    Every attribute is looked up in ``new``; the first lookup of each name warns.
+    """
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        value = getattr(importlib.import_module(new), name)
+        _warn(f"{old}.{name}", f"{new}.{name}")
+        return value
+
+    return __getattr__
+
+
+def moved_names(old: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for names that left module ``old``: ``{name: new module}``.
+
+    Raises:
+        AttributeError: a name that never was in ``old``.
+    """
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {old!r} has no attribute {name!r}")
+        _warn(f"{old}.{name}", f"{names[name]}.{name}")
+        return getattr(importlib.import_module(names[name]), name)
+
+    return __getattr__
