@@ -183,8 +183,9 @@ def count_reasons(manifest: Path) -> dict[str, int]:
 
 def mask_iou(segmenter: Path, split: Path) -> float:
     """Mean IoU of the segmenter's masks with the ground-truth masks over a split's images."""
+    from densecal.apps.overmap import masks_from_segmenter
     from densecal.data.readers import read_image
-    from densecal.overmap import masks_from_folder, masks_from_segmenter
+    from densecal.overmap import masks_from_folder
 
     paths = sorted((split / "images").glob("*.png"))
     images = [read_image(p) for p in paths]

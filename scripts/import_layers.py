@@ -164,6 +164,21 @@ def layers(graph: dict[str, set[str]]) -> dict[str, int]:
     return {v: depth(v, frozenset()) for v in graph}
 
 
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The graph between top-level parts (``densecal.<part>``): every module stands for its
+    top-level package or module; imports inside one part are dropped."""
+    def part(m: str) -> str:
+        return ".".join(m.split(".")[:2])
+
+    out: dict[str, set[str]] = {}
+    for a, targets in graph.items():
+        out.setdefault(part(a), set()).update(part(b) for b in targets if part(b) != part(a))
+    for targets in list(out.values()):
+        for b in targets:
+            out.setdefault(b, set())
+    return out
+
+
 def floor_of(module: str) -> int | None:
     """The floor of ``module`` in :data:`FLOORS` (its nearest listed parent package)."""
     name = module
@@ -196,6 +211,8 @@ def report(src: Path) -> dict[str, object]:
         "modules": len(top),
         "layers_module_level": max(layers(top).values()),
         "layers_all_imports": max(layers(every).values()),
+        "layers_package_level": max(layers(package_graph(top)).values()),
+        "cycles_package_level": cycles(package_graph(top)),
         "cycles_module_level": cycles(top),
         "cycles_all_imports": cycles(every),
         "upward_imports_module_level": [f"{a} -> {b}" for a, b in upward_imports(top)],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from densecal.benchmark import (
+from densecal.apps.benchmark import (
     BenchmarkSchedule,
     parse_method,
     run_benchmark,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from densecal.cli.main import main
-from densecal.report.writers import validate_evaluate_result
+from densecal.evaluation import validate_evaluate_result
 
 
 def _check_demo_folder(out: Path) -> dict:

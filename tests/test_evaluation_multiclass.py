@@ -11,14 +11,10 @@ import pytest
 from PIL import Image
 
 from densecal.cli.main import main
+from densecal.data import read_distribution
 from densecal.errors import DensecalInputError
-from densecal.evaluation_multiclass import (
-    EVALUATE_MULTICLASS_SCHEMA,
-    MulticlassEvaluator,
-    MulticlassOptions,
-    read_distribution,
-    volume_of,
-)
+from densecal.evaluation import EVALUATE_MULTICLASS_SCHEMA, MulticlassEvaluator, MulticlassOptions
+from densecal.evaluation.multiclass import volume_of
 
 K = 3
 # every distribution over 3 classes with quarter probabilities: exact in float32 and on the
@@ -387,9 +383,9 @@ def test_cli_bad_soft_file_exits_2_naming_it(folder: tuple[Path, Path], tmp_path
 def test_evaluate_checkpoint_multiclass_with_soft_truth(folder: tuple[Path, Path]) -> None:
     import torch
 
+    from densecal.apps.evaluate_checkpoint import evaluate_checkpoint
     from densecal.methods import TrainConfig
     from densecal.methods.binary import SegmentationModule
-    from densecal.predict import evaluate_checkpoint
 
     torch.manual_seed(0)
     config = TrainConfig(method="ce", num_classes=3, model="unet-small")

@@ -200,7 +200,8 @@ def test_overmap_cli_end_to_end(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from densecal.cli.overmap import finegrained_data, overmap
+    from densecal.cli.data import finegrained_data
+    from densecal.cli.overmap import overmap
     from densecal.methods.classify import train_classifier
     from densecal.methods.config import TrainConfig
 

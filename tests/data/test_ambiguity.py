@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from densecal.cli.data_ambiguous import ambiguous_data
+from densecal.cli.data import ambiguous_data
 from densecal.data.ambiguity import (
     DEFAULT_SPEC,
     AmbiguityConfig,

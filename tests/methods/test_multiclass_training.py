@@ -226,7 +226,7 @@ def test_cli_evaluate_multiclass_checkpoint(mc_run: Path, scenes: Path, tmp_path
 
 
 def test_multiclass_evaluator_hand_computed() -> None:
-    from densecal.evaluation_multiclass import MulticlassEvaluator, MulticlassOptions
+    from densecal.evaluation import MulticlassEvaluator, MulticlassOptions
 
     probs = np.zeros((3, 1, 4), np.float32)
     probs[:, 0, 0] = [0.5, 0.25, 0.25]  # predicts 0, truth 0

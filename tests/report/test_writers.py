@@ -12,14 +12,13 @@ import pytest
 import torch
 
 from densecal.errors import DensecalInputError
+from densecal.evaluation import EVALUATE_SCHEMA, validate_evaluate_result
 from densecal.report import (
-    EVALUATE_SCHEMA,
     format_percent,
     format_value,
     markdown_table,
     metrics_table,
     to_jsonable,
-    validate_evaluate_result,
     write_json,
     write_per_image_csv,
     write_report_md,

@@ -29,7 +29,7 @@ def benchmark(
     fast: bool = typer.Option(False, "--fast", help="2 epochs at 32 px (a smoke test)."),
 ) -> None:
     """Train, calibrate and evaluate every method; resumable (finished runs are skipped)."""
-    from densecal.benchmark import BenchmarkSchedule, run_benchmark
+    from densecal.apps.benchmark import BenchmarkSchedule, run_benchmark
 
     schedule = BenchmarkSchedule(model=model, epochs=2 if fast else epochs,
                                  image_size=32 if fast else image_size,

@@ -18,7 +18,7 @@ def calibrate(
 ) -> None:
     """Fit one temperature T on held-out data (streamed NLL, T in [0.05, 20]) and write a
     checkpoint that predict and evaluate apply as sigmoid(logits / T)."""
-    from densecal.predict import calibrate_checkpoint
+    from densecal.apps.calibrate import calibrate_checkpoint
 
     result, path = calibrate_checkpoint(checkpoint, data, out, batch_size=batch_size)
     bound = " (at a bound of [0.05, 20])" if result.at_bound else ""

@@ -1,4 +1,5 @@
-"""``densecal data ...``: write the bundled datasets as folders a user can open."""
+"""``densecal data ...``: write the bundled datasets as folders a user can open, and convert
+public datasets (NIfTI volumes, VOC 2007, COCO 2014) to densecal's folder layouts."""
 
 from __future__ import annotations
 
@@ -6,9 +7,6 @@ from pathlib import Path
 
 import typer
 
-from densecal.cli.data_ambiguous import ambiguous_data
-from densecal.cli.overmap import finegrained_data
-from densecal.cli.ud_data import coco_data, multilabel_data, voc_data
 from densecal.errors import input_error
 
 __all__ = ["app"]
@@ -24,8 +22,8 @@ def demo_data(
 ) -> None:
     """Write the demo scenes (Fashion-MNIST garments on real textures, exact soft masks) as
     OUT/{train,val,test,ood}/{images,masks}/NAME.png."""
+    from densecal.apps.demo import demo_data_config
     from densecal.data import write_demo_dataset
-    from densecal.demo import demo_data_config
 
     splits = write_demo_dataset(out, demo_data_config(fast=fast, seed=seed))
     for split, path in splits.items():
@@ -82,8 +80,93 @@ def nifti_data(
     typer.echo(f"slices: {path}")
 
 
-app.command("ambiguous")(ambiguous_data)
-app.command("finegrained")(finegrained_data)
-app.command("multilabel")(multilabel_data)
-app.command("voc")(voc_data)
-app.command("coco")(coco_data)
+@app.command("ambiguous")
+def ambiguous_data(
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    seed: int = typer.Option(0, help="Scene and flip seed."),
+    size: int = typer.Option(48, help="Scene side in pixels."),
+    n_train: int = typer.Option(400, help="Training scenes (flipped masks)."),
+    n_val: int = typer.Option(50, help="Validation scenes (flipped masks)."),
+    n_test: int = typer.Option(100, help="Test scenes (base masks; modes in ambiguity.json)."),
+) -> None:
+    """Write multi-garment scenes with whole-class label flips as
+    OUT/{train,val,test}/{images,masks}/STEM.png + OUT/ambiguity.json."""
+    from densecal.data.ambiguity import AmbiguityConfig, write_ambiguity_dataset
+
+    config = AmbiguityConfig(size=size, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
+    for split, path in write_ambiguity_dataset(out, config).items():
+        typer.echo(f"{split:>5}: {path}")
+
+
+@app.command("finegrained")
+def finegrained_data(
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    seed: int = typer.Option(0, help="Scene generation seed."),
+    size: int = typer.Option(48, help="Scene side in pixels."),
+    n_train: int = typer.Option(400, "--n-train"),
+    n_val: int = typer.Option(100, "--n-val"),
+    n_test: int = typer.Option(200, "--n-test"),
+    misleading: float = typer.Option(0.1, "--misleading", help="Fraction of misleading "
+                                     "training images (wrong label, tiny or no garment)."),
+) -> None:
+    """Write the fine-grained demo (shirt / T-shirt / pullover / coat on textures) as
+    OUT/{train,val,test}/ with images/, masks/, labels.csv, classes.txt, manifest.csv."""
+    from densecal.data.finegrained import FineGrainedConfig, write_finegrained_dataset
+
+    config = FineGrainedConfig(size=size, n_train=n_train, n_val=n_val, n_test=n_test,
+                               misleading_fraction=misleading, seed=seed)
+    for split, path in write_finegrained_dataset(out, config).items():
+        typer.echo(f"{split:>5}: {path}")
+
+
+@app.command("multilabel")
+def multilabel_data(
+    out: Path = typer.Option(Path("densecal-multilabel-data"), "--out", help="Output folder."),
+    n_train: int = typer.Option(400, "--n-train", help="Training scenes."),
+    n_val: int = typer.Option(100, "--n-val", help="Validation scenes."),
+    n_test: int = typer.Option(200, "--n-test", help="Test scenes."),
+    size: int = typer.Option(48, help="Scene side in pixels."),
+    seed: int = typer.Option(0, help="Scene generation seed."),
+    classes: str = typer.Option("default", help="Fashion-MNIST class ids (0..9) to draw "
+                                "garments from, comma-separated; 'default' (T-shirt/top, "
+                                "Trouser, Dress, Sandal, Bag, Ankle boot) or 'all'."),
+) -> None:
+    """Write multi-label garment scenes (2-4 Fashion-MNIST garments on a texture, "difficult"
+    flags for small, occluded or low-contrast garments) as OUT/{train,val,test}/ classification
+    folders (images/NAME.png, labels.csv, classes.txt)."""
+    from densecal.data.multilabel import MULTILABEL_CLASSES, write_multilabel_scenes
+
+    named = {"default": list(MULTILABEL_CLASSES), "all": None}
+    try:
+        ids = named[classes] if classes in named else [int(c) for c in classes.split(",")]
+    except ValueError:
+        raise input_error("--classes", f"expected comma-separated integers, 'default' or 'all', "
+                                       f"got {classes!r}") from None
+    splits = write_multilabel_scenes(out, n_train=n_train, n_val=n_val, n_test=n_test,
+                                     size=size, seed=seed, classes=ids)
+    for split, path in splits.items():
+        typer.echo(f"{split:>5}: {path}")
+
+
+@app.command("voc")
+def voc_data(
+    root: Path = typer.Option(..., "--root", help="The VOCdevkit/VOC2007 folder."),
+    split: str = typer.Option("trainval", help="ImageSets/Main split: trainval or test."),
+    out: Path = typer.Option(..., "--out", help="Output classification folder."),
+) -> None:
+    """Convert a VOC 2007 split to a classification folder (difficult labels as 2)."""
+    from densecal.data.voc import convert_voc
+
+    typer.echo(str(convert_voc(root, split, out)))
+
+
+@app.command("coco")
+def coco_data(
+    annotations: Path = typer.Option(..., "--annotations", help="instances_*2014.json."),
+    images: Path = typer.Option(..., "--images", help="Folder of the split's images."),
+    out: Path = typer.Option(..., "--out", help="Output classification folder."),
+) -> None:
+    """Convert a COCO 2014 split to an 80-class multi-label classification folder."""
+    from densecal.data.coco import convert_coco
+
+    typer.echo(str(convert_coco(annotations, images, out)))

@@ -15,7 +15,7 @@ def demo(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train BCE and ASLP on the demo scenes, evaluate on test and OOD, write a report."""
-    from densecal.demo import LABELS, run_demo
+    from densecal.apps.demo import LABELS, run_demo
 
     result = run_demo(out, fast=fast, seed=seed)
     for method, splits in result["runs"].items():

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -41,13 +39,13 @@ def evaluate(
     per-volume means (stems VOLUME__SLICE) and soft-truth calibration when DATA/soft/ exists.
     """
     from densecal.errors import input_error
-    from densecal.evaluation import EvaluationOptions
-    from densecal.predict import (
-        evaluate_checkpoint,
+    from densecal.evaluation import (
+        EvaluationOptions,
         evaluate_class_prediction_folder,
         evaluate_prediction_folder,
+        summary_line,
+        write_evaluation_outputs,
     )
-    from densecal.report.evaluation_report import write_evaluation_outputs
 
     options = EvaluationOptions(n_bins=n_bins, confidence=confidence, aggregate=aggregate,
                                 protocol=protocol, threshold=threshold, target=target)
@@ -60,6 +58,8 @@ def evaluate(
         if num_classes is not None:
             raise input_error("--num-classes", "only used with --pred (a checkpoint knows its "
                                                "classes)")
+        from densecal.apps.evaluate_checkpoint import evaluate_checkpoint
+
         evaluations = evaluate_checkpoint(checkpoint, data, options, ood=ood)
     elif pred is not None and checkpoint is None:
         if gt is None:
@@ -74,28 +74,7 @@ def evaluate(
         raise input_error("evaluate", "give either --checkpoint and --data, or --pred and --gt")
     paths = write_evaluation_outputs(out, evaluations)
     for split, ev in evaluations.items():
-        typer.echo(f"{split}: {_summary_line(ev.result)}")
+        typer.echo(f"{split}: {summary_line(ev.result)}")
         if ev.seconds:
             typer.echo(f"{split}: {ev.throughput_line()}")
     typer.echo(f"wrote {', '.join(p.name for p in paths)} to {out}")
-
-
-def _summary_line(result: dict[str, Any]) -> str:
-    """One console line of a result (multi-class: foreground, soft and per-volume numbers)."""
-    c, s = result["calibration"], result["segmentation"]
-    line = f"ECE {_pct(c['ece'])}  OE {_pct(c['oe'])}  acc {_pct(c['accuracy'])}  "
-    if "dice_class" not in s:
-        return line + f"MAE {s['mae']:.4f}  max-F {s['max_f']:.4f}"
-    line = (f"ECE {_pct(c['ece'])}  fg-ECE {_pct(c['ece_foreground'])}  OE {_pct(c['oe'])}  "
-            f"acc {_pct(c['accuracy'])}  Dice {s['dice']:.4f}  IoU {s['iou']:.4f}")
-    if "soft_truth" in result:
-        line += f"  soft-ECE {_pct(result['soft_truth']['ece'])}"
-    if "per_volume" in result:
-        volumes = result["per_volume"]
-        line += (f"  per-volume Dice {volumes['mean']['dice']:.4f} ± "
-                 f"{volumes['std']['dice']:.4f} ({volumes['n_volumes']} volumes)")
-    return line
-
-
-def _pct(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{100 * x:.2f}%"

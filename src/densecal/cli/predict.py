@@ -17,7 +17,7 @@ def predict(
     batch_size: int = typer.Option(16, "--batch-size"),
 ) -> None:
     """Write one foreground-probability map per image, at the image's original size."""
-    from densecal.predict import predict_folder
+    from densecal.apps.predict import predict_folder
 
     n = predict_folder(checkpoint, data, out, fmt=format, batch_size=batch_size)
     typer.echo(f"wrote {n} maps to {out}")

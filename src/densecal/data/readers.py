@@ -28,6 +28,9 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MASK_EXTENSIONS",
     "PREDICTION_EXTENSIONS",
+    "SUM_TOLERANCE",
+    "check_distribution",
+    "read_distribution",
     "read_image",
     "read_label",
     "read_mask",
@@ -271,3 +274,74 @@ def read_prediction(path: str | Path, *, keep_8bit: bool = False) -> np.ndarray:
     image = _open_image(path, PREDICTION_EXTENSIONS)
     gray = _gray8(path, image) if keep_8bit else None
     return gray if gray is not None else _mask_values(path, image)
+
+
+SUM_TOLERANCE = 1e-3
+"""Largest accepted ``|sum_k p_k - 1|`` of a probability or soft-truth map (as the metrics)."""
+
+
+def check_distribution(array: np.ndarray, where: str | Path, num_classes: int,
+                       shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Check that ``array`` is a ``(K, H, W)`` map of distributions over K classes.
+
+    Args:
+        array: the map; any real dtype.
+        where: the file or image named in errors.
+        num_classes: K.
+        shape: the expected spatial size ``(H, W)`` (e.g. the label map's), if known.
+
+    Returns:
+        The map as float32 ``(K, H, W)``, values in [0, 1], summing to 1 over K within
+        :data:`SUM_TOLERANCE`.
+
+    Raises:
+        DensecalInputError: wrong dtype or shape, NaN / Inf, values outside [0, 1], or sums
+            over K away from 1 (the message names ``where``).
+    """
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+        got = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
+        raise input_error(where, f"expected a real-valued array, got {got}")
+    want = f"({num_classes}, {', '.join(map(str, shape)) if shape else 'H, W'})"
+    if (array.ndim != 3 or array.shape[0] != num_classes or array.size == 0
+            or (shape is not None and array.shape[1:] != tuple(shape))):
+        raise input_error(where, f"expected class probabilities of shape {want}, got "
+                                 f"{tuple(array.shape)}")
+    values = array.astype(np.float64, copy=False)
+    if not np.isfinite(values).all():
+        raise input_error(where, f"contains {int((~np.isfinite(values)).sum())} NaN or Inf "
+                                 "values")
+    if values.min() < 0.0 or values.max() > 1.0:
+        raise input_error(where, f"values outside [0, 1] (min {values.min():.6g}, max "
+                                 f"{values.max():.6g}); probabilities expected")
+    deviation = float(np.abs(values.sum(axis=0) - 1.0).max())
+    if deviation > SUM_TOLERANCE:
+        raise input_error(where, f"does not sum to 1 over the {num_classes} classes (max |sum - "
+                                 f"1| {deviation:.3g})")
+    return array.astype(np.float32, copy=False)
+
+
+def read_distribution(path: str | Path, num_classes: int,
+                      shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Read a ``.npy`` map of class probabilities or soft truth ``(K, H, W)``.
+
+    Args:
+        path: the ``.npy`` file.
+        num_classes: K.
+        shape: expected spatial size ``(H, W)``, if known.
+
+    Returns:
+        float32 ``(K, H, W)``, see :func:`check_distribution`.
+
+    Raises:
+        DensecalInputError: missing or unreadable file, or a map that
+            :func:`check_distribution` refuses (the message names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise input_error(path, "missing file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise input_error(path, f"cannot be read as a .npy array: {detail}") from None
+    return check_distribution(array, path, num_classes, shape)

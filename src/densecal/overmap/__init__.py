@@ -5,6 +5,7 @@ Kantor et al., AAAI 2021 (two-page abstract, no code); the definitions here are 
 
 from __future__ import annotations
 
+from densecal._deprecated import moved_names
 from densecal.overmap.analysis import OvermapResult, analyse_images
 from densecal.overmap.evaluation import (
     accuracy_by_bin,
@@ -15,7 +16,7 @@ from densecal.overmap.evaluation import (
     risk_coverage,
 )
 from densecal.overmap.gradcam import grad_cam, minmax_normalise, resolve_layer
-from densecal.overmap.masks import masks_from_folder, masks_from_segmenter
+from densecal.overmap.masks import masks_from_folder
 from densecal.overmap.report import OVERMAP_SCHEMA, overmap_metrics, write_overmap_outputs
 from densecal.overmap.scores import (
     SCORES,
@@ -36,7 +37,6 @@ __all__ = [
     "combine_confidence",
     "grad_cam",
     "masks_from_folder",
-    "masks_from_segmenter",
     "minmax_normalise",
     "misclassification_auroc",
     "overlap_scores",
@@ -48,3 +48,5 @@ __all__ = [
     "threshold_iou",
     "write_overmap_outputs",
 ]
+
+__getattr__ = moved_names(__name__, {"masks_from_segmenter": "densecal.apps.overmap"})

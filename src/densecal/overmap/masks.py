@@ -1,7 +1,7 @@
-"""Object masks ``M`` for Over-MAP: from a densecal saliency checkpoint or from a masks folder.
+"""Object masks ``M`` for Over-MAP read from a masks folder.
 
-The segmenter must be independent of the classifier (METHODS.md section 6); a densecal binary
-checkpoint (``densecal train``) gives foreground maps that are binarised at ``threshold``.
+Masks from a segmentation checkpoint come from :func:`densecal.apps.overmap.masks_from_segmenter`
+(the segmenter must be independent of the classifier).
 """
 
 from __future__ import annotations
@@ -11,33 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from densecal._deprecated import moved_names
 from densecal.data.readers import MASK_EXTENSIONS, read_mask
 from densecal.errors import input_error
 
-__all__ = ["masks_from_folder", "masks_from_segmenter"]
+__all__ = ["masks_from_folder"]
 
-
-def masks_from_segmenter(checkpoint: str | Path, images: Sequence[np.ndarray],
-                         threshold: float = 0.5, batch_size: int = 16) -> list[np.ndarray]:
-    """Binary masks ``q >= threshold`` from a binary densecal segmentation checkpoint.
-
-    Args:
-        checkpoint: a ``densecal train`` checkpoint of a binary (saliency) model.
-        images: RGB ``(H, W, 3)`` uint8 images.
-        threshold: foreground probability threshold.
-        batch_size: images per forward pass.
-
-    Returns:
-        ``(H, W)`` bool masks at each image's size.
-
-    Raises:
-        DensecalInputError: bad checkpoint or a multi-class one.
-    """
-    # lazy: the segmentation module pulls in Lightning, which the rest of overmap does not need
-    from densecal.methods.inference import load_module, predict_images
-
-    module = load_module(checkpoint)
-    return [q >= threshold for q in predict_images(module, images, batch_size)]
+__getattr__ = moved_names(__name__, {"masks_from_segmenter": "densecal.apps.overmap"})
 
 
 def masks_from_folder(folder: str | Path, names: Sequence[str],

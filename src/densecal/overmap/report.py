@@ -81,11 +81,11 @@ def save_overmap_grid(images: Sequence[np.ndarray], maps: Sequence[np.ndarray],
             ``"name\\npred Coat\\nlabel Shirt\\nOM=0.71"``).
         path: destination file.
     """
-    from densecal.report.figures import _figure_format, _new_figure, _save
+    from densecal.report.figures import figure_format, new_figure, save_figure
 
-    fmt = _figure_format(path)
+    fmt = figure_format(path)
     n = len(maps)
-    fig = _new_figure((6.6, 2.1 * max(n, 1)))
+    fig = new_figure((6.6, 2.1 * max(n, 1)))
     axes = fig.subplots(max(n, 1), 3, squeeze=False)
     for r in range(n):
         axes[r, 0].imshow(images[r])
@@ -99,7 +99,7 @@ def save_overmap_grid(images: Sequence[np.ndarray], maps: Sequence[np.ndarray],
             axes[r, c].set_yticks([])
             if r == 0:
                 axes[r, c].set_title(title, fontsize="small")
-    _save(fig, path, fmt)
+    save_figure(fig, path, fmt)
 
 
 def write_overmap_outputs(out: str | Path, names: Sequence[str], classes: Sequence[str],

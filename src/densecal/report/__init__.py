@@ -7,7 +7,14 @@ when a figure is drawn.
 
 from __future__ import annotations
 
-from densecal.report.figures import plot_reliability, save_prediction_grid, save_reliability_grid
+from densecal._deprecated import moved_names
+from densecal.report.figures import (
+    new_figure,
+    plot_reliability,
+    save_figure,
+    save_prediction_grid,
+    save_reliability_grid,
+)
 from densecal.report.tables import (
     DEFAULT_COLUMNS,
     PERCENT_KEYS,
@@ -17,10 +24,7 @@ from densecal.report.tables import (
     metrics_table,
 )
 from densecal.report.writers import (
-    EVALUATE_SCHEMA,
-    EVALUATE_SECTIONS,
     to_jsonable,
-    validate_evaluate_result,
     write_json,
     write_per_image_csv,
     write_report_md,
@@ -28,19 +32,22 @@ from densecal.report.writers import (
 
 __all__ = [
     "DEFAULT_COLUMNS",
-    "EVALUATE_SCHEMA",
-    "EVALUATE_SECTIONS",
     "PERCENT_KEYS",
     "format_percent",
     "format_value",
     "markdown_table",
     "metrics_table",
+    "new_figure",
     "plot_reliability",
+    "save_figure",
     "save_prediction_grid",
     "save_reliability_grid",
     "to_jsonable",
-    "validate_evaluate_result",
     "write_json",
     "write_per_image_csv",
     "write_report_md",
 ]
+
+__getattr__ = moved_names(__name__, dict.fromkeys(
+    ("EVALUATE_SCHEMA", "EVALUATE_SECTIONS", "validate_evaluate_result"),
+    "densecal.evaluation.schema"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from densecal.errors import input_error
-from densecal.report.figures import _figure_format, _new_figure, _save
+from densecal.report.figures import figure_format, new_figure, save_figure
 
 __all__ = ["confidence_error_map", "save_metric_scatter", "save_soft_truth_examples"]
 
@@ -24,8 +24,8 @@ def save_metric_scatter(points: Mapping[str, Sequence[tuple[float, float]]], pat
         xlabel: x-axis label.
         ylabel: y-axis label.
     """
-    fmt = _figure_format(path)
-    fig = _new_figure((6.0, 4.5))
+    fmt = figure_format(path)
+    fig = new_figure((6.0, 4.5))
     ax = fig.add_subplot(1, 1, 1)
     for name, series in points.items():
         if series:
@@ -35,7 +35,7 @@ def save_metric_scatter(points: Mapping[str, Sequence[tuple[float, float]]], pat
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", frameon=False, loc="best")
-    _save(fig, path, fmt)
+    save_figure(fig, path, fmt)
 
 
 def confidence_error_map(probs: np.ndarray, soft: np.ndarray) -> np.ndarray:
@@ -92,9 +92,9 @@ def save_soft_truth_examples(image: np.ndarray, soft: np.ndarray,
     """
     if not predictions:
         raise input_error("predictions", "need at least one method's prediction")
-    fmt = _figure_format(path)
+    fmt = figure_format(path)
     cols = len(predictions) + 2
-    fig = _new_figure((2.1 * cols, 4.6))
+    fig = new_figure((2.1 * cols, 4.6))
     top = [fig.add_subplot(2, cols, c + 1) for c in range(cols)]
     top[0].imshow(image, cmap="gray")
     top[0].set_title("image", fontsize="small")
@@ -115,4 +115,4 @@ def save_soft_truth_examples(image: np.ndarray, soft: np.ndarray,
     legend.set_axis_off()
     if last is not None:
         fig.colorbar(last, ax=legend, fraction=0.8, label="confidence error")
-    _save(fig, path, fmt)
+    save_figure(fig, path, fmt)

@@ -27,8 +27,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "figure_format",
+    "new_figure",
     "plot_reliability",
     "save_classwise_reliability_grid",
+    "save_figure",
     "save_prediction_grid",
     "save_reliability_grid",
 ]
@@ -41,8 +44,12 @@ _DPI = 120
 _FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 
 
-def _new_figure(figsize: tuple[float, float]) -> Figure:
-    """A Figure on its own Agg canvas (no pyplot, no global backend change)."""
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A Figure on its own Agg canvas (no pyplot, no global backend change).
+
+    Args:
+        figsize: ``(width, height)`` in inches.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -51,15 +58,26 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
     return fig
 
 
-def _figure_format(path: str | Path) -> str:
+def figure_format(path: str | Path) -> str:
+    """The matplotlib format of a figure path: ``png``, ``pdf`` or ``svg`` by its suffix.
+
+    Raises:
+        DensecalInputError: any other suffix.
+    """
     suffix = Path(path).suffix.lower()
     if suffix not in _FORMATS:
         raise input_error(path, f"figure files must end in one of {sorted(_FORMATS)}")
     return _FORMATS[suffix]
 
 
-def _save(fig: Figure, path: str | Path, fmt: str) -> None:
-    """Render ``fig`` to ``path`` atomically (nothing is left behind if rendering fails)."""
+def save_figure(fig: Figure, path: str | Path, fmt: str) -> None:
+    """Render ``fig`` to ``path`` atomically (nothing is left behind if rendering fails).
+
+    Args:
+        fig: a figure from :func:`new_figure`.
+        path: the file to write (replaced only once the figure is complete).
+        fmt: the format, from :func:`figure_format`.
+    """
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=_DPI, bbox_inches="tight")
 
@@ -134,7 +152,7 @@ def plot_reliability(
     """
     rel = _reliability_arrays(reliability)
     if ax is None:
-        ax = _new_figure((4.2, 4.8 if show_counts else 4.2)).add_subplot()
+        ax = new_figure((4.2, 4.8 if show_counts else 4.2)).add_subplot()
     lo, hi, count = rel["bin_lower"], rel["bin_upper"], rel["count"]
     filled = count > 0
     centre, width = (lo + hi) / 2.0, hi - lo
@@ -204,21 +222,21 @@ def save_reliability_grid(
         DensecalInputError: for no runs, an unsupported suffix, a name in ``titles`` / ``ece``
             that is not a run, or bad bins (see :func:`plot_reliability`). Nothing is written.
     """
-    fmt = _figure_format(path)
+    fmt = figure_format(path)
     if len(runs) == 0:
         raise input_error("runs", "is empty; nothing to plot")
     _check_names(titles, runs, "titles")
     _check_names(ece, runs, "ece")
     for name, rel in runs.items():
         _reliability_arrays(rel, where=f"runs[{name!r}]")
-    fig = _new_figure((4.2 * len(runs), 4.8))
+    fig = new_figure((4.2 * len(runs), 4.8))
     axes = fig.subplots(1, len(runs), squeeze=False)[0]
     for ax, (name, rel) in zip(axes, runs.items(), strict=True):
         title = (titles or {}).get(name, name)
         if ece is not None and name in ece:
             title = f"{title} — ECE {format_percent(ece[name], sign=True)}"
         plot_reliability(rel, ax, title=title)
-    _save(fig, path, fmt)
+    save_figure(fig, path, fmt)
 
 
 def _grid_map(x: Any, where: str, shape: tuple[int, ...] | None) -> np.ndarray:
@@ -281,7 +299,7 @@ def save_prediction_grid(
             mismatches, values outside [0, 1], a wrong number of column titles or an
             unsupported suffix. Nothing is written.
     """
-    fmt = _figure_format(path)
+    fmt = figure_format(path)
     preds = _prediction_keys(rows)
     methods = [k[len("pred/"):] for k in preds]
     titles = ["Image", "Ground truth"]
@@ -309,7 +327,7 @@ def save_prediction_grid(
                 line.append((np.maximum(m, 1.0 - m), {"cmap": "magma", "vmin": 0.5, "vmax": 1.0}))
         panels.append(line)
     h, w = panels[0][0][0].shape[:2]
-    fig = _new_figure((2.0 * len(titles), (2.0 * h / w + 0.3) * len(rows)))
+    fig = new_figure((2.0 * len(titles), (2.0 * h / w + 0.3) * len(rows)))
     axes = fig.subplots(len(rows), len(titles), squeeze=False,
                         gridspec_kw={"wspace": 0.05, "hspace": 0.1})
     for r, line in enumerate(panels):
@@ -322,7 +340,7 @@ def save_prediction_grid(
                 ax.set_title(titles[c], fontsize="small")
         if "name" in rows[r]:
             axes[r, 0].set_ylabel(str(rows[r]["name"]), fontsize="small")
-    _save(fig, path, fmt)
+    save_figure(fig, path, fmt)
 
 
 def _class_rows(values: Any, where: str) -> list[list[float]]:
@@ -364,7 +382,7 @@ def save_classwise_reliability_grid(
             ``(C, n_bins)``, a wrong number of class names, ``max_classes`` < 1, or bad bins
             (see :func:`plot_reliability`). Nothing is written.
     """
-    fmt = _figure_format(path)
+    fmt = figure_format(path)
     if not isinstance(reliability, Mapping):
         raise input_error("reliability", "must be a mapping of per-class bin tables, got "
                                          f"{type(reliability).__name__}")
@@ -393,11 +411,11 @@ def save_classwise_reliability_grid(
         rows.append(row)
     n_cols = min(4, shown)
     n_rows = -(-shown // n_cols)
-    fig = _new_figure((3.2 * n_cols, 3.6 * n_rows))
+    fig = new_figure((3.2 * n_cols, 3.6 * n_rows))
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for k, ax in enumerate(axes.flat):
         if k < shown:
             plot_reliability(rows[k], ax, title=names[k], show_counts=False)
         else:
             ax.set_axis_off()
-    _save(fig, path, fmt)
+    save_figure(fig, path, fmt)

@@ -30,105 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from densecal._checks import is_int, is_real
 from densecal.atomic import atomic_path, atomic_write_text
 from densecal.errors import input_error
 
 __all__ = [
-    "EVALUATE_SCHEMA",
-    "EVALUATE_SECTIONS",
     "to_jsonable",
-    "validate_evaluate_result",
     "write_json",
     "write_per_image_csv",
     "write_report_md",
 ]
-
-EVALUATE_SCHEMA = "densecal.evaluate/1"
-
-#: Exact key sets of each section of an evaluate result.
-EVALUATE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "dataset": ("name", "n_images", "n_pixels"),
-    "protocol": ("n_bins", "confidence", "threshold", "aggregate", "protocol", "target"),
-    "calibration": ("ece", "mce", "oe", "ace", "brier", "nll", "accuracy"),
-    "segmentation": ("mae", "max_f", "mean_f", "adaptive_f", "max_e", "mean_e", "s_measure",
-                     "weighted_f", "dice", "iou"),
-    "reliability": ("bin_lower", "bin_upper", "count", "confidence", "accuracy"),
-}
-# Keys allowed above 1: NLL is unbounded; pysodmetrics' E-measure divides by (H*W - 1).
-_NO_UPPER_BOUND = frozenset({("calibration", "nll"), ("segmentation", "max_e"),
-                             ("segmentation", "mean_e")})
-_WHERE = "evaluate result"
-
-
-def _check_keys(d: Any, expected: Sequence[str], prefix: str) -> None:
-    if not isinstance(d, Mapping):
-        raise input_error(_WHERE, f"{prefix or 'result'} must be a mapping, got "
-                                  f"{type(d).__name__}")
-    dotted = f"{prefix}." if prefix else ""
-    missing = [k for k in expected if k not in d]
-    if missing:
-        raise input_error(_WHERE, f"missing key '{dotted}{missing[0]}'")
-    extra = [k for k in d if k not in expected]
-    if extra:
-        raise input_error(_WHERE, f"unexpected key '{dotted}{extra[0]}'")
-
-
-def _is_number(x: Any) -> bool:
-    return is_real(x)
-
-
-def _check_fraction(section: str, key: str, x: Any) -> None:
-    if x is None or (_is_number(x) and math.isnan(float(x))):
-        return  # undefined value (JSON null)
-    if not _is_number(x):
-        raise input_error(_WHERE, f"{section}.{key} must be a number, got {type(x).__name__}")
-    value = float(x)
-    upper = math.inf if (section, key) in _NO_UPPER_BOUND else 1.0
-    if not (0.0 <= value <= upper):
-        raise input_error(_WHERE, f"{section}.{key} = {value!r} is not a fraction in [0, 1] "
-                                  "(values are fractions, not percentages)")
-
-
-def validate_evaluate_result(d: Mapping[str, Any]) -> None:
-    """Check that ``d`` follows schema ``densecal.evaluate/1`` exactly.
-
-    Checks the exact key set of the top level and of every section, the schema string, that
-    metric values are numbers (or ``None``/NaN) in [0, 1] (NLL >= 0 and E-measures >= 0 without
-    upper bound), and that the five reliability lists have one entry per bin.
-
-    Args:
-        d: the result dict (as built in memory or read back from ``metrics.json``).
-
-    Raises:
-        DensecalInputError: (a ``ValueError``) naming the first missing or unexpected key, or
-            the offending value, e.g. ``"evaluate result: missing key 'calibration.ece'"``.
-    """
-    _check_keys(d, ("schema", *EVALUATE_SECTIONS), "")
-    if d["schema"] != EVALUATE_SCHEMA:
-        raise input_error(_WHERE, f"schema must be {EVALUATE_SCHEMA!r}, got {d['schema']!r}")
-    for section, keys in EVALUATE_SECTIONS.items():
-        _check_keys(d[section], keys, section)
-    for section in ("calibration", "segmentation"):
-        for key, value in d[section].items():
-            _check_fraction(section, key, value)
-    for key in ("n_images", "n_pixels", "n_bins"):
-        section = "protocol" if key == "n_bins" else "dataset"
-        value = d[section][key]
-        if not (is_int(value) and value >= 0):
-            raise input_error(_WHERE, f"{section}.{key} must be a non-negative integer, "
-                                      f"got {value!r}")
-    rel = d["reliability"]
-    n_bins = d["protocol"]["n_bins"]
-    for key in EVALUATE_SECTIONS["reliability"]:
-        try:
-            length = len(rel[key])
-        except TypeError:
-            raise input_error(_WHERE, f"reliability.{key} must be a list") from None
-        if length != n_bins:
-            raise input_error(_WHERE, f"reliability.{key} has {length} entries, "
-                                      f"protocol.n_bins is {n_bins}")
-
 
 def to_jsonable(obj: Any) -> Any:
     """Convert ``obj`` to plain JSON types, recursively.

@@ -5,7 +5,7 @@ a time, update constant-memory calibration state (:class:`~densecal.metrics.Pixe
 and the SOD accuracy measures (:class:`~densecal.metrics.segmentation.SODMetrics`), and come out
 as one result dict of schema ``densecal.evaluate/1`` plus a per-image table.
 
-Protocols (DESIGN.md section 4):
+Protocols (``docs/methods.md``, *Evaluation protocols*):
 
 * ``raw`` (default): the model's probabilities as they are; a pixel is correct when
   ``1[q >= threshold] == 1[y >= 0.5]`` (``target="hard"``) or in expectation over a soft ``y``
@@ -19,76 +19,19 @@ Protocols (DESIGN.md section 4):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import torch
 
 from densecal.errors import input_error
-from densecal.metrics import PixelCalibration
-from densecal.metrics.segmentation import SODMetrics
-from densecal.report.writers import EVALUATE_SCHEMA
+from densecal.evaluation.options import EvaluationOptions
+from densecal.evaluation.schema import EVALUATE_SCHEMA, Evaluation
+from densecal.metrics import PixelCalibration, SODMetrics
 
-__all__ = [
-    "EVALUATE_SCHEMA",
-    "Evaluation",
-    "EvaluationOptions",
-    "Evaluator",
-    "evaluate_maps",
-    "iter_prediction_pairs",
-    "official_quantise",
-]
+__all__ = ["Evaluator", "evaluate_maps", "official_quantise"]
 
-PROTOCOLS = ("raw", "official")
-
-
-@dataclass(frozen=True)
-class EvaluationOptions:
-    """How maps are scored (each a named option of ``densecal evaluate``).
-
-    Attributes:
-        n_bins: equal-width confidence bins on [0, 1], right-closed.
-        confidence: ``top-label`` (c = max(q, 1 − q)) or ``positive`` (c = q).
-        aggregate: ``pooled`` (one histogram over every pixel) or ``per-image`` (mean of
-            per-image values).
-        protocol: ``raw`` or ``official`` (see the module docstring).
-        threshold: foreground decision threshold on q.
-        target: ``hard`` or ``soft`` ground truth (the ``official`` protocol uses ``strict``).
-    """
-
-    n_bins: int = 10
-    confidence: str = "top-label"
-    aggregate: str = "pooled"
-    protocol: str = "raw"
-    threshold: float = 0.5
-    target: str = "hard"
-
-    def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise input_error("--protocol", f"unknown protocol {self.protocol!r}; choose raw or "
-                              "official")
-        if self.n_bins < 1:
-            raise input_error("--n-bins", f"must be at least 1, got {self.n_bins}")
-
-    @property
-    def target_type(self) -> str:
-        """The correctness rule actually used (``strict`` under the official protocol)."""
-        return "strict" if self.protocol == "official" else self.target
-
-    def metric_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :class:`PixelCalibration` / :func:`pixel_calibration`."""
-        return {"n_bins": self.n_bins, "confidence": self.confidence,
-                "aggregate": self.aggregate, "threshold": self.threshold,
-                "target_type": self.target_type}
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``protocol`` block of ``metrics.json``."""
-        return {"n_bins": self.n_bins, "confidence": self.confidence,
-                "threshold": self.threshold, "aggregate": self.aggregate,
-                "protocol": self.protocol, "target": self.target_type}
 
 
 def official_quantise(pred: np.ndarray) -> np.ndarray:
@@ -106,28 +49,6 @@ def official_quantise(pred: np.ndarray) -> np.ndarray:
     if hi > lo:
         pred = (pred - lo) / (hi - lo)
     return (np.round(pred * 255.0) / 255.0).astype(np.float32)
-
-
-@dataclass
-class Evaluation:
-    """The outcome of evaluating one dataset: ``result`` (schema ``densecal.evaluate/1``),
-    ``per_image`` rows (name plus per-image calibration and accuracy values) and ``seconds``:
-    wall-clock time of the whole pass (``total``, from the evaluator's creation, so decoding
-    that is not overlapped is included) and of its ``calibration`` and ``segmentation``
-    metrics (kept out of ``result``, which stays reproducible)."""
-
-    result: dict[str, Any]
-    per_image: list[dict[str, Any]] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def throughput_line(self) -> str:
-        """``"N images in T s (R images/s; calibration C s, segmentation S s)"``."""
-        n, sec = self.result["dataset"]["n_images"], self.seconds
-        total = sec.get("total", 0.0)
-        rate = f"{n / total:.1f} images/s" if total > 0 else "n/a images/s"
-        return (f"{n} images in {total:.2f} s ({rate}; calibration "
-                f"{sec.get('calibration', 0.0):.2f} s, segmentation "
-                f"{sec.get('segmentation', 0.0):.2f} s)")
 
 
 class Evaluator:
@@ -263,45 +184,3 @@ def evaluate_maps(pairs: Iterable[tuple[str, np.ndarray, np.ndarray]],
     for item in pairs:
         evaluator.add(*item)
     return evaluator.evaluation()
-
-
-def iter_prediction_pairs(pred_dir: str | Path, gt_dir: str | Path,
-                          num_workers: int = 0) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Decode saved prediction maps and masks, paired by stem, in DataLoader workers.
-
-    Args:
-        pred_dir: folder of ``.png`` (value/255) or ``.npy`` (probabilities) maps.
-        gt_dir: folder of masks, or a folder dataset root (mask folder auto-detected).
-        num_workers: decoding processes (0 decodes in this process).
-
-    Yields:
-        ``(name, prediction (H, W), ground truth (H, W) float32)`` in name order; an 8-bit
-        PNG prediction comes as its uint8 levels (``v / 255``, see :meth:`Evaluator.add`),
-        other predictions as float32 probabilities.
-    """
-    from densecal.data import find_prediction_pairs
-
-    dataset = _PredictionPairs(find_prediction_pairs(pred_dir, gt_dir))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
-                                         num_workers=num_workers, collate_fn=_identity)
-    yield from loader
-
-
-class _PredictionPairs(torch.utils.data.Dataset):
-    """Decodes (prediction, mask) pairs; module-level so DataLoader workers can pickle it."""
-
-    def __init__(self, pairs: list[Any]) -> None:
-        self.pairs = pairs
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int) -> tuple[str, np.ndarray, np.ndarray]:
-        from densecal.data import read_mask, read_prediction
-
-        pair = self.pairs[i]
-        return pair.name, read_prediction(pair.image, keep_8bit=True), read_mask(pair.mask)
-
-
-def _identity(item: Any) -> Any:
-    return item

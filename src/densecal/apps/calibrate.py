@@ -1,0 +1,65 @@
+"""Fit a checkpoint's post-hoc temperature on held-out data: ``densecal calibrate``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from densecal.apps.predict import load_segmenter, predicted
+from densecal.atomic import atomic_path
+from densecal.data import find_pairs, read_label, read_mask
+from densecal.errors import input_error
+from densecal.methods.inference import predict_logits
+from densecal.posthoc import FitResult
+
+__all__ = ["calibrate_checkpoint"]
+
+
+def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Path | None = None,
+                         *, batch_size: int = 16) -> tuple[FitResult, Path]:
+    """Fit the checkpoint's post-hoc temperature on a held-out folder dataset and save it.
+
+    The frozen model predicts every image of ``data`` at its original size; T is fitted by
+    streamed NLL minimisation (:meth:`densecal.posthoc.TemperatureScaler.fit`) against the masks,
+    and a copy of the checkpoint carrying T is written atomically. ``predict`` and ``evaluate``
+    then apply ``sigmoid(logits / T)``. The logits are cached on the CPU during the fit (4 bytes
+    per pixel of ``data``).
+
+    Args:
+        checkpoint: a ``densecal train`` checkpoint.
+        data: a folder dataset held out from training (e.g. the validation split).
+        out: where to write the calibrated checkpoint (default: ``NAME-calibrated.ckpt`` beside
+            the input; the input is never modified unless ``out`` names it).
+        batch_size: images per forward pass.
+
+    Returns:
+        The fit result (temperature, NLL before and after, passes, whether it hit a bound) and
+        the path written.
+    """
+    checkpoint = Path(checkpoint)
+    out = Path(out) if out is not None else checkpoint.with_name(
+        f"{checkpoint.stem}-calibrated{checkpoint.suffix}")
+    module = load_segmenter(checkpoint)
+    pairs = [(p.name, p.image, p.mask) for p in find_pairs(data)]
+
+    binary = module.task == "binary"
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for (_, _, mask_path), _, logits in predicted(module, pairs, predict_logits,
+                                                       batch_size):
+            mask = read_mask(mask_path) if binary else read_label(mask_path)
+            if mask.shape != tuple(logits.shape[-2:]):
+                raise input_error(mask_path, f"mask size {mask.shape} differs from image "
+                                  f"size {tuple(logits.shape[-2:])}")
+            yield logits[None].cpu(), torch.from_numpy(mask)[None]
+
+    result = module.temperature.fit(
+        batches(), cache_logits=True, ignore_index=None if binary else module.config.ignore_index)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    for key, value in module.temperature.state_dict().items():
+        state["state_dict"][f"temperature.{key}"] = value.cpu()
+    with atomic_path(out) as tmp:
+        torch.save(state, tmp)
+    return result, out

@@ -1,0 +1,100 @@
+"""The floor plan holds: the core never loads Lightning, nothing imports upward, no cycles.
+
+The import graph is read from the source text by ``scripts/import_layers.py`` (the same script
+that prints the layer counts); the Lightning checks import in a fresh interpreter, so what
+other tests loaded does not count.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from _benchmark_scripts import load_script
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+layers = load_script(ROOT / "scripts" / "import_layers.py", "import_layers")
+
+CORE = ("losses", "metrics", "posthoc", "overmap", "evaluation", "report", "data")
+
+
+def _fresh(code: str) -> list[str]:
+    """Run ``code`` in a new interpreter; the Lightning modules it left in ``sys.modules``."""
+    probe = (f"{code}\nimport sys, json\n"
+             "print(json.dumps(sorted(m for m in sys.modules\n"
+             "    if m.split('.')[0] in ('lightning', 'pytorch_lightning'))))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, cwd=ROOT)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_core_packages_do_not_import_lightning() -> None:
+    assert _fresh("\n".join(f"import densecal.{name}" for name in CORE)) == []
+
+
+def test_cli_help_does_not_import_lightning() -> None:
+    assert _fresh("from densecal.cli.main import main\nmain(['--help'])") == []
+
+
+def test_evaluate_saved_maps_does_not_import_lightning(tmp_path: Path) -> None:
+    """``densecal evaluate --pred --gt`` in-process: scoring saved maps needs no model."""
+    for folder in ("pred", "gt"):
+        (tmp_path / folder).mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(
+            tmp_path / "pred" / f"{i}.png")
+        Image.fromarray(((rng.random((8, 8)) > 0.5) * 255).astype(np.uint8)).save(
+            tmp_path / "gt" / f"{i}.png")
+    code = ("from densecal.cli.main import main\n"
+            f"main(['evaluate', '--pred', {str(tmp_path / 'pred')!r}, '--gt', "
+            f"{str(tmp_path / 'gt')!r}, '--out', {str(tmp_path / 'eval')!r}])")
+    assert _fresh(code) == []
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["dataset"][
+        "n_images"] == 3
+
+
+@pytest.mark.parametrize("deferred", [False, True], ids=["module-level", "all-imports"])
+def test_nothing_imports_upward_and_no_cycles(deferred: bool) -> None:
+    graph = layers.import_graph(SRC, deferred=deferred)
+    assert layers.upward_imports(graph) == []
+    assert layers.cycles(graph) == []
+
+
+def test_every_module_has_a_floor() -> None:
+    graph = layers.import_graph(SRC)
+    assert [m for m in graph if layers.floor_of(m) is None] == []
+
+
+def test_upward_import_is_detected() -> None:
+    """The check can fail: a metric importing the evaluation layer is an upward import."""
+    graph = {"densecal.metrics.x": {"densecal.evaluation.binary"},
+             "densecal.evaluation.binary": set()}
+    assert layers.upward_imports(graph) == [("densecal.metrics.x", "densecal.evaluation.binary")]
+    assert layers.cycles({"a": {"b"}, "b": {"a"}}) == [["a", "b"]]
+
+
+def _inline_bool_checks(path: Path) -> list[int]:
+    """Lines of ``isinstance(x, bool) or ...`` checks (validation belongs in _checks.py)."""
+    hits = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.BoolOp) and any(
+                isinstance(v, ast.Call) and getattr(v.func, "id", "") == "isinstance"
+                and len(v.args) == 2 and getattr(v.args[1], "id", "") == "bool"
+                for v in node.values):
+            hits.append(node.lineno)
+    return hits
+
+
+def test_no_inline_bool_number_checks() -> None:
+    found = {str(p.relative_to(SRC)): _inline_bool_checks(p)
+             for p in (SRC / "densecal").rglob("*.py") if p.name != "_checks.py"}
+    assert {k: v for k, v in found.items() if v} == {}
