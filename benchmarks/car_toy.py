@@ -7,7 +7,7 @@ Run: ``python benchmarks/car_toy.py [--quick] [--out DIR] [--seeds 5] [--steps 5
 training on one idle CPU core with ``OMP_NUM_THREADS=1``; the full run is
 ``2 x len(pis) x seeds`` trainings.
 
-Data and model (Kassapis et al., ICCV 2021, 4.1; METHODS.md 4; ``densecal.methods.car_toy``):
+Data and model (Kassapis et al., ICCV 2021, 4.1; METHODS.md 4; ``densecal.methods.car.toy``):
 ``x ~ U(0, 1)``, upper branch with probability ``pi``; ``y = +-0.5`` for ``x < 0.4``, converging
 lines ``+-(1 - 1.25 x)`` up to 0.8, 0 after, noise sigma 0.02. F, G, D are 4x64 MLPs, trained
 as the paper's toy code does (F fitted first for 1500 steps and frozen; then 5000 steps of D and
@@ -41,7 +41,7 @@ import torch
 from car_ambiguity import ROOT, emit, machine_info
 
 from densecal.atomic import atomic_path
-from densecal.methods.car_toy import sample_toy, toy_mean, train_toy
+from densecal.methods.car.toy import sample_toy, toy_mean, train_toy
 
 VARIANTS: dict[str, bool] = {"car": True, "no_cal": False}
 SCHEDULES: dict[str, dict[str, Any]] = {

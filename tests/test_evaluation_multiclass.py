@@ -385,7 +385,7 @@ def test_evaluate_checkpoint_multiclass_with_soft_truth(folder: tuple[Path, Path
 
     from densecal.apps.evaluate_checkpoint import evaluate_checkpoint
     from densecal.methods import TrainConfig
-    from densecal.methods.binary import SegmentationModule
+    from densecal.methods.segmentation.module import SegmentationModule
 
     torch.manual_seed(0)
     config = TrainConfig(method="ce", num_classes=3, model="unet-small")

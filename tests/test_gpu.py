@@ -462,7 +462,7 @@ def test_train_on_device_then_evaluate_on_cpu(tiny_demo: dict[str, Path], tmp_pa
                                               device: torch.device,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from densecal.cli.main import main
-    from densecal.methods.inference import load_module
+    from densecal.methods.segmentation.inference import load_module
 
     accelerator = "gpu" if device.type == "cuda" else "cpu"
     run_dir = tmp_path / "aslp"

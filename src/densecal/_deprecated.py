@@ -43,16 +43,20 @@ def moved_module(old: str, new: str) -> Callable[[str], Any]:
     return __getattr__
 
 
-def moved_names(old: str, names: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` for names that left module ``old``: ``{name: new module}``.
+def moved_names(old: str, names: Mapping[str, str], default: str | None = None
+                ) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for names that left module ``old``: ``{name: new module}``;
+    any other name is looked up in ``default`` (the module most of ``old`` moved to), if given.
 
     Raises:
         AttributeError: a name that never was in ``old``.
     """
     def __getattr__(name: str) -> Any:
-        if name not in names:
+        new = names.get(name, default)
+        if new is None or name.startswith("__"):
             raise AttributeError(f"module {old!r} has no attribute {name!r}")
-        _warn(f"{old}.{name}", f"{names[name]}.{name}")
-        return getattr(importlib.import_module(names[name]), name)
+        value = getattr(importlib.import_module(new), name)
+        _warn(f"{old}.{name}", f"{new}.{name}")
+        return value
 
     return __getattr__

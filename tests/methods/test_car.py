@@ -13,9 +13,9 @@ from PIL import Image
 
 from densecal.errors import DensecalInputError
 from densecal.methods import TrainConfig
-from densecal.methods import car as car_mod
 from densecal.methods.car import CARModule, CAROptions, d_window_active, pixel_ce, train_car
-from densecal.methods.car_nets import (
+from densecal.methods.car import module as car_mod
+from densecal.methods.car.nets import (
     SCALE_EPS,
     ImageDiscriminator,
     LatentInjection,
@@ -24,7 +24,7 @@ from densecal.methods.car_nets import (
     discriminator_accuracy,
     r1_penalty,
 )
-from densecal.methods.car_sampling import load_car, sample_car, sample_images
+from densecal.methods.car.sampling import load_car, sample_car, sample_images
 
 SIZE = 16
 TINY = {"gen_channels": [4, 8, 8, 8], "disc_channels": [4, 8], "samples": 2, "latent_dim": 3}

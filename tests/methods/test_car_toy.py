@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from densecal.methods.car_toy import mlp, sample_toy, toy_mean, train_toy
+from densecal.methods.car.toy import mlp, sample_toy, toy_mean, train_toy
 
 
 def test_toy_branches_are_exact_without_noise() -> None:

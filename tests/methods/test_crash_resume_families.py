@@ -31,8 +31,8 @@ from densecal.data.finegrained import FineGrainedConfig, write_finegrained_datas
 from densecal.data.multilabel import write_multilabel_scenes
 from densecal.methods.classify import ClassifierModule
 from densecal.methods.config import TrainConfig
-from densecal.methods.seeding import SEED_EVAL, SEED_STEP, derive_seed
-from densecal.methods.train import EpochData
+from densecal.methods.engine import EpochData
+from densecal.methods.engine.seeding import SEED_EVAL, SEED_STEP, derive_seed
 from densecal.methods.ud import train_ud
 
 EPOCHS = 3

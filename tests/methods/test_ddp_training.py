@@ -32,7 +32,7 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from densecal.data.demo import DemoConfig, write_demo_dataset
 from densecal.methods.config import TrainConfig
-from densecal.methods.train import EpochSampler, SeededItems, is_primary_process
+from densecal.methods.engine import EpochSampler, SeededItems, is_primary_process
 
 EPOCHS = 3
 WARMUP = 1
@@ -127,7 +127,7 @@ def test_is_primary_process(env: dict[str, str], primary: bool,
 def test_alpha_updated_once_per_epoch_despite_padding_repeats() -> None:
     """A padded repeat of an image later in the epoch does not update it again; a new epoch
     does (the module's per-epoch bookkeeping, without a trainer: one process, epoch 0)."""
-    from densecal.methods.binary import SegmentationModule
+    from densecal.methods.segmentation.module import SegmentationModule
 
     config = TrainConfig(method="aslp", aslp_warmup=0, aslp_lr=0.1, image_size=16)
     module = SegmentationModule(config.to_dict(), 4)

@@ -13,7 +13,7 @@ from PIL import Image
 from densecal.cli.main import main
 from densecal.errors import DensecalInputError
 from densecal.methods import TrainConfig, build_objective, load_module
-from densecal.methods.binary import SegmentationModule
+from densecal.methods.segmentation.module import SegmentationModule
 
 SIZE = 32
 IGNORE = 255

@@ -14,16 +14,14 @@ from PIL import Image
 
 from densecal.cli.main import main
 from densecal.errors import DensecalInputError
+from densecal.losses.soft_label import SoftLabelKLLoss, one_hot_labels, soft_label_kl
 from densecal.methods import TrainConfig, build_objective, load_module, train
-from densecal.methods import vls as vls_mod
-from densecal.methods.vls_nets import (
+from densecal.methods.vls import stage1 as vls_mod
+from densecal.methods.vls.nets import (
     ConditionalVAE,
     CVAEOutput,
-    SoftLabelKLLoss,
     cvae_loss,
     gaussian_kl,
-    one_hot_labels,
-    soft_label_kl,
     vls_soft_labels,
 )
 

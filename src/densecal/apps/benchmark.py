@@ -343,7 +343,7 @@ def _save_example(path: Path, test: Path, methods: list[str], runs_dir: Path) ->
 
     from densecal.data.pairs import find_pairs
     from densecal.data.readers import read_image
-    from densecal.methods.inference import load_module, predict_class_probabilities
+    from densecal.methods.segmentation.inference import load_module, predict_class_probabilities
     from densecal.report.benchmark_figures import save_soft_truth_examples
 
     pairs = {p.name: p for p in find_pairs(test)}

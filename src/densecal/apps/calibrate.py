@@ -11,7 +11,7 @@ from densecal.apps.predict import load_segmenter, predicted
 from densecal.atomic import atomic_path
 from densecal.data import find_pairs, read_label, read_mask
 from densecal.errors import input_error
-from densecal.methods.inference import predict_logits
+from densecal.methods.segmentation.inference import predict_logits
 from densecal.posthoc import FitResult
 
 __all__ = ["calibrate_checkpoint"]

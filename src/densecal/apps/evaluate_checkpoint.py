@@ -21,7 +21,7 @@ from densecal.evaluation.folders import (
     has_mask_folder,
     soft_truth_dir,
 )
-from densecal.methods.binary import SegmentationModule
+from densecal.methods.segmentation.module import SegmentationModule
 
 __all__ = ["evaluate_checkpoint"]
 

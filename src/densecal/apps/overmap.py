@@ -17,7 +17,7 @@ from densecal.data.classification import read_classification_folder
 from densecal.data.readers import read_image
 from densecal.errors import input_error
 from densecal.methods.classify import load_classifier
-from densecal.methods.inference import load_module, predict_images
+from densecal.methods.segmentation.inference import load_module, predict_images
 from densecal.overmap import SCORES, analyse_images, masks_from_folder, write_overmap_outputs
 
 __all__ = ["masks_from_segmenter", "run_overmap"]

@@ -18,8 +18,12 @@ from PIL import Image
 from densecal.atomic import staged_directory
 from densecal.data import find_images, find_pairs, read_image, read_mask
 from densecal.errors import input_error
-from densecal.methods.binary import SegmentationModule
-from densecal.methods.inference import load_module, predict_class_probabilities, predict_images
+from densecal.methods.segmentation.inference import (
+    load_module,
+    predict_class_probabilities,
+    predict_images,
+)
+from densecal.methods.segmentation.module import SegmentationModule
 
 __all__ = ["FORMATS", "iter_class_probabilities", "iter_predictions", "load_segmenter",
            "predict_folder", "predicted"]

@@ -33,7 +33,7 @@ def write_samples(checkpoint: Path, data: Path, n: int, out: Path, *, labels: bo
     from densecal.atomic import staged_directory
     from densecal.data import find_images, read_image
     from densecal.errors import input_error
-    from densecal.methods.car_sampling import load_car, sample_images
+    from densecal.methods.car.sampling import load_car, sample_images
 
     if n < 1:
         raise input_error("--n", f"must be a positive integer, got {n}")

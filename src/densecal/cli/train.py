@@ -126,7 +126,7 @@ def train(
     from densecal.errors import input_error
     from densecal.methods import TrainConfig
     from densecal.methods import train as run_training
-    from densecal.methods.train import is_primary_process
+    from densecal.methods.engine import is_primary_process
 
     if data is None and not resume:
         raise input_error("--data", "required (except with --resume, which reads the run's "

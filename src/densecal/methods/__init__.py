@@ -1,28 +1,40 @@
-"""Training methods: one LightningModule per family, built from core losses and metrics.
+"""Training methods: the registry of method names, the training engine, and one package or
+module per method family, built from the core losses and metrics.
 
-This package imports Lightning; the core packages (losses, metrics) never do.
+This package imports Lightning; the core packages (losses, metrics, evaluation ...) never do.
 """
 
-from densecal.methods.binary import BinarySegmentationModule, SegmentationModule
+from __future__ import annotations
+
+from densecal._deprecated import moved_names
 from densecal.methods.config import TrainConfig, load_config, save_config
-from densecal.methods.inference import (
+from densecal.methods.engine.run_folder import last_checkpoint
+from densecal.methods.registry import METHODS, method_names
+from densecal.methods.segmentation import (
+    BinarySegmentationModule,
+    SegmentationModule,
+    build_objective,
+    is_multiclass,
     load_module,
     predict_class_probabilities,
     predict_images,
     predict_logits,
 )
-from densecal.methods.objectives import OBJECTIVES, build_objective, is_multiclass, method_names
-from densecal.methods.train import last_checkpoint, run_started, train
-from densecal.methods.vls import SoftLabelDataset, VLSStage1Module, write_soft_labels
-from densecal.methods.vls_nets import ConditionalVAE, SoftLabelKLLoss, vls_soft_labels
+from densecal.methods.train import run_started, train
+from densecal.methods.vls import (
+    ConditionalVAE,
+    SoftLabelDataset,
+    VLSStage1Module,
+    vls_soft_labels,
+    write_soft_labels,
+)
 
 __all__ = [
-    "OBJECTIVES",
+    "METHODS",
     "BinarySegmentationModule",
     "ConditionalVAE",
     "SegmentationModule",
     "SoftLabelDataset",
-    "SoftLabelKLLoss",
     "TrainConfig",
     "VLSStage1Module",
     "build_objective",
@@ -40,3 +52,6 @@ __all__ = [
     "vls_soft_labels",
     "write_soft_labels",
 ]
+
+__getattr__ = moved_names(__name__, {"SoftLabelKLLoss": "densecal.losses",
+                                     "OBJECTIVES": "densecal.methods.objectives"})

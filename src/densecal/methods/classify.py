@@ -3,11 +3,12 @@
 The network is a :func:`densecal.models.classifiers.create_classifier` trunk (``config.model``
 must be a classifier name, e.g. ``resnet-tiny``); images are resized to ``config.image_size``,
 augmented with horizontal flips when ``config.augment``. Optimiser: Adam with densecal's step
-decay (:func:`densecal.methods.binary.adam_schedule`). The run folder follows
+decay (:func:`densecal.methods.engine.optim.adam_schedule`). The run folder follows
 :mod:`densecal.methods.train`: ``RUN/config.json``, ``RUN/checkpoints/last.ckpt`` (atomic,
 resumable), ``RUN/logs/version_K/metrics.csv`` (``train_loss``, ``val_loss``, ``val_accuracy``).
 Training is resume-exact and DDP-sharded as the segmentation objectives'
-(:func:`densecal.methods.train.fit_family_run`, :class:`~densecal.methods.seeding.StepSeeded`).
+(:func:`densecal.methods.engine.fit.fit_family_run`,
+:class:`~densecal.methods.engine.seeding.StepSeeded`).
 
 Family options in ``config.extra["classifier"]`` (``densecal train --set classifier.KEY=VALUE``,
 see :class:`ClassifierOptions`): ``pool`` (``"avg"``, default, or ``"max"``).
@@ -34,11 +35,13 @@ from densecal.data.classification import (
 from densecal.data.folder import split_indices
 from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
-from densecal.methods.binary import adam_schedule
-from densecal.methods.checkpoints import read_checkpoint, restore_weights
 from densecal.methods.config import TrainConfig, family_options
-from densecal.methods.seeding import StepSeeded
-from densecal.methods.train import fit_family_run, resume_or_refuse
+from densecal.methods.engine.checkpoints import read_checkpoint, restore_weights
+from densecal.methods.engine.fit import fit_family_run
+from densecal.methods.engine.optim import adam_schedule
+from densecal.methods.engine.run_folder import resume_or_refuse
+from densecal.methods.engine.seeding import StepSeeded
+from densecal.methods.registry import register_trainer
 from densecal.models.classifiers import Classifier, classifier_names, create_classifier
 
 __all__ = ["ClassifierModule", "ClassifierOptions", "images_to_batch", "load_classifier",
@@ -157,6 +160,7 @@ def _splits(config: TrainConfig) -> tuple[ClassificationFolder, ClassificationFo
     return folder.subset(train_idx), folder.subset(val_idx)
 
 
+@register_trainer("classifier")
 def train_classifier(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
                      progress: bool = True) -> Path:
     """Train a single-label classifier on ``config.data`` and return its last checkpoint.

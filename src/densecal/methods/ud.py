@@ -21,7 +21,8 @@ SGD schedule is for ImageNet-pretrained ResNet-101 teachers; densecal trains fro
 
 Run folder: ``RUN/config.json``, ``RUN/checkpoints/last.ckpt``, ``RUN/logs/version_K``.
 Training is resume-exact and DDP-sharded as the segmentation objectives'
-(:func:`densecal.methods.train.fit_family_run`, :class:`~densecal.methods.seeding.StepSeeded`).
+(:func:`densecal.methods.engine.fit.fit_family_run`,
+:class:`~densecal.methods.engine.seeding.StepSeeded`).
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ from densecal.losses.distillation import (
     uncertainty_attention,
 )
 from densecal.methods.config import TrainConfig, family_options
-from densecal.methods.seeding import StepSeeded
-from densecal.methods.train import fit_family_run, resume_or_refuse
+from densecal.methods.engine.fit import fit_family_run
+from densecal.methods.engine.run_folder import resume_or_refuse
+from densecal.methods.engine.seeding import StepSeeded
+from densecal.methods.registry import register_trainer
 from densecal.metrics.calibration import PixelCalibration
 from densecal.metrics.multilabel import MultilabelMetrics
 from densecal.models.classifiers import classifier_names, create_classifier
@@ -302,6 +305,7 @@ def _check(config: TrainConfig) -> None:
             raise input_error(options.teacher, "no such teacher checkpoint")
 
 
+@register_trainer("ud-teacher", "ud-student", "ud-gt")
 def train_ud(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
              progress: bool = True) -> Path:
     """Train ``ud-teacher``, ``ud-student`` or ``ud-gt`` on a classification folder.

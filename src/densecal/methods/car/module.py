@@ -1,7 +1,7 @@
 """CAR — Calibrated Adversarial Refinement (Kassapis et al., ICCV 2021): training and sampling.
 
 Source: the paper, official code github.com/EliasKassapis/CARSSS, densecal METHODS.md section 4.
-Networks and formulas: :mod:`densecal.methods.car_nets`.
+Networks and formulas: :mod:`densecal.methods.car.nets`.
 
 A calibration net ``F`` (any :mod:`densecal.models` network, trained with pixel CE, or frozen and
 loaded from a ``densecal train`` checkpoint) gives per-pixel marginals; a refinement generator
@@ -16,9 +16,9 @@ Run folder (as :mod:`densecal.methods.train`)::
     RUN/logs/version_K/metrics.csv
 
 Training is resume-exact and DDP-sharded like the segmentation objectives
-(:func:`densecal.methods.train.fit_family_run`): the latent ``z`` comes from torch's global RNG,
-reseeded before every step (:class:`~densecal.methods.seeding.StepSeeded`), and under DDP the
-discriminator's skip decision uses its accuracy over all ranks' images.
+(:func:`densecal.methods.engine.fit.fit_family_run`): the latent ``z`` comes from torch's global
+RNG, reseeded before every step (:class:`~densecal.methods.engine.seeding.StepSeeded`), and under
+DDP the discriminator's skip decision uses its accuracy over all ranks' images.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from torch import Tensor
 
 from densecal._checks import check_int
 from densecal.errors import input_error
-from densecal.methods.car_nets import (
+from densecal.losses.soft_label import one_hot_labels
+from densecal.methods.car.nets import (
     ImageDiscriminator,
     RefinementGenerator,
     calibration_kl,
@@ -44,8 +45,11 @@ from densecal.methods.car_nets import (
     r1_penalty,
 )
 from densecal.methods.config import TrainConfig, family_options
-from densecal.methods.seeding import StepSeeded
-from densecal.methods.vls_nets import one_hot_labels
+from densecal.methods.engine.fit import fit_family_run
+from densecal.methods.engine.run_folder import resume_or_refuse
+from densecal.methods.engine.seeding import StepSeeded
+from densecal.methods.registry import register_trainer
+from densecal.methods.segmentation.training import folder_datasets
 from densecal.models import create_model
 
 __all__ = ["CARModule", "CAROptions", "d_window_active", "pixel_ce", "train_car"]
@@ -76,7 +80,7 @@ class CAROptions:
         calibration_model: network name of ``F`` (filled from the checkpoint when frozen).
         gen_channels: the generator's four encoder widths.
         residual: ``G``'s logits are a correction added to ``log F(x)``
-            (:class:`~densecal.methods.car_nets.RefinementGenerator`), so ``G`` starts from
+            (:class:`~densecal.methods.car.nets.RefinementGenerator`), so ``G`` starts from
             ``F``'s marginals instead of a random map (``False``: CARSSS's plain output). Use it
             with a frozen, sharp ``F``: densecal measured the plain ``G`` collapsing to
             all-background samples there (``L_cal`` stuck at 1.13 on the ambiguity scenes, with
@@ -351,7 +355,7 @@ def pixel_ce(probs: Tensor, labels: Tensor, valid: Tensor) -> Tensor:
 
 
 def _load_frozen_f(car: CAROptions, num_classes: int) -> torch.nn.Module:
-    from densecal.methods.inference import load_module
+    from densecal.methods.segmentation.inference import load_module
 
     assert car.calibration_checkpoint is not None
     f_module = load_module(car.calibration_checkpoint)
@@ -361,6 +365,7 @@ def _load_frozen_f(car: CAROptions, num_classes: int) -> torch.nn.Module:
     return f_module.net
 
 
+@register_trainer("car")
 def train_car(config: TrainConfig, run_dir: str | Path, *, car: CAROptions | None = None,
               resume: bool = False, progress: bool = True) -> Path:
     """Train CAR on a multi-class folder dataset and return ``RUN/checkpoints/last.ckpt``.
@@ -380,15 +385,13 @@ def train_car(config: TrainConfig, run_dir: str | Path, *, car: CAROptions | Non
             ``resume``, ``resume`` without a checkpoint, or a frozen ``F`` checkpoint that is
             missing or has another number of classes.
     """
-    from densecal.methods.train import _datasets, fit_family_run, resume_or_refuse
-
     run_dir = Path(run_dir)
     config = resume_or_refuse(config, run_dir, resume)
     if not resume:
         options = car if car is not None else CAROptions.from_dict(config.extra.get("car"))
         options.check()
         if options.frozen:
-            from densecal.methods.inference import load_module
+            from densecal.methods.segmentation.inference import load_module
 
             f_config = load_module(options.calibration_checkpoint).config  # type: ignore[arg-type]
             options = dataclasses.replace(options, calibration_model=f_config.model)
@@ -410,7 +413,7 @@ def train_car(config: TrainConfig, run_dir: str | Path, *, car: CAROptions | Non
             module.net_f.load_state_dict(frozen_f.state_dict())
         return module
 
-    train_set, val_set = _datasets(config)
+    train_set, val_set = folder_datasets(config)
     # F's step leaves G and D without gradients, D's step F and G: DDP must allow that
     return fit_family_run(config, run_dir, make_module, train_set, val_set, resume=resume,
                           progress=progress, find_unused_parameters=True)

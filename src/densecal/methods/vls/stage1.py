@@ -2,7 +2,7 @@
 
 Source: Guo et al., "CALSeg: Calibration-Aware Segmentation" (ICASSP 2024); official code
 github.com/Guoxt/CALSeg (incomplete: stage 1 only); densecal METHODS.md section 3. Networks and
-formulas: :mod:`densecal.methods.vls_nets`. The run is driven by
+formulas: :mod:`densecal.methods.vls.nets`. The run is driven by
 :func:`densecal.methods.train.train`:
 
 1. **Stage 1** -- :class:`VLSStage1Module` trains the conditional VAE with
@@ -13,10 +13,11 @@ formulas: :mod:`densecal.methods.vls_nets`. The run is driven by
    training image and caches ``Y_s`` as ``RUN/vls/soft_labels/STEM.npy`` ``(K, S, S)`` float32,
    with ``manifest.json`` (``m``, ``tau``, ``a``, classes, size, seed, stage-1 path and SHA-256).
    A cache whose manifest matches is reused; an interrupted one is completed.
-3. **Stage 2** -- the ordinary :class:`~densecal.methods.binary.SegmentationModule` (same
-   ``--model``) with the ``vls`` objective, pixel-mean ``KL(Y_s || softmax(f_cal(x)))``, on
-   batches of :class:`SoftLabelDataset` (``batch["soft"]``). Its checkpoint is a plain densecal
-   checkpoint: :func:`~densecal.methods.inference.load_module`, ``densecal evaluate`` and
+3. **Stage 2** -- the ordinary
+   :class:`~densecal.methods.segmentation.module.SegmentationModule` (same ``--model``) with the
+   ``vls`` objective, pixel-mean ``KL(Y_s || softmax(f_cal(x)))``, on batches of
+   :class:`SoftLabelDataset` (``batch["soft"]``). Its checkpoint is a plain densecal checkpoint:
+   :func:`~densecal.methods.segmentation.inference.load_module`, ``densecal evaluate`` and
    ``densecal predict`` need no soft labels.
 
 Augmentation (``--augment``) in stage 2 is applied at the training resolution ``S`` (the
@@ -28,6 +29,7 @@ crop is resized back to ``S``. Other methods augment at the original resolution.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Sequence
@@ -45,11 +47,14 @@ from densecal.data import FolderDataset
 from densecal.data.folder import augment_labels, resize_labels
 from densecal.data.transforms import random_augment, resize
 from densecal.errors import input_error
-from densecal.methods.binary import adam_schedule
-from densecal.methods.checkpoints import read_checkpoint
+from densecal.losses.soft_label import one_hot_labels
 from densecal.methods.config import TrainConfig
-from densecal.methods.seeding import StepSeeded
-from densecal.methods.vls_nets import ConditionalVAE, cvae_loss, one_hot_labels, vls_soft_labels
+from densecal.methods.engine.checkpoints import read_checkpoint
+from densecal.methods.engine.data_module import EpochData
+from densecal.methods.engine.fit import run_trainer
+from densecal.methods.engine.optim import adam_schedule
+from densecal.methods.engine.seeding import StepSeeded
+from densecal.methods.vls.nets import ConditionalVAE, cvae_loss, vls_soft_labels
 
 __all__ = [
     "SOFT_LABELS_SCHEMA",
@@ -60,6 +65,7 @@ __all__ = [
     "file_sha256",
     "load_stage1",
     "soft_label_dir",
+    "soft_label_training_set",
     "stage1_checkpoint",
     "stage1_finished",
     "write_soft_labels",
@@ -90,7 +96,7 @@ class VLSStage1Module(StepSeeded, L.LightningModule):
 
     Batches are :class:`~densecal.data.FolderDataset` dicts with ``labels=True``: ``image``
     ``(N, 3, S, S)`` in [0, 1], ``mask`` ``(N, S, S)`` int64. Logged per epoch: ``stage1_loss``,
-    ``stage1_ce``, ``stage1_mse``, ``stage1_kl`` (see :func:`~densecal.methods.vls_nets.cvae_loss`).
+    ``stage1_ce``, ``stage1_mse``, ``stage1_kl`` (see :func:`~densecal.methods.vls.nets.cvae_loss`).
     """
 
     def __init__(self, config: dict[str, Any], kind: str = STAGE1_KIND) -> None:
@@ -189,7 +195,7 @@ def write_soft_labels(cvae: ConditionalVAE, dataset: FolderDataset, config: Trai
     For image ``i``, ``m = config.vls_samples`` latents ``z = mu + sigma * eps`` are drawn from
     the posterior ``q(z | x_i, y_i)`` with ``eps`` from a generator seeded by
     ``(config.seed, i)`` (so the result does not depend on batching or interruptions) and
-    :func:`~densecal.methods.vls_nets.vls_soft_labels` mixes them with the one-hot label.
+    :func:`~densecal.methods.vls.nets.vls_soft_labels` mixes them with the one-hot label.
 
     Args:
         cvae: the trained stage-1 network.
@@ -324,3 +330,26 @@ class SoftLabelDataset(Dataset):
         if ignore is not None:
             soft = torch.where((label == ignore).unsqueeze(0), float(ignore), soft)
         return {**item, "image": image, "mask": label, "soft": soft.float()}
+
+
+def soft_label_training_set(config: TrainConfig, run_dir: Path, train_set: FolderDataset, *,
+                           progress: bool) -> SoftLabelDataset:
+    """VLS stage 1 and soft labels: train (or reuse) the conditional VAE, cache the soft labels, and
+    return the training set that carries them."""
+    assert config.vls_stage1_epochs is not None
+    stage1 = Path(config.vls_stage1) if config.vls_stage1 else stage1_checkpoint(run_dir)
+    if not config.vls_stage1 and not stage1_finished(stage1, config.vls_stage1_epochs):
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        run_trainer(VLSStage1Module(config.to_dict()), config,
+                     EpochData(config, train_set, None), stage1.parent, stage1.parent,
+                     max_epochs=config.vls_stage1_epochs,
+                     resume_from=stage1 if stage1.is_file() else None, progress=progress,
+                     single_process=True)
+    cvae = load_stage1(stage1, config.num_classes)
+    plain = copy.copy(train_set)
+    plain.augment = False
+    device = "cuda" if config.accelerator in ("auto", "gpu", "cuda") and \
+        torch.cuda.is_available() else "cpu"
+    soft_dir = write_soft_labels(cvae, plain, config, stage1, soft_label_dir(run_dir),
+                                     device=device)
+    return SoftLabelDataset(plain, soft_dir, augment=config.augment)

@@ -1,0 +1,141 @@
+"""CAR's 1-D toy (Kassapis et al., ICCV 2021, Sec. 4.1; github.com/gdikov/calibrated-adversarial-
+learning): with the calibration loss the GAN's samples cover both branches of a bimodal target
+in proportion ``pi : 1 - pi``; without it they tend to collapse onto one. Figure data only.
+
+Data (METHODS.md 4): ``x ~ U(0, 1)``; branch ``b ~ Bernoulli(1 - pi)`` (``b = 0`` upper);
+``y = (-1)^b * 0.5`` for ``x < 0.4``, ``(-1)^b (1 - 1.25 x)`` for ``0.4 <= x < 0.8``, ``0`` after,
+plus ``N(0, sigma^2)`` noise.
+
+Networks: MLPs with 4 hidden layers of 64 units (leaky ReLU). ``F(x)`` regresses the mean (MSE)
+and is fitted first, then frozen; ``G(x, F(x), z)`` outputs ``y``; ``D(x, y)`` one logit.
+``L_cal = 1/2 mean((G_bar - F)^2)`` with ``G_bar`` the mean of 10 samples per ``x`` (the
+regression analogue of ``KL(G_bar || F)``); generator loss
+``adv_weight * BCE(D(x, G), 1) + cal_weight * L_cal``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from densecal.data.toy import toy_branches
+
+__all__ = ["mlp", "sample_toy", "toy_mean", "train_toy"]
+
+
+def sample_toy(n: int, *, pi: float = 0.6, sigma: float = 0.02,
+               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Draw ``n`` toy pairs from a torch generator (the branches of
+    :func:`densecal.data.toy.toy_branches`; training draws fresh batches every step).
+
+    Returns:
+        ``x`` ``(n, 1)`` in [0, 1) and ``y`` ``(n, 1)``; the upper branch has probability ``pi``.
+    """
+    x = torch.rand(n, 1, generator=generator)
+    sign = torch.where(torch.rand(n, 1, generator=generator) < pi, 1.0, -1.0)
+    return x, sign * toy_branches(x)[0] + sigma * torch.randn(n, 1, generator=generator)
+
+
+def toy_mean(x: Tensor, pi: float = 0.6) -> Tensor:
+    """The exact conditional mean ``E[y | x] = (2 pi - 1) * |branch(x)|`` (what ``F`` learns)."""
+    return (2.0 * pi - 1.0) * toy_branches(x)[0]
+
+
+def mlp(in_features: int, out_features: int = 1, *, width: int = 64, depth: int = 4
+        ) -> nn.Sequential:
+    """MLP with ``depth`` hidden layers of ``width`` units and leaky ReLU (the toy's 4x64)."""
+    layers: list[nn.Module] = []
+    size = in_features
+    for _ in range(depth):
+        layers += [nn.Linear(size, width), nn.LeakyReLU(0.2)]
+        size = width
+    layers.append(nn.Linear(size, out_features))
+    return nn.Sequential(*layers)
+
+
+def train_toy(with_cal: bool, steps: int = 5000, seed: int = 0, *, pi: float = 0.6,
+              sigma: float = 0.02, batch_size: int = 100, samples: int = 10, latent_dim: int = 1,
+              adv_weight: float = 1.0, cal_weight: float = 1.0, lr: float = 1e-4,
+              f_steps: int = 1500, f_batch_size: int = 1000, grid_size: int = 101,
+              grid_samples: int = 200) -> dict[str, Any]:
+    """Train ``F``, then ``G`` and ``D``, on the toy with or without ``L_cal``; return figure
+    data.
+
+    The protocol of the paper's toy code (github.com/gdikov/calibrated-adversarial-learning,
+    part 2): ``F`` is fitted first (``f_steps`` Adam steps of MSE on batches of
+    ``f_batch_size``) and frozen; then each step takes one Adam step of ``D``
+    (``BCE(D(x, y), 1) + BCE(D(x, G), 0)``) and one of ``G`` on ``samples`` draws per ``x``
+    (``adv_weight * BCE(D(x, G), 1)`` plus ``cal_weight * L_cal`` with ``with_cal``). Both
+    variants draw the same ``samples`` per ``x``, so they differ in the loss only.
+
+    Args:
+        with_cal: include ``cal_weight * L_cal`` in the generator loss.
+        steps: adversarial training iterations (5000).
+        seed: seeds data, weights and latents.
+        pi: probability of the upper branch.
+        sigma: label noise.
+        batch_size: ``x`` per adversarial step (100).
+        samples: generator samples per ``x`` for ``G_bar`` (10).
+        latent_dim: size of ``z`` (1).
+        adv_weight, cal_weight: generator loss weights (1 and 1).
+        lr: Adam learning rate of all three nets (1e-4; betas 0.5, 0.99).
+        f_steps, f_batch_size: ``F``'s fit before the adversarial phase (1500 steps of 1000).
+        grid_size: points of the evaluation grid on [0, 1).
+        grid_samples: samples per grid point in the output.
+
+    Returns:
+        ``{"x": (grid_size,), "f": (grid_size,), "samples": (grid_samples, grid_size),
+        "upper_fraction": float, "pi": pi, "with_cal": bool}`` (numpy arrays);
+        ``upper_fraction`` is the fraction of samples with ``y > 0`` over the grid points with
+        ``x < 0.4`` (about ``pi`` when both branches are covered; 0 or 1 on collapse).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net_f, net_g, net_d = mlp(1), mlp(2 + latent_dim), mlp(2)
+    opt = {name: torch.optim.Adam(net.parameters(), lr=lr, betas=(0.5, 0.99))
+           for name, net in (("f", net_f), ("g", net_g), ("d", net_d))}
+    for _ in range(f_steps):
+        x, y = sample_toy(f_batch_size, pi=pi, sigma=sigma, generator=gen)
+        loss_f = F.mse_loss(net_f(x), y)
+        opt["f"].zero_grad()
+        loss_f.backward()
+        opt["f"].step()
+    net_f.requires_grad_(False)
+
+    for _ in range(steps):
+        x, y = sample_toy(batch_size, pi=pi, sigma=sigma, generator=gen)
+        f = net_f(x)
+        xs, fs = x.repeat(samples, 1), f.repeat(samples, 1)
+        z = torch.randn(samples * batch_size, latent_dim, generator=gen)
+        fake = net_g(torch.cat([xs, fs, z], dim=1))
+        real_logit = net_d(torch.cat([x, y], dim=1))
+        fake_logit = net_d(torch.cat([xs, fake.detach()], dim=1))
+        loss_d = (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
+                  + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
+        opt["d"].zero_grad()
+        loss_d.backward()
+        opt["d"].step()
+
+        gen_logit = net_d(torch.cat([xs, fake], dim=1))
+        loss_g = adv_weight * F.binary_cross_entropy_with_logits(
+            gen_logit, torch.ones_like(gen_logit))
+        if with_cal:
+            mean = fake.view(samples, batch_size, 1).mean(0)
+            loss_g = loss_g + cal_weight * 0.5 * (mean - f).pow(2).mean()
+        opt["g"].zero_grad()
+        loss_g.backward()
+        opt["g"].step()
+
+    with torch.no_grad():
+        grid = torch.linspace(0.0, 1.0, grid_size + 1)[:-1, None]
+        f_grid = net_f(grid)
+        z = torch.randn(grid_samples * grid_size, latent_dim, generator=gen)
+        out = net_g(torch.cat([grid.repeat(grid_samples, 1), f_grid.repeat(grid_samples, 1), z],
+                              dim=1)).view(grid_samples, grid_size)
+    left = grid[:, 0] < 0.4
+    return {"x": grid[:, 0].numpy(), "f": f_grid[:, 0].numpy(), "samples": out.numpy(),
+            "upper_fraction": float((out[:, left] > 0).float().mean()), "pi": pi,
+            "with_cal": with_cal}

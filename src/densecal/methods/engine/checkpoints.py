@@ -1,0 +1,64 @@
+"""Reading densecal checkpoints with clear errors: one place for every method family's loader.
+
+A checkpoint is a Lightning ``.ckpt`` (a pickled dict with ``hyper_parameters`` and
+``state_dict``). :func:`read_checkpoint` turns every way a file can fail to be one into a one-line
+:class:`~densecal.errors.DensecalInputError` naming the file; :func:`restore_weights` does the
+same for weights that do not fit the module rebuilt from the hyper-parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from densecal.errors import input_error
+
+__all__ = ["read_checkpoint", "restore_weights"]
+
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def read_checkpoint(path: str | Path, what: str = "densecal training checkpoint",
+                    *, missing: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load a checkpoint on the CPU; return the whole state and its ``hyper_parameters``.
+
+    Args:
+        path: the ``.ckpt`` file.
+        what: what the file should be, for the messages.
+        missing: the argument to name when the file does not exist (default: the path).
+
+    Raises:
+        DensecalInputError: the file is missing or cannot be unpickled as a checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        if missing is None:
+            raise input_error(path, "no such checkpoint file")
+        raise input_error(missing, f"no such {what} file {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # any unreadable file is bad input, named with its path
+        raise input_error(path, f"cannot be read as a checkpoint ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise input_error(path, f"is not a {what}")
+    hparams = state.get("hyper_parameters", {})
+    return state, hparams if isinstance(hparams, dict) else {}
+
+
+def restore_weights(module: _M, weights: dict[str, Any], path: str | Path) -> _M:
+    """``module.load_state_dict(weights)`` in eval mode, or one line naming ``path``.
+
+    Raises:
+        DensecalInputError: no weights, or weights that do not match the module's architecture.
+    """
+    if not isinstance(weights, dict):
+        raise input_error(path, "holds no weights (state_dict)")
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise input_error(path, f"weights do not match its configuration ({first})") from None
+    return module.eval()
