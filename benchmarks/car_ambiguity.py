@@ -12,7 +12,7 @@ train / 100 val / 100 test. In train and val masks each of the five classes is r
 whole to a twin class with p = 8/17, 7/17, 6/17, 5/17, 4/17 (Kassapis et al., ICCV 2021, 4.2,
 in miniature; METHODS.md 4); test masks keep the base labels and every test image is scored
 against all ``2^k`` modes of its ``k`` flippable classes present, with their probabilities
-(``densecal.data.ambiguity.enumerate_modes``).
+(``densecal.data.synthetic.ambiguity.enumerate_modes``).
 
 Models: the calibration net F (unet-small, ``densecal train --method ce --num-classes 16`` on
 the flipped masks, ``--calibration-epochs``) is trained once per seed and frozen
@@ -79,7 +79,7 @@ from PIL import Image
 
 from densecal.atomic import atomic_write_text
 from densecal.cli.main import main as densecal
-from densecal.data.ambiguity import AmbiguitySpec, enumerate_modes
+from densecal.data.synthetic.ambiguity import AmbiguitySpec, enumerate_modes
 from densecal.metrics.functional.stochastic import (
     flip_frequencies,
     generalized_energy_distance,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from densecal.data.ambiguity import DEFAULT_SPEC, AmbiguitySpec
+from densecal.data.synthetic.ambiguity import DEFAULT_SPEC, AmbiguitySpec
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))

@@ -10,7 +10,7 @@ import torch
 
 from densecal.cli.main import main
 from densecal.cli.train import parse_settings
-from densecal.data.ambiguity import AmbiguityConfig, write_ambiguity_dataset
+from densecal.data.synthetic.ambiguity import AmbiguityConfig, write_ambiguity_dataset
 from densecal.errors import DensecalInputError
 from densecal.methods import method_names
 

@@ -1,4 +1,4 @@
-"""Tests of densecal.data.ambiguity: flip frequencies, mode enumeration, dataset files."""
+"""Tests of densecal.data.synthetic.ambiguity: flip frequencies, mode enumeration, dataset files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import typer
 from typer.testing import CliRunner
 
 from densecal.cli.data import ambiguous_data
-from densecal.data.ambiguity import (
+from densecal.data.readers import read_label
+from densecal.data.synthetic.ambiguity import (
     DEFAULT_SPEC,
     AmbiguityConfig,
     AmbiguitySpec,
@@ -21,7 +22,6 @@ from densecal.data.ambiguity import (
     make_ambiguity_split,
     write_ambiguity_dataset,
 )
-from densecal.data.readers import read_label
 from densecal.errors import DensecalInputError
 
 SMALL = AmbiguityConfig(size=24, n_train=6, n_val=2, n_test=3, seed=1)

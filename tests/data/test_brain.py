@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from densecal.cli.main import main
-from densecal.data.brain import (
+from densecal.data.convert.brain import (
     BRAIN_CLASS_NAMES,
     BrainSliceConfig,
     assign_block_splits,
@@ -336,7 +336,7 @@ def test_split_left_empty_is_an_input_error(tmp_path: Path) -> None:
 
 
 def test_missing_medical_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    import densecal.data.brain as brain
+    import densecal.data.convert.brain as brain
 
     monkeypatch.setattr(brain.importlib.util, "find_spec", lambda name: None)
     brain._mni152_cached.cache_clear()

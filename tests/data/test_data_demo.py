@@ -26,7 +26,7 @@ from densecal.data import (
     render_scene_layers,
     write_demo_dataset,
 )
-from densecal.data.scene import composite
+from densecal.data.synthetic.scene import composite
 from densecal.errors import DensecalInputError
 
 SMALL = DemoConfig(size=32, n_train=6, n_val=4, n_test=5, n_ood=3, seed=3)

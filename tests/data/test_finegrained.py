@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from densecal.data.classification import read_classification_folder
-from densecal.data.finegrained import (
+from densecal.data.readers import read_mask
+from densecal.data.synthetic.finegrained import (
     FineGrainedConfig,
     make_finegrained_split,
     write_finegrained_dataset,
 )
-from densecal.data.readers import read_mask
 from densecal.errors import DensecalInputError
 
 CONFIG = FineGrainedConfig(size=32, n_train=30, n_val=4, n_test=4, misleading_fraction=0.2)

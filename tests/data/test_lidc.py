@@ -1,4 +1,4 @@
-"""Tests of densecal.data.lidc on tiny pickles in Kohl et al.'s format."""
+"""Tests of densecal.data.convert.lidc on tiny pickles in Kohl et al.'s format."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from densecal.data.lidc import LIDCCrops, load_lidc_pickle, patient_id, split_by_patient
+from densecal.data.convert.lidc import LIDCCrops, load_lidc_pickle, patient_id, split_by_patient
 from densecal.errors import DensecalInputError
 
 SIDE = 8

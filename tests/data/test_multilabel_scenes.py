@@ -15,14 +15,14 @@ from densecal.data.classification import (
     read_classification_labels,
     write_classification_folder,
 )
-from densecal.data.fashion_mnist import CLASS_NAMES
-from densecal.data.multilabel import (
+from densecal.data.synthetic.fashion_mnist import CLASS_NAMES
+from densecal.data.synthetic.multilabel import (
     MULTILABEL_CLASSES,
     Difficulty,
     garment_labels,
     write_multilabel_scenes,
 )
-from densecal.data.multiscene import GarmentInfo
+from densecal.data.synthetic.multiscene import GarmentInfo
 from densecal.errors import DensecalInputError
 
 

@@ -1,14 +1,14 @@
-"""Tests of densecal.data.multiscene: single-garment oracle, label rules, determinism."""
+"""Tests of densecal.data.synthetic.multiscene: single-garment oracle, label rules, determinism."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from densecal.data.fashion_mnist import load_garments
-from densecal.data.multiscene import MultiSceneParams, make_multi_scene
-from densecal.data.scene import make_scene
-from densecal.data.textures import BACKGROUND_NAMES, load_texture
+from densecal.data.synthetic.fashion_mnist import load_garments
+from densecal.data.synthetic.multiscene import MultiSceneParams, make_multi_scene
+from densecal.data.synthetic.scene import make_scene
+from densecal.data.synthetic.textures import BACKGROUND_NAMES, load_texture
 from densecal.errors import DensecalInputError
 
 GARMENTS, CLASSES = load_garments("test")

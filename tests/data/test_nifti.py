@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from densecal.cli.main import main
-from densecal.data.folder import FolderDataset
-from densecal.data.nifti import (
+from densecal.data.convert.nifti import (
     convert_nifti_folder,
     find_nifti_pairs,
     load_nifti_image,
     load_nifti_label,
     nifti_slices,
 )
+from densecal.data.convert.slicing import area_resample, crop_window, oriented_slice
+from densecal.data.folder import FolderDataset
 from densecal.data.readers import read_image, read_label
-from densecal.data.slicing import area_resample, crop_window, oriented_slice
 from densecal.errors import DensecalInputError
 
 nib = pytest.importorskip("nibabel")

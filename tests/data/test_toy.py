@@ -1,11 +1,11 @@
-"""Tests of densecal.data.toy: branch geometry, branch frequency, noise, determinism."""
+"""Tests of densecal.data.synthetic.toy: branch geometry, branch frequency, noise, determinism."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from densecal.data.toy import sample_toy, toy_branches
+from densecal.data.synthetic.toy import sample_toy, toy_branches
 from densecal.errors import DensecalInputError
 
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from densecal.data.classification import ClassificationDataset, read_classification_labels
-from densecal.data.coco import convert_coco, read_coco_labels
-from densecal.data.voc import VOC_CLASSES, convert_voc, read_voc_labels
+from densecal.data.convert.coco import convert_coco, read_coco_labels
+from densecal.data.convert.voc import VOC_CLASSES, convert_voc, read_voc_labels
 from densecal.errors import DensecalInputError
 
 

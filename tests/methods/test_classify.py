@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from densecal.data.classification import read_classification_folder
-from densecal.data.finegrained import FineGrainedConfig, write_finegrained_dataset
-from densecal.data.multilabel import write_multilabel_scenes
 from densecal.data.readers import read_image
+from densecal.data.synthetic.finegrained import FineGrainedConfig, write_finegrained_dataset
+from densecal.data.synthetic.multilabel import write_multilabel_scenes
 from densecal.errors import DensecalInputError
 from densecal.methods.classify import (
     ClassifierModule,

@@ -26,7 +26,7 @@ from _train_runs import (
     run_cli,
 )
 
-from densecal.data.demo import DemoConfig, write_demo_dataset
+from densecal.data.synthetic.demo import DemoConfig, write_demo_dataset
 
 EPOCHS = 3
 

@@ -27,8 +27,8 @@ from _train_runs import (
 )
 from PIL import Image
 
-from densecal.data.finegrained import FineGrainedConfig, write_finegrained_dataset
-from densecal.data.multilabel import write_multilabel_scenes
+from densecal.data.synthetic.finegrained import FineGrainedConfig, write_finegrained_dataset
+from densecal.data.synthetic.multilabel import write_multilabel_scenes
 from densecal.methods.classify import ClassifierModule
 from densecal.methods.config import TrainConfig
 from densecal.methods.engine import EpochData

@@ -30,7 +30,7 @@ import torch
 from _train_runs import LAUNCHER_VARS, finish, run_cli, start, stop
 from torch.utils.data import Dataset, DistributedSampler
 
-from densecal.data.demo import DemoConfig, write_demo_dataset
+from densecal.data.synthetic.demo import DemoConfig, write_demo_dataset
 from densecal.methods.config import TrainConfig
 from densecal.methods.engine import EpochSampler, SeededItems, is_primary_process
 

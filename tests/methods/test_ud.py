@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from densecal.data.multilabel import write_multilabel_scenes
+from densecal.data.synthetic.multilabel import write_multilabel_scenes
 from densecal.errors import DensecalInputError
 from densecal.methods.config import TrainConfig
 from densecal.methods.ud import UDModule, UDNet, UDOptions, evaluate_multilabel, load_ud, train_ud

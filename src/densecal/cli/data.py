@@ -52,7 +52,7 @@ def brain_data(
 ) -> None:
     """Write MNI152 brain slices (T1 + grey / white matter soft truth, seeded MR-like
     corruptions) as OUT/{train,val,test}/{images,masks,soft}/STEM.png|npy."""
-    from densecal.data.brain import BrainSliceConfig, write_brain_dataset
+    from densecal.data.convert.brain import BrainSliceConfig, write_brain_dataset
 
     config = BrainSliceConfig(size=size, seed=seed, copies=copies,
                               axes=_split_list(axes, "--axes"), stride=stride, block=block,
@@ -74,7 +74,7 @@ def nifti_data(
 ) -> None:
     """Slice NIfTI volumes into a 2-D multi-class folder dataset
     (OUT/{images,masks[,soft]}/NAME__<x|y|z><index>.png|npy)."""
-    from densecal.data.nifti import convert_nifti_folder
+    from densecal.data.convert.nifti import convert_nifti_folder
 
     path = convert_nifti_folder(data, out, axis=axis, size=size, skip_empty=skip_empty)
     typer.echo(f"slices: {path}")
@@ -91,7 +91,7 @@ def ambiguous_data(
 ) -> None:
     """Write multi-garment scenes with whole-class label flips as
     OUT/{train,val,test}/{images,masks}/STEM.png + OUT/ambiguity.json."""
-    from densecal.data.ambiguity import AmbiguityConfig, write_ambiguity_dataset
+    from densecal.data.synthetic.ambiguity import AmbiguityConfig, write_ambiguity_dataset
 
     config = AmbiguityConfig(size=size, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
     for split, path in write_ambiguity_dataset(out, config).items():
@@ -111,7 +111,7 @@ def finegrained_data(
 ) -> None:
     """Write the fine-grained demo (shirt / T-shirt / pullover / coat on textures) as
     OUT/{train,val,test}/ with images/, masks/, labels.csv, classes.txt, manifest.csv."""
-    from densecal.data.finegrained import FineGrainedConfig, write_finegrained_dataset
+    from densecal.data.synthetic.finegrained import FineGrainedConfig, write_finegrained_dataset
 
     config = FineGrainedConfig(size=size, n_train=n_train, n_val=n_val, n_test=n_test,
                                misleading_fraction=misleading, seed=seed)
@@ -134,7 +134,7 @@ def multilabel_data(
     """Write multi-label garment scenes (2-4 Fashion-MNIST garments on a texture, "difficult"
     flags for small, occluded or low-contrast garments) as OUT/{train,val,test}/ classification
     folders (images/NAME.png, labels.csv, classes.txt)."""
-    from densecal.data.multilabel import MULTILABEL_CLASSES, write_multilabel_scenes
+    from densecal.data.synthetic.multilabel import MULTILABEL_CLASSES, write_multilabel_scenes
 
     named = {"default": list(MULTILABEL_CLASSES), "all": None}
     try:
@@ -155,7 +155,7 @@ def voc_data(
     out: Path = typer.Option(..., "--out", help="Output classification folder."),
 ) -> None:
     """Convert a VOC 2007 split to a classification folder (difficult labels as 2)."""
-    from densecal.data.voc import convert_voc
+    from densecal.data.convert.voc import convert_voc
 
     typer.echo(str(convert_voc(root, split, out)))
 
@@ -167,6 +167,6 @@ def coco_data(
     out: Path = typer.Option(..., "--out", help="Output classification folder."),
 ) -> None:
     """Convert a COCO 2014 split to an 80-class multi-label classification folder."""
-    from densecal.data.coco import convert_coco
+    from densecal.data.convert.coco import convert_coco
 
     typer.echo(str(convert_coco(annotations, images, out)))

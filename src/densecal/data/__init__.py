@@ -4,34 +4,31 @@
   ``read_prediction``.
 - :mod:`~densecal.data.pairs`: pairing files by stem (``find_pairs``, ``find_prediction_pairs``).
 - :mod:`~densecal.data.folder`: ``FolderDataset`` and ``split_indices``.
-- :mod:`~densecal.data.demo`: the demo scenes (Fashion-MNIST garments on scikit-image textures)
-  and their OOD split; ``write_demo_dataset`` writes them as folder datasets.
-- :mod:`~densecal.data.brain`: 2-D slices of the MNI152 template with soft grey/white-matter
-  truth (``write_brain_dataset``; extra ``medical``).
-- :mod:`~densecal.data.nifti`: users' NIfTI volumes to 2-D slice datasets
-  (``convert_nifti_folder``); :mod:`~densecal.data.slicing`: the slicing helpers both share.
+- :mod:`~densecal.data.classification`: classification folders (single- and multi-label).
+- :mod:`~densecal.data.transforms`: image tensors, resizing and augmentation.
+- :mod:`~densecal.data.synthetic`: the bundled, seeded scenes (the demo scenes and their OOD
+  split, ambiguity, fine-grained and multi-label scenes, CAR's toy).
+- :mod:`~densecal.data.convert`: converters of public and users' data (MNI152 brain slices,
+  NIfTI volumes, LIDC-IDRI, VOC 2007, COCO 2014).
 """
 
 from __future__ import annotations
 
-from densecal.data.brain import (
+from densecal.data.convert.brain import (
     BRAIN_CLASS_NAMES,
     BrainSlice,
     BrainSliceConfig,
     make_brain_slices,
     write_brain_dataset,
 )
-from densecal.data.demo import SPLITS, DemoConfig, make_demo_split, write_demo_dataset
-from densecal.data.fashion_mnist import CLASS_NAMES, load_garments
-from densecal.data.folder import FolderDataset, split_indices
-from densecal.data.nifti import (
+from densecal.data.convert.nifti import (
     NiftiPair,
     NiftiSlice,
     convert_nifti_folder,
     find_nifti_pairs,
     nifti_slices,
 )
-from densecal.data.ood import load_ood_textures, make_ood_scene
+from densecal.data.folder import FolderDataset, split_indices
 from densecal.data.pairs import (
     IMAGE_DIR_NAMES,
     MASK_DIR_NAMES,
@@ -53,8 +50,11 @@ from densecal.data.readers import (
     read_mask,
     read_prediction,
 )
-from densecal.data.scene import SceneLayers, SceneParams, make_scene, render_scene_layers
-from densecal.data.textures import BACKGROUND_NAMES, OOD_TEXTURE_NAMES, load_texture
+from densecal.data.synthetic.demo import SPLITS, DemoConfig, make_demo_split, write_demo_dataset
+from densecal.data.synthetic.fashion_mnist import CLASS_NAMES, load_garments
+from densecal.data.synthetic.ood import load_ood_textures, make_ood_scene
+from densecal.data.synthetic.scene import SceneLayers, SceneParams, make_scene, render_scene_layers
+from densecal.data.synthetic.textures import BACKGROUND_NAMES, OOD_TEXTURE_NAMES, load_texture
 
 __all__ = [
     "BACKGROUND_NAMES",

@@ -1,8 +1,8 @@
 """Folder datasets of (image, mask) pairs as a ``torch.utils.data.Dataset``.
 
-Layout and pairing rules: :mod:`densecal.data.pairs` (DESIGN.md section 3). Images are resized
+Layout and pairing rules: :mod:`densecal.data.pairs` (docs/methods.md section 8). Images are resized
 with bilinear interpolation and the mask with the same filter, so masks stay soft, as in the ASLP
-training recipe (METHODS.md section 1.3).
+training recipe (docs/methods.md section 1.3).
 
 With ``labels=True`` the masks are multi-class label maps (pixel value = class index, see
 :func:`~densecal.data.readers.read_label`); they are resized and augmented with nearest-neighbour

@@ -1,6 +1,6 @@
 """Pair image files with mask files (or prediction maps with masks) by file stem.
 
-Folder layout (DESIGN.md section 3)::
+Folder layout (docs/methods.md section 8)::
 
     ROOT/<images>/NAME.{jpg,jpeg,png,bmp,tif,tiff}
     ROOT/<masks>/NAME.{png,bmp,tif,tiff}

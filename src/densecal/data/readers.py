@@ -4,7 +4,7 @@ Every reader fully decodes its file (PIL ``Image.load()``), so a truncated PNG o
 at the file that is broken, and not later inside a DataLoader worker. Every failure raises
 :class:`~densecal.errors.DensecalInputError` whose message starts with the file path.
 
-Value conventions (DESIGN.md section 3, "Folder dataset"):
+Value conventions (docs/methods.md section 8, "Folder dataset"):
 
 - masks: 8-bit value / 255, 16-bit value / 65535, 1-bit as 0 / 1; soft (anti-aliased) masks stay
   soft. RGB masks are accepted only when the three channels are equal.

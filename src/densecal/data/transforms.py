@@ -4,11 +4,11 @@ Plain torch (no torchvision, which has no CPU build that matches the pinned torc
 use torch's global generator, so ``lightning.seed_everything`` (which also seeds DataLoader
 workers) makes them reproducible.
 
-The augmentation follows the ASLP training recipe (METHODS.md section 1.3, Wang et al., "ASLP"
-official code): horizontal flip, a small random border crop (up to 30 px, here also at most 1/8
-of each side so small images are not cropped away), rotation by a uniform angle in [-15, 15]
-degrees with probability 0.2. The mask is transformed with the same bilinear resampling as the
-image, so it stays soft.
+The augmentation follows the ASLP training recipe (docs/methods.md section 1.3; Liu et al., ICCV
+2023, official code github.com/Carlisle-Liu/ASLP): horizontal flip, a small random border crop
+(up to 30 px, here also at most 1/8 of each side so small images are not cropped away), rotation
+by a uniform angle in [-15, 15] degrees with probability 0.2. The mask is transformed with the
+same bilinear resampling as the image, so it stays soft.
 """
 
 from __future__ import annotations

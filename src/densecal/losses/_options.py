@@ -1,5 +1,5 @@
 """Option enums and parsing shared by the densecal losses: ASLP's perturbation techniques and
-the paper/code conventions of β (METHODS.md 1.1)."""
+the paper/code conventions of β (docs/methods.md section 1.1)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Source: Liu et al., "Model Calibration in Dense Classification with Adaptive Label Perturbation"
 (ICCV 2023), Sec. 3.3, and the official code github.com/Carlisle-Liu/ASLP (``main_ASLP.py``,
-``train_ASLP_MC``). The rule is densecal's METHODS.md, section 1.2, in the paper convention
+``train_ASLP_MC``). The rule is docs/methods.md section 1.2, in the paper convention
 (official ``b = beta / 2``)::
 
     alpha_i <- alpha_i + lr * [ (2/beta) (C_i - 2 BCE_i)

@@ -1,4 +1,4 @@
-"""Uncertainty distillation losses for multi-label classification (METHODS.md section 5).
+"""Uncertainty distillation losses for multi-label classification (docs/methods.md section 5).
 
 Source: Song et al., "Uncertainty Distillation: ..." (ACM MM 2021), official code
 github.com/lsongx/ud. Notation: ``o`` the classification logits ``(N, C)`` (the head used at
@@ -111,7 +111,7 @@ def label_uncertainty(logits: Tensor, scores: Tensor) -> Tensor:
     """Label uncertainty ``U = KL(softmax(s) ‖ softmax(o))`` of each image, ``(N,)`` >= 0.
 
     The disagreement of the calibration branch and the classification head, both read as
-    distributions over the C labels (Song et al. 2021, METHODS.md section 5).
+    distributions over the C labels (Song et al. 2021, docs/methods.md section 5).
 
     Args:
         logits: classification logits ``o``, ``(N, C)``.
@@ -176,8 +176,8 @@ def uncertainty_attention(features: Tensor, uncertainty: Tensor) -> Tensor:
 
     ``G = ∂U/∂F`` is taken of ``uncertainty.sum()``, so each image's gradient is that of its
     own U (the heads act per image; a BatchNorm in training mode couples images slightly). The
-    channel weights are computed without a graph (detached, as METHODS.md section 5 asks for the
-    student); the map keeps the gradient path through ``features``. Detach the result for the
+    channel weights are computed without a graph (detached, as docs/methods.md section 5 asks for
+    the student); the map keeps the gradient path through ``features``. Detach the result for the
     teacher.
 
     Args:

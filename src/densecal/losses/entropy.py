@@ -1,14 +1,15 @@
 """Entropy confidence penalty (ECP) for dense binary and multi-class outputs.
 
 Source: Pereyra et al., "Regularizing Neural Networks by Penalizing Confident Output
-Distributions" (ICLR workshop 2017), Eq. 2; densecal METHODS.md section 2::
+Distributions" (ICLR workshop 2017), Eq. 2; docs/methods.md section 2::
 
     ECP = CE - beta_H * H(p),      H(p) = -sum_c p_c log p_c  (natural log),  beta_H = 0.1
 
 per pixel (binary: the Bernoulli entropy ``-q log q - (1 - q) log(1 - q)``). Note: the MbLS
 repository's ``calibrate/losses/penalty_entropy.py`` averages ``-p log p`` over the classes as
 well as the pixels (``ent.mean()``), i.e. it uses ``H / K``; densecal follows the paper and
-METHODS.md (the full per-pixel entropy), so ``beta_H`` here equals that code's ``alpha / K``.
+docs/methods.md section 2 (the full per-pixel entropy), so ``beta_H`` here equals that code's
+``alpha / K``.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class EntropyPenaltyLoss(DenseLoss):
     """Entropy confidence penalty as an ``nn.Module`` (see :func:`entropy_penalty_loss`).
 
     Args:
-        beta_h: entropy weight ``>= 0``, default 0.1 (METHODS.md 2).
+        beta_h: entropy weight ``>= 0``, default 0.1 (docs/methods.md section 2).
         task: ``"binary"``, ``"multiclass"`` or ``None`` (infer).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         ignore_index: target value of pixels to ignore.

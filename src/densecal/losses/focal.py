@@ -2,7 +2,7 @@
 
 Source: Lin et al., "Focal Loss for Dense Object Detection" (ICCV 2017), Eq. 4 without the
 class weight ``alpha``; used for calibration by Mukhoti et al., "Calibrating Deep Neural Networks
-using Focal Loss" (NeurIPS 2020). densecal METHODS.md section 2::
+using Focal Loss" (NeurIPS 2020). docs/methods.md section 2::
 
     FL = -(1 - p_t)^gamma log p_t,        gamma = 3 by default, gamma = 0 is CE / BCE
 
@@ -82,7 +82,7 @@ class FocalLoss(DenseLoss):
     """Focal loss as an ``nn.Module`` (see :func:`focal_loss`).
 
     Args:
-        gamma: focusing parameter ``>= 0``, default 3 (METHODS.md 2).
+        gamma: focusing parameter ``>= 0``, default 3 (docs/methods.md section 2).
         task: ``"binary"``, ``"multiclass"`` or ``None`` (infer).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         ignore_index: target value of pixels to ignore.

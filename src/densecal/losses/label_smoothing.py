@@ -1,7 +1,7 @@
 """Label smoothing (LS) for dense binary and multi-class outputs.
 
 Source: Szegedy et al., "Rethinking the Inception Architecture for Computer Vision" (CVPR 2016),
-Sec. 7; densecal METHODS.md section 2. The smoothed target of a pixel with ``K`` classes is::
+Sec. 7; docs/methods.md section 2. The smoothed target of a pixel with ``K`` classes is::
 
     t_eps = (1 - eps) t + eps / K        (binary, K = 2: y -> (1 - eps) y + eps / 2)
 
@@ -70,7 +70,7 @@ class LabelSmoothingLoss(DenseLoss):
     """Label smoothing as an ``nn.Module`` (see :func:`label_smoothing_loss`).
 
     Args:
-        eps: smoothing factor in ``[0, 1]``, default 0.1 (METHODS.md 2).
+        eps: smoothing factor in ``[0, 1]``, default 0.1 (docs/methods.md section 2).
         task: ``"binary"``, ``"multiclass"`` or ``None`` (infer).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         ignore_index: target value of pixels to ignore.

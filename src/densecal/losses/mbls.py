@@ -2,7 +2,7 @@
 
 Source: Liu et al., "The Devil is in the Margins: Margin-based Label Smoothing for Network
 Calibration" (CVPR 2022), Eq. 8, and the official code github.com/by-liu/MbLS
-(``calibrate/losses/logit_margin_l1.py``, class ``LogitMarginL1``); densecal METHODS.md 2::
+(``calibrate/losses/logit_margin_l1.py``, class ``LogitMarginL1``); docs/methods.md section 2::
 
     MbLS = CE + lambda * mean_k max(0, max_j l_j - l_k - m),     m = 10, lambda = 0.1
 
@@ -97,7 +97,7 @@ class MbLSLoss(DenseLoss):
     """Margin-based label smoothing as an ``nn.Module`` (see :func:`mbls_loss`).
 
     Args:
-        margin: ``m >= 0``, default 10 (METHODS.md 2, official default).
+        margin: ``m >= 0``, default 10 (docs/methods.md section 2, official default).
         lam: penalty weight ``lambda >= 0``, default 0.1.
         task: ``"binary"``, ``"multiclass"`` or ``None`` (infer).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.

@@ -2,7 +2,7 @@
 
 Source: Liu et al., "Model Calibration in Dense Classification with Adaptive Label Perturbation"
 (ICCV 2023), Sec. 3, and the official code github.com/Carlisle-Liu/ASLP (``perturbance.py``,
-``utils.py``, ``main_ASLP.py``). Formulas are those of densecal's METHODS.md, section 1.1.
+``utils.py``, ``main_ASLP.py``). Formulas are those of docs/methods.md section 1.1.
 
 Each image ``i`` of a batch has a perturbation probability ``alpha_i``. One coin
 ``Z_i ~ Bernoulli(alpha_i)`` is tossed per image and per call (not per pixel)::
@@ -119,7 +119,8 @@ def sc_bce_loss(logits: Tensor, target: Tensor, alpha: float | Tensor = 0.0,
     smoothing leave the random stream untouched.
 
     Technique ``"moderation_noise"`` (DM) adds to the perturbed target of perturbed images a
-    per-pixel ``N(0, 1)`` draw clipped to ``[-noise_clip, noise_clip]`` (METHODS.md 1.1; the
+    per-pixel ``N(0, 1)`` draw clipped to ``[-noise_clip, noise_clip]`` (docs/methods.md section
+    1.1; the
     official code uses a *truncated* normal on the same interval instead). The noise has zero
     mean, so ``expected=True`` ignores it. Input validation reads two scalars back from the
     device (target range, alpha range).

@@ -3,7 +3,7 @@
 Source: Islam & Glocker, "Spatially Varying Label Smoothing: Capturing Uncertainty from Expert
 Annotations" (IPMI 2021), and the official code github.com/mobarakol/SVLS (``svls.py``:
 ``get_svls_filter_3d`` and ``CELossWithSVLS``; ``SVLS_2D.ipynb``: ``get_svls_filter_2d``);
-densecal METHODS.md section 2.
+docs/methods.md section 2.
 
 Soft target: the one-hot map convolved depthwise (each class separately, replicate padding) with
 a fixed ``k^d`` kernel built from a Gaussian ``g`` (``sigma = 1``, ``k = 3``) whose centre is
@@ -236,7 +236,7 @@ class SVLSLoss(DenseLoss):
     """Spatially varying label smoothing as an ``nn.Module`` (see :func:`svls_loss`).
 
     Args:
-        kernel_size: odd side ``k >= 3``, default 3 (METHODS.md 2).
+        kernel_size: odd side ``k >= 3``, default 3 (docs/methods.md section 2).
         sigma: Gaussian standard deviation ``> 0``, default 1.
         task: ``"binary"``, ``"multiclass"`` or ``None`` (infer).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.

@@ -67,7 +67,7 @@ class TrainConfig:
         beta: explicit β overriding ``technique`` (paper convention unless
             ``beta_convention="code"``).
         beta_convention: ``paper`` (β ∈ [0, 2]) or ``code`` (the official ASLP code's b = β/2).
-        aslp_lr: ASLP's α step size η (METHODS.md 1.2, default 0.002).
+        aslp_lr: ASLP's α step size η (docs/methods.md section 1.2, default 0.002).
         aslp_penalty: ASLP's penalty weight λ (default 2000).
         aslp_warmup: epochs before α starts to adapt (default 5).
         aslp_objective: ``calibration`` (ASLP_MC, the official code) or ``conservative``.

@@ -1,6 +1,6 @@
 """Uncertainty distillation for multi-label classification (Song et al., ACM MM 2021).
 
-METHODS.md section 5; official code github.com/lsongx/ud. Three training methods share one
+docs/methods.md section 5; official code github.com/lsongx/ud. Three training methods share one
 network (:class:`UDNet`: a :class:`~densecal.models.classifiers.Classifier` with global **max**
 pooling and a bias-free head ``o = W·f``, plus the calibration branch
 ``s = Linear(512)–BN–ReLU–Linear(C)``):

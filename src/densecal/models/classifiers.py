@@ -2,7 +2,7 @@
 
 Every classifier maps an image batch ``(N, C_in, H, W)`` to logits ``(N, num_classes)`` and
 exposes the last convolutional feature map (``features``, ``(N, K, h, w)``) and the module that
-produces it (``target_layer``), which uncertainty distillation (METHODS.md section 5) and
+produces it (``target_layer``), which uncertainty distillation (docs/methods.md section 5) and
 Grad-CAM (section 6) need.
 
 Example:

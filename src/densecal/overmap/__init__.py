@@ -1,4 +1,5 @@
-"""Over-MAP: confidence from the overlap of Grad-CAM and an object segmentation (METHODS.md 6).
+"""Over-MAP: confidence from the overlap of Grad-CAM and an object segmentation (docs/methods.md
+section 6).
 
 Kantor et al., AAAI 2021 (two-page abstract, no code); the definitions here are densecal's.
 """

@@ -1,7 +1,7 @@
 """Per-image Over-MAP analysis: prediction, max-softmax, Grad-CAM and overlap scores.
 
 For each image the classifier's Grad-CAM ``H`` is taken twice: for the predicted class (the
-confidence, METHODS.md section 6) and for the labelled class (the training-set audit: a
+confidence, docs/methods.md section 6) and for the labelled class (the training-set audit: a
 misleading training image tends to have low overlap under its own label).
 """
 

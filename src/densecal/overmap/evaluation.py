@@ -3,7 +3,7 @@
 All inputs are 1-D arrays of one value per image; computations are float64 numpy.
 
 - :func:`accuracy_by_bin`: accuracy per equal-width score bin on [0, 1], right-closed
-  ``(lo, hi]`` with 0 in the first bin (densecal's binning rule, DESIGN.md section 4).
+  ``(lo, hi]`` with 0 in the first bin (densecal's binning rule, docs/methods.md section 7).
 - :func:`misclassification_auroc`: AUROC of detecting errors by low confidence, i.e. the
   Mann-Whitney probability that a correct prediction has a higher confidence than a wrong one,
   ties counting one half (Hendrycks & Gimpel, ICLR 2017, the misclassification-detection

@@ -4,7 +4,7 @@ Grad-CAM (Selvaraju et al., ICCV 2017, eq. 1-2): for class ``c`` and feature map
 layer, channel weights ``w_k = mean_{i,j} dy_c / dA_k[i, j]`` and the map
 ``ReLU(sum_k w_k A_k)``. captum computes exactly this (``LayerGradCam.attribute`` with
 ``relu_attributions=True``); densecal then upsamples bilinearly to the input size
-(``align_corners=False``) and min-max normalises each map to [0, 1] (METHODS.md section 6). A
+(``align_corners=False``) and min-max normalises each map to [0, 1] (docs/methods.md section 6). A
 constant map (e.g. all zero after the ReLU) normalises to all zeros.
 """
 
@@ -70,7 +70,7 @@ def grad_cam(model: nn.Module, images: Tensor, target: Tensor | None = None, *,
         images: ``(N, 3, H, W)`` float batch.
         target: ``(N,)`` int64 class per image; None = ``argmax`` of the logits.
         layer: Grad-CAM layer (see :func:`resolve_layer`); default ``model.target_layer``.
-        normalise: min-max normalise each map (METHODS.md section 6); False keeps the raw
+        normalise: min-max normalise each map (docs/methods.md section 6); False keeps the raw
             upsampled ``ReLU(sum_k w_k A_k)``.
 
     Returns:

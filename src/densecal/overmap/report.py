@@ -6,7 +6,7 @@
 ``aurc`` (each ``{"overmap", "msp", "combined"}``; AUROC of misclassification detection, AURC of
 the risk-coverage curve; null where undefined), ``audit_precision_at_k``
 (``{"k": k, "precision": p}`` or null without a manifest of misleading images).
-All values are fractions (DESIGN.md section 3).
+All values are fractions (docs/methods.md section 8).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Overlap scores between an attention map ``H`` and a binary object mask ``M``.
 
-densecal's definitions (METHODS.md section 6; the Over-MAP abstract, Kantor et al., AAAI 2021,
+densecal's definitions (docs/methods.md section 6; the Over-MAP abstract, Kantor et al., AAAI 2021,
 gives none):
 
 - ``attention_mass`` (default): ``OM = sum(H * M) / sum(H)``, the fraction of the attention

@@ -2,7 +2,7 @@
 
 Temperature scaling (Guo et al., ICML 2017) for dense binary and multi-class maps, fitted
 streaming over a loader with an exact, bounded 1-D search. Plain torch; no Lightning, no CLI.
-Formulas: METHODS.md section 2 and each module's docstrings.
+Formulas: docs/methods.md section 2 and each module's docstrings.
 """
 
 from __future__ import annotations

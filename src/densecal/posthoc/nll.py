@@ -25,7 +25,7 @@ Formulas (``beta = 1/T = exp(-s)``, ``z' = beta * z`` the scaled logits):
 As a function of ``beta`` both losses are convex (second derivative ``z^2 s(1-s) >= 0``, resp.
 ``Var_p[z] >= 0``), hence unimodal in ``s = log T``: the basis of the bracketed 1-D search in
 :mod:`densecal.posthoc.search`. Temperature scaling itself: Guo et al., "On Calibration of Modern
-Neural Networks", ICML 2017, Sec. 4.2; densecal's METHODS.md section 2.
+Neural Networks", ICML 2017, Sec. 4.2; docs/methods.md section 2.
 """
 
 from __future__ import annotations

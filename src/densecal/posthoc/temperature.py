@@ -1,7 +1,7 @@
 """Temperature scaling for dense binary and multi-class maps, fitted streaming over a loader.
 
 Source: Guo et al., "On Calibration of Modern Neural Networks", ICML 2017, Sec. 4.2 (one scalar
-``T > 0`` divides the logits, fitted by NLL on a validation split); densecal's METHODS.md
+``T > 0`` divides the logits, fitted by NLL on a validation split); docs/methods.md
 section 2. The reference implementation (github.com/gpleiss/temperature_scaling) fits ``T`` by
 full-batch LBFGS with a fixed learning rate on all logits in memory; on dense maps that does not
 fit in memory and is known to diverge on binary maps. densecal instead:

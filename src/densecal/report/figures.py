@@ -283,7 +283,7 @@ def save_prediction_grid(
 
     One row per image; columns: image | ground truth | for each method, its prediction q
     (grey, 0 to 1) and its confidence max(q, 1 − q) (magma, 0.5 to 1; the top-label confidence
-    of DESIGN.md §4).
+    of docs/methods.md section 7).
 
     Args:
         rows: per image a mapping with ``"image"`` (``(H, W, 3)`` or ``(H, W)``, uint8 or float

@@ -3,7 +3,7 @@
 Every writer is atomic (:mod:`densecal.atomic`): a file appears whole or not at all, and a
 failure while serialising leaves an earlier file of the same name untouched.
 
-The evaluate result (the contract of ``densecal evaluate``, DESIGN.md §3) is::
+The evaluate result (the contract of ``densecal evaluate``, docs/methods.md section 8) is::
 
     {"schema": "densecal.evaluate/1",
      "dataset": {"name": str, "n_images": int, "n_pixels": int},

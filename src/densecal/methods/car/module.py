@@ -1,6 +1,6 @@
 """CAR — Calibrated Adversarial Refinement (Kassapis et al., ICCV 2021): training and sampling.
 
-Source: the paper, official code github.com/EliasKassapis/CARSSS, densecal METHODS.md section 4.
+Source: the paper, official code github.com/EliasKassapis/CARSSS, docs/methods.md section 4.
 Networks and formulas: :mod:`densecal.methods.car.nets`.
 
 A calibration net ``F`` (any :mod:`densecal.models` network, trained with pixel CE, or frozen and
@@ -59,7 +59,7 @@ CE_CLAMP = 1e-7
 
 @dataclass
 class CAROptions:
-    """CAR's options (defaults: Kassapis et al. 2021 / CARSSS, METHODS.md 4).
+    """CAR's options (defaults: Kassapis et al. 2021 / CARSSS, docs/methods.md section 4).
 
     Stored in ``TrainConfig.extra["car"]``. ``TrainConfig.lr`` is not used by CAR.
 

@@ -2,7 +2,7 @@
 calibration loss, adversarial losses and the R1 penalty.
 
 Source: Kassapis et al., "Calibrated Adversarial Refinement for Stochastic Semantic
-Segmentation" (ICCV 2021), official code github.com/EliasKassapis/CARSSS; densecal METHODS.md
+Segmentation" (ICCV 2021), official code github.com/EliasKassapis/CARSSS; docs/methods.md
 section 4. The Lightning side (training loop, schedule, sampling) is :mod:`densecal.methods.car`.
 
 - :class:`LatentInjection`: ``h <- (h + r(z)) * (s(z) + 1e-5)``, per-channel shift ``r`` and
@@ -192,7 +192,7 @@ def calibration_kl(mean_samples: Tensor, f_probs: Tensor, valid: Tensor | None =
 
     ``KL = sum_k G_k (log G_k - log F_k)`` per pixel with both distributions clamped to
     ``[eps, 1 - eps]`` (no renormalisation, as CARSSS), averaged over the valid pixels
-    (Kassapis et al. 2021, Eq. 5; METHODS.md 4). Pass ``f_probs`` detached.
+    (Kassapis et al. 2021, Eq. 5; docs/methods.md section 4). Pass ``f_probs`` detached.
 
     Args:
         mean_samples: ``G_bar``, the mean of the generator's samples, ``(N, K, H, W)``.

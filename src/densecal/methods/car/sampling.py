@@ -1,7 +1,7 @@
 """Load a CAR checkpoint and draw samples: ``F`` once, then ``n`` samples of ``G``.
 
 Source: Kassapis et al., ICCV 2021 (inference: 16 samples by default, 50/100 also reported);
-METHODS.md section 4. Training: :mod:`densecal.methods.car`.
+docs/methods.md section 4. Training: :mod:`densecal.methods.car`.
 """
 
 from __future__ import annotations

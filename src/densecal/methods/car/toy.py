@@ -2,7 +2,8 @@
 learning): with the calibration loss the GAN's samples cover both branches of a bimodal target
 in proportion ``pi : 1 - pi``; without it they tend to collapse onto one. Figure data only.
 
-Data (METHODS.md 4): ``x ~ U(0, 1)``; branch ``b ~ Bernoulli(1 - pi)`` (``b = 0`` upper);
+Data (docs/methods.md section 4): ``x ~ U(0, 1)``; branch ``b ~ Bernoulli(1 - pi)`` (``b = 0``
+upper);
 ``y = (-1)^b * 0.5`` for ``x < 0.4``, ``(-1)^b (1 - 1.25 x)`` for ``0.4 <= x < 0.8``, ``0`` after,
 plus ``N(0, sigma^2)`` noise.
 
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from densecal.data.toy import toy_branches
+from densecal.data.synthetic.toy import toy_branches
 
 __all__ = ["mlp", "sample_toy", "toy_mean", "train_toy"]
 
@@ -29,7 +30,7 @@ __all__ = ["mlp", "sample_toy", "toy_mean", "train_toy"]
 def sample_toy(n: int, *, pi: float = 0.6, sigma: float = 0.02,
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Draw ``n`` toy pairs from a torch generator (the branches of
-    :func:`densecal.data.toy.toy_branches`; training draws fresh batches every step).
+    :func:`densecal.data.synthetic.toy.toy_branches`; training draws fresh batches every step).
 
     Returns:
         ``x`` ``(n, 1)`` in [0, 1) and ``y`` ``(n, 1)``; the upper branch has probability ``pi``.

@@ -2,16 +2,17 @@
 
 Each entry builds the pixel loss and, for ASLP, the per-image α controller from a
 :class:`~densecal.methods.config.TrainConfig`. ``bce``, ``ls``, ``slp`` and ``aslp`` are members of
-the SC-BCE family (METHODS.md 1.1): BCE is α = 0, label smoothing is α = 1, β = ε, SLP is a fixed
+the SC-BCE family (docs/methods.md section 1.1): BCE is α = 0, label smoothing is α = 1, β = ε, SLP
+is a fixed
 α, and ASLP learns α per image. ``focal``, ``ecp``, ``mbls`` and ``svls`` are the calibration
-baselines of METHODS.md section 2, applied to the sigmoid output.
+baselines of docs/methods.md section 2, applied to the sigmoid output.
 
 With ``config.num_classes = K >= 2`` the network has ``K`` softmax channels and the target is a
 class-index map ``(N, *S)``: ``ce`` (plain cross entropy), ``ls``, ``focal``, ``ecp``, ``mbls``
 and ``svls`` use their ``task="multiclass"`` forms with ``config.ignore_index``; ``bce``,
 ``slp`` and ``aslp`` are binary-only and refused. For ``K = 1``, ``ce`` is an alias of ``bce``.
-``vls`` (CALSeg's variational label smoothing, METHODS.md 3) is multi-class only: its objective
-is the KL to soft labels that its own stage 1 produces (:mod:`densecal.methods.vls`).
+``vls`` (CALSeg's variational label smoothing, docs/methods.md section 3) is multi-class only: its
+objective is the KL to soft labels that its own stage 1 produces (:mod:`densecal.methods.vls`).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def _aslp(config: TrainConfig, num_images: int) -> MethodLoss:
 
 @register_objective("focal")
 def _focal(config: TrainConfig, num_images: int) -> MethodLoss:
-    """Focal loss, γ = ``config.gamma`` (METHODS.md 2; γ = 0 is BCE / CE)."""
+    """Focal loss, γ = ``config.gamma`` (docs/methods.md section 2; γ = 0 is BCE / CE)."""
     return MethodLoss(FocalLoss(gamma=config.gamma, **_multiclass(config)))
 
 
@@ -147,8 +148,8 @@ def _positive_int(option: str, value: object) -> None:
 
 @register_objective("vls")
 def _vls(config: TrainConfig, num_images: int) -> MethodLoss:
-    """CALSeg's variational label smoothing, stage 2 (Guo et al. 2024, METHODS.md 3): pixel-mean
-    ``KL(Y_s || softmax)`` against the cached soft labels ``Y_s`` (``batch["soft"]``).
+    """CALSeg's variational label smoothing, stage 2 (Guo et al. 2024, docs/methods.md section 3):
+    pixel-mean ``KL(Y_s || softmax)`` against the cached soft labels ``Y_s`` (``batch["soft"]``).
     Multi-class only; also validates the ``vls_*`` options (the stages themselves are run by
     :func:`densecal.methods.train.train`, see :mod:`densecal.methods.vls`)."""
     if not is_multiclass(config):

@@ -174,7 +174,7 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
 
 def cvae_loss(output: CVAEOutput, image: Tensor, labels: Tensor,
               ignore_index: int | None = None) -> dict[str, Tensor]:
-    """Stage-1 loss ``CE(v, y) + MSE(x_hat, x) + KL``, all weights 1 (METHODS.md 3).
+    """Stage-1 loss ``CE(v, y) + MSE(x_hat, x) + KL``, all weights 1 (docs/methods.md section 3).
 
     CE is the mean over labelled pixels (0 if none), MSE the mean over image elements, KL
     (:func:`gaussian_kl`) summed over latent dimensions and **averaged over the batch** -- the
@@ -202,7 +202,7 @@ def cvae_loss(output: CVAEOutput, image: Tensor, labels: Tensor,
 def vls_soft_labels(sample_logits: Tensor, labels: Tensor, *, tau: float = 2.0,
                     mix: float = 0.3, ignore_index: int | None = None) -> Tensor:
     """Variational soft labels ``Y_s = (1 - a) onehot(y) + a y_s``, ``y_s = mean_m
-    softmax(v_m / tau)`` (METHODS.md 3).
+    softmax(v_m / tau)`` (docs/methods.md section 3).
 
     The paper gives no values for ``m``, ``tau`` and ``a``; densecal's defaults ``m = 8``,
     ``tau = 2``, ``a = 0.3`` are its own choice. At ignored pixels (no one-hot) ``Y_s = y_s``.

@@ -8,7 +8,7 @@ Every metric here compares label maps through
 
 the distance of Kohl et al., "A Probabilistic U-Net for Segmentation of Ambiguous Images"
 (NeurIPS 2018), used by Kassapis et al., "Calibrated Adversarial Refinement for Stochastic
-Semantic Segmentation" (ICCV 2021, METHODS.md section 4). Inputs are class-index maps (take the
+Semantic Segmentation" (ICCV 2021, docs/methods.md section 4). Inputs are class-index maps (take the
 argmax of probabilities first); class 0 is background and never enters the IoU.
 
 Multi-class IoU (two conventions, both documented in :func:`pairwise_iou`):
