@@ -116,3 +116,43 @@ def test_docstrings_cite_only_what_ships() -> None:
                                                          r"(\d+(?:\.\d+)?)", text)
                      if n not in headings]
     assert unshipped == [] and dangling == []
+
+
+def test_root_exports_are_lazy() -> None:
+    """``import densecal`` loads no torch; each root name is the object of its package."""
+    code = ("import sys, densecal\n"
+            "assert 'torch' not in sys.modules\n"
+            "from densecal import (AdaptivePerturbation, PixelCalibration, SCBCELoss,\n"
+            "    TemperatureScaler, create_model, pixel_calibration)\n"
+            "from densecal.losses import AdaptivePerturbation as A, SCBCELoss as S\n"
+            "from densecal.metrics import PixelCalibration as P\n"
+            "from densecal.metrics.functional import pixel_calibration as p\n"
+            "from densecal.models import create_model as c\n"
+            "from densecal.posthoc import TemperatureScaler as T\n"
+            "assert (AdaptivePerturbation, PixelCalibration, SCBCELoss, TemperatureScaler,\n"
+            "        create_model, pixel_calibration) == (A, P, S, T, c, p)\n")
+    assert _fresh(code) == []
+
+
+def test_old_import_paths_warn_and_resolve() -> None:
+    """0.1 paths still work for one release, each with a DeprecationWarning."""
+    import importlib
+    import warnings
+
+    cases = [("densecal.predict", "evaluate_checkpoint", "densecal.apps.evaluate_checkpoint"),
+             ("densecal.evaluation_multiclass", "MulticlassEvaluator",
+              "densecal.evaluation.multiclass"),
+             ("densecal.methods.binary", "SegmentationModule",
+              "densecal.methods.segmentation.module"),
+             ("densecal.methods.objectives", "OBJECTIVES", "densecal.methods.registry"),
+             ("densecal.data.demo", "write_demo_dataset", "densecal.data.synthetic.demo"),
+             ("densecal.metrics.stochastic", "iou_distance",
+              "densecal.metrics.functional.stochastic")]
+    for old, name, new in cases:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = getattr(importlib.import_module(old), name)
+        assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message)
+                   for w in caught), (old, name)
+        assert value is getattr(importlib.import_module(new),
+                                "METHODS" if name == "OBJECTIVES" else name)

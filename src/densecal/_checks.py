@@ -122,7 +122,8 @@ def check_bool(where: str | Path, value: object, problem: str = "expected True o
 
 
 def parse_choice(enum_cls: type[E], value: object, where: str | Path, *,
-                 allowed: Collection[E] | None = None, problem: str = "must be one of") -> E:
+                 allowed: Collection[E] | None = None, problem: str = "must be one of",
+                 message: str | None = None) -> E:
     """The member of the string enum ``enum_cls`` whose value is ``value``.
 
     Args:
@@ -132,6 +133,8 @@ def parse_choice(enum_cls: type[E], value: object, where: str | Path, *,
         allowed: the members accepted here (default: all), e.g. a named subset such as
             :data:`densecal.types.DENSE_LOSS_TASKS`.
         problem: the message's opening words, before the list of choices.
+        message: the whole message instead, a template with ``{value}`` (the value's repr)
+            and ``{choices}`` (the allowed values, comma-separated).
 
     Returns:
         The enum member.
@@ -147,6 +150,9 @@ def parse_choice(enum_cls: type[E], value: object, where: str | Path, *,
         member = None
     if member is None or member not in members:
         choices = ", ".join(repr(m.value) for m in members)
+        if message is not None:
+            raise input_error(where, message.format(value=repr(value), choices=", ".join(
+                str(m.value) for m in members)))
         raise input_error(where, f"{problem} {choices}, got {value!r}")
     return member
 

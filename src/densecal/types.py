@@ -13,6 +13,7 @@ from enum import Enum
 __all__ = [
     "CLASS_TASKS",
     "DENSE_LOSS_TASKS",
+    "Protocol",
     "Reduction",
     "Task",
 ]
@@ -51,6 +52,21 @@ class Reduction(str, Enum):
     MEAN = "mean"
     SUM = "sum"
     NONE = "none"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Protocol(str, Enum):
+    """How saved maps are scored (``densecal evaluate --protocol``).
+
+    ``RAW``: the model's probabilities as they are. ``OFFICIAL``: the ASLP reference code's
+    evaluation (per-map min-max normalisation, 8-bit quantisation, raw-truth correctness, the
+    MATLAB-compatible SOD measures; ``docs/methods.md`` section 1.3).
+    """
+
+    RAW = "raw"
+    OFFICIAL = "official"
 
     def __str__(self) -> str:
         return self.value

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from densecal._checks import parse_choice
 from densecal.data.classification import read_classification_folder
 from densecal.data.readers import read_image
 from densecal.errors import input_error
 from densecal.methods.classify import load_classifier
 from densecal.methods.segmentation.inference import load_module, predict_images
-from densecal.overmap import SCORES, analyse_images, masks_from_folder, write_overmap_outputs
+from densecal.overmap import analyse_images, masks_from_folder, write_overmap_outputs
+from densecal.overmap.scores import OverlapScore
 
 __all__ = ["masks_from_segmenter", "run_overmap"]
 
@@ -56,7 +58,8 @@ def _manifest(data: Path) -> dict[str, str] | None:
 
 def run_overmap(classifier: str | Path, data: str | Path, out: str | Path, *,
                 segmenter: str | Path | None = None, masks: str | Path | None = None,
-                layer: str | None = None, score: str = "attention_mass", tau: float = 0.5,
+                layer: str | None = None, score: OverlapScore | str = "attention_mass",
+                tau: float = 0.5,
                 threshold: float = 0.5, n_bins: int = 10, k: int | None = None,
                 figure_rows: int = 8, batch_size: int = 16) -> dict[str, Path]:
     """Over-MAP confidence of a classifier on a classification folder.
@@ -83,8 +86,8 @@ def run_overmap(classifier: str | Path, data: str | Path, out: str | Path, *,
         DensecalInputError: an unknown score, both ``segmenter`` and ``masks``, classes that
             differ from the classifier's, unreadable checkpoints, images or masks.
     """
-    if score not in SCORES:
-        raise input_error("--score", f"expected one of {', '.join(SCORES)}, got {score!r}")
+    score = parse_choice(OverlapScore, score, "--score",
+                         message="expected one of {choices}, got {value}").value
     if segmenter is not None and masks is not None:
         raise input_error("--masks", "give --segmenter or --masks, not both")
     data = Path(data)

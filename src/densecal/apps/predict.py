@@ -8,6 +8,7 @@ predictions feed :mod:`densecal.apps.evaluate_checkpoint` and :mod:`densecal.app
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from densecal._checks import parse_choice
 from densecal.atomic import staged_directory
 from densecal.data import find_images, find_pairs, read_image, read_mask
 from densecal.errors import input_error
@@ -25,10 +27,22 @@ from densecal.methods.segmentation.inference import (
 )
 from densecal.methods.segmentation.module import SegmentationModule
 
-__all__ = ["FORMATS", "iter_class_probabilities", "iter_predictions", "load_segmenter",
+__all__ = ["FORMATS", "MapFormat", "iter_class_probabilities", "iter_predictions", "load_segmenter",
            "predict_folder", "predicted"]
 
-FORMATS = ("png", "npy")
+
+
+class MapFormat(str, Enum):
+    """The file format of predicted maps (``--format``): 8-bit ``PNG`` or float32 ``NPY``."""
+
+    PNG = "png"
+    NPY = "npy"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FORMATS = tuple(f.value for f in MapFormat)
 _Item = TypeVar("_Item", bound=tuple)
 
 
@@ -87,7 +101,7 @@ def iter_class_probabilities(module: SegmentationModule, data: str | Path, batch
 
 
 def predict_folder(checkpoint: str | Path, data: str | Path, out_dir: str | Path, *,
-                   fmt: str = "png", batch_size: int = 16) -> int:
+                   fmt: MapFormat | str = "png", batch_size: int = 16) -> int:
     """Write ``OUT/NAME.png`` (8-bit, round(255·q)) or ``OUT/NAME.npy`` (float32 q) per image.
 
     For a multi-class checkpoint (``K`` classes, ``K <= 256`` for png): ``OUT/NAME.png`` is the
@@ -102,8 +116,8 @@ def predict_folder(checkpoint: str | Path, data: str | Path, out_dir: str | Path
     Raises:
         DensecalInputError: unknown format, unreadable checkpoint or images.
     """
-    if fmt not in FORMATS:
-        raise input_error("--format", f"unknown format {fmt!r}; choose png or npy")
+    fmt = parse_choice(MapFormat, fmt, "--format",
+                       message="unknown format {value}; choose png or npy").value
     module = load_segmenter(checkpoint)
     if module.task != "binary":
         return _predict_classes(module, data, out_dir, fmt=fmt, batch_size=batch_size)

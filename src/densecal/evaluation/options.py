@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from densecal._checks import parse_choice
 from densecal.errors import input_error
+from densecal.types import Protocol
 
 __all__ = ["PROTOCOLS", "EvaluationOptions", "MulticlassOptions"]
 
-PROTOCOLS = ("raw", "official")
+PROTOCOLS = tuple(p.value for p in Protocol)
 
 
 @dataclass(frozen=True)
@@ -29,14 +31,14 @@ class EvaluationOptions:
     n_bins: int = 10
     confidence: str = "top-label"
     aggregate: str = "pooled"
-    protocol: str = "raw"
+    protocol: Protocol | str = "raw"
     threshold: float = 0.5
     target: str = "hard"
 
     def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise input_error("--protocol", f"unknown protocol {self.protocol!r}; choose raw or "
-                              "official")
+        object.__setattr__(self, "protocol", parse_choice(
+            Protocol, self.protocol, "--protocol",
+            message="unknown protocol {value}; choose raw or official").value)
         if self.n_bins < 1:
             raise input_error("--n-bins", f"must be at least 1, got {self.n_bins}")
 

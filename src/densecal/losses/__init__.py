@@ -23,6 +23,7 @@ from densecal.losses.focal import FocalLoss, focal_loss
 from densecal.losses.label_smoothing import LabelSmoothingLoss, label_smoothing_loss
 from densecal.losses.mbls import MbLSLoss, margin_penalty, mbls_loss
 from densecal.losses.scbce import (
+    BetaConvention,
     SCBCELoss,
     Technique,
     per_image_statistics,
@@ -35,6 +36,7 @@ from densecal.losses.svls import SVLSLoss, svls_kernel, svls_loss, svls_smooth
 
 __all__ = [
     "AdaptivePerturbation",
+    "BetaConvention",
     "EntropyPenaltyLoss",
     "FocalLoss",
     "LabelSmoothingLoss",

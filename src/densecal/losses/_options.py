@@ -9,7 +9,7 @@ from enum import Enum
 from densecal._checks import check_number, parse_choice
 from densecal.errors import input_error
 
-__all__ = ["Technique", "resolve_beta", "technique_beta"]
+__all__ = ["BetaConvention", "Technique", "resolve_beta", "technique_beta"]
 
 
 class Technique(str, Enum):
@@ -31,6 +31,17 @@ class Technique(str, Enum):
     SOFT_INVERSION = "soft_inversion"
     MODERATION = "moderation"
     MODERATION_NOISE = "moderation_noise"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class BetaConvention(str, Enum):
+    """How a user's ``beta`` is read: ``PAPER`` (``beta`` in ``[0, 2]``, the paper's convention)
+    or ``CODE`` (the official code's ``b = beta / 2``; ``docs/methods.md`` section 1.1)."""
+
+    PAPER = "paper"
+    CODE = "code"
 
     def __str__(self) -> str:
         return self.value
@@ -63,7 +74,7 @@ def technique_beta(technique: Technique | str) -> float:
 
 
 def resolve_beta(beta: float | None, technique: Technique | str = Technique.HARD_INVERSION,
-                 beta_convention: str = "paper") -> float:
+                 beta_convention: BetaConvention | str = "paper") -> float:
     """Turn a user's ``beta`` into the paper-convention value densecal computes with.
 
     Args:
@@ -83,13 +94,13 @@ def resolve_beta(beta: float | None, technique: Technique | str = Technique.HARD
         UserWarning: paper ``beta > 2`` (only reachable with ``"code"``): perturbed targets
         leave ``[0, 1]``.
     """
-    if beta_convention not in ("paper", "code"):
-        raise input_error("beta_convention", f"must be 'paper' or 'code', got {beta_convention!r}")
+    convention = parse_choice(BetaConvention, beta_convention, "beta_convention",
+                              message="must be 'paper' or 'code', got {value}")
     if beta is None:
         return technique_beta(technique)
     parse_choice(Technique, technique, "technique")
     check_number("beta", beta)
-    if beta_convention == "paper":
+    if convention is BetaConvention.PAPER:
         if not 0.0 <= beta <= 2.0:
             raise input_error("beta", f"must lie in [0, 2] (paper convention), got {beta}; "
                                       "use beta_convention='code' for the official code's b")

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from densecal._checks import check_int, check_number, parse_choice
 from densecal.atomic import atomic_write_text
 from densecal.errors import input_error
+from densecal.losses._options import BetaConvention
 from densecal.losses.scbce import per_image_statistics, resolve_beta
 
 __all__ = ["AdaptivePerturbation", "Objective"]
@@ -103,7 +104,8 @@ class AdaptivePerturbation(nn.Module):
 
     def __init__(self, num_images: int, beta: float = 2.0, *, lr: float = 0.002,
                  penalty: float = 2000.0, warmup_epochs: int = 5,
-                 objective: Objective | str = "calibration", beta_convention: str = "paper",
+                 objective: Objective | str = "calibration",
+                 beta_convention: BetaConvention | str = "paper",
                  max_alpha: float | None = None) -> None:
         super().__init__()
         check_int("num_images", num_images, low=1)

@@ -24,12 +24,13 @@ from densecal.losses._common import (
     prepare,
     reduce_pixels,
 )
+from densecal.types import Reduction
 
 __all__ = ["EntropyPenaltyLoss", "entropy_penalty_loss"]
 
 
 def entropy_penalty_loss(logits: Tensor, target: Tensor, beta_h: float = 0.1, *,
-                         task: Task | str | None = None, reduction: str = "mean",
+                         task: Task | str | None = None, reduction: Reduction | str = "mean",
                          ignore_index: float | None = None) -> Tensor:
     """Cross-entropy minus ``beta_h`` times the per-pixel predictive entropy.
 
@@ -79,7 +80,7 @@ class EntropyPenaltyLoss(DenseLoss):
     """
 
     def __init__(self, beta_h: float = 0.1, *, task: Task | str | None = None,
-                 reduction: str = "mean", ignore_index: float | None = None) -> None:
+                 reduction: Reduction | str = "mean", ignore_index: float | None = None) -> None:
         super().__init__(task, reduction, ignore_index)
         self.beta_h = check_number("beta_h", beta_h, 0.0)
 

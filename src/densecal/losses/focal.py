@@ -30,12 +30,13 @@ from densecal.losses._common import (
     prepare,
     reduce_pixels,
 )
+from densecal.types import Reduction
 
 __all__ = ["FocalLoss", "focal_loss"]
 
 
 def focal_loss(logits: Tensor, target: Tensor, gamma: float = 3.0, *,
-               task: Task | str | None = None, reduction: str = "mean",
+               task: Task | str | None = None, reduction: Reduction | str = "mean",
                ignore_index: float | None = None) -> Tensor:
     """Focal loss ``-(1 - p_t)^gamma log p_t`` per pixel (soft targets: module docstring).
 
@@ -92,7 +93,7 @@ class FocalLoss(DenseLoss):
     """
 
     def __init__(self, gamma: float = 3.0, *, task: Task | str | None = None,
-                 reduction: str = "mean", ignore_index: float | None = None) -> None:
+                 reduction: Reduction | str = "mean", ignore_index: float | None = None) -> None:
         super().__init__(task, reduction, ignore_index)
         self.gamma = check_number("gamma", gamma, 0.0)
 

@@ -23,12 +23,13 @@ from densecal.losses._common import (
     prepare,
     reduce_pixels,
 )
+from densecal.types import Reduction
 
 __all__ = ["LabelSmoothingLoss", "label_smoothing_loss"]
 
 
 def label_smoothing_loss(logits: Tensor, target: Tensor, eps: float = 0.1, *,
-                         task: Task | str | None = None, reduction: str = "mean",
+                         task: Task | str | None = None, reduction: Reduction | str = "mean",
                          ignore_index: float | None = None) -> Tensor:
     """Cross-entropy against the smoothed target ``(1 - eps) t + eps / K``.
 
@@ -80,7 +81,7 @@ class LabelSmoothingLoss(DenseLoss):
     """
 
     def __init__(self, eps: float = 0.1, *, task: Task | str | None = None,
-                 reduction: str = "mean", ignore_index: float | None = None) -> None:
+                 reduction: Reduction | str = "mean", ignore_index: float | None = None) -> None:
         super().__init__(task, reduction, ignore_index)
         self.eps = check_number("eps", eps, 0.0, 1.0)
 

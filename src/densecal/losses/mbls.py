@@ -36,6 +36,7 @@ from densecal.losses._common import (
     prepare,
     reduce_pixels,
 )
+from densecal.types import Reduction
 
 __all__ = ["MbLSLoss", "margin_penalty", "mbls_loss"]
 
@@ -60,7 +61,7 @@ def margin_penalty(class_logits: Tensor, margin: float = 10.0) -> Tensor:
 
 
 def mbls_loss(logits: Tensor, target: Tensor, margin: float = 10.0, lam: float = 0.1, *,
-              task: Task | str | None = None, reduction: str = "mean",
+              task: Task | str | None = None, reduction: Reduction | str = "mean",
               ignore_index: float | None = None) -> Tensor:
     """Cross-entropy plus ``lam`` times the logit-margin hinge penalty (module docstring).
 
@@ -108,7 +109,7 @@ class MbLSLoss(DenseLoss):
     """
 
     def __init__(self, margin: float = 10.0, lam: float = 0.1, *,
-                 task: Task | str | None = None, reduction: str = "mean",
+                 task: Task | str | None = None, reduction: Reduction | str = "mean",
                  ignore_index: float | None = None) -> None:
         super().__init__(task, reduction, ignore_index)
         self.margin = check_number("margin", margin, 0.0)

@@ -32,9 +32,11 @@ from torch import Tensor, nn
 from densecal._checks import check_number, parse_choice
 from densecal.errors import input_error
 from densecal.losses._common import align, check_reduction, check_target, valid_mask
-from densecal.losses._options import Technique, resolve_beta, technique_beta
+from densecal.losses._options import BetaConvention, Technique, resolve_beta, technique_beta
+from densecal.types import Reduction
 
 __all__ = [
+    "BetaConvention",
     "SCBCELoss",
     "Technique",
     "per_image_statistics",
@@ -107,8 +109,9 @@ def _draw(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | Non
 
 def sc_bce_loss(logits: Tensor, target: Tensor, alpha: float | Tensor = 0.0,
                 beta: float | None = None, *, technique: Technique | str = "hard_inversion",
-                beta_convention: str = "paper", expected: bool = False, noise_clip: float = 0.25,
-                reduction: str = "mean", ignore_index: float | None = None,
+                beta_convention: BetaConvention | str = "paper", expected: bool = False,
+                noise_clip: float = 0.25, reduction: Reduction | str = "mean",
+                ignore_index: float | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
     """Self-Calibrating BCE (ASLP paper Eq. 3) on raw logits, one coin per image.
 
@@ -158,16 +161,18 @@ def sc_bce_loss(logits: Tensor, target: Tensor, alpha: float | Tensor = 0.0,
         >>> round(sc_bce_loss(x, torch.ones(1, 2)).item(), 6)  # ln 2
         0.693147
     """
-    _check_options(reduction, noise_clip)
+    reduction = _check_options(reduction, noise_clip)
     tech = parse_choice(Technique, technique, "technique")
     beta_p = resolve_beta(beta, tech, beta_convention)
     return _sc_bce(logits, target, alpha, beta_p, tech, expected, float(noise_clip), reduction,
                    ignore_index, generator)
 
 
-def _check_options(reduction: str, noise_clip: float) -> None:
-    check_reduction(reduction)
+def _check_options(reduction: Reduction | str, noise_clip: float) -> str:
+    """The reduction's name, after checking it and ``noise_clip``."""
+    name = check_reduction(reduction)
     check_number("noise_clip", noise_clip, 0.0, problem="must be a finite number >= 0")
+    return name
 
 
 def _sc_bce(logits: Tensor, target: Tensor, alpha: float | Tensor, beta_p: float,
@@ -290,8 +295,10 @@ class SCBCELoss(nn.Module):
     """
 
     def __init__(self, alpha: float = 0.0, beta: float | None = None,
-                 technique: Technique | str = "hard_inversion", beta_convention: str = "paper",
-                 expected: bool = False, noise_clip: float = 0.25, reduction: str = "mean",
+                 technique: Technique | str = "hard_inversion",
+                 beta_convention: BetaConvention | str = "paper",
+                 expected: bool = False, noise_clip: float = 0.25,
+                 reduction: Reduction | str = "mean",
                  ignore_index: float | None = None) -> None:
         super().__init__()
         _check_alpha(alpha, 1)
@@ -299,9 +306,8 @@ class SCBCELoss(nn.Module):
         self.beta = resolve_beta(beta, self.technique, beta_convention)  # paper, up to 4
         self.alpha = float(alpha)
         self.expected = bool(expected)
-        _check_options(reduction, noise_clip)
+        self.reduction = _check_options(reduction, noise_clip)
         self.noise_clip = float(noise_clip)
-        self.reduction = reduction
         self.ignore_index = ignore_index
 
     @classmethod

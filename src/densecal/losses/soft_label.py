@@ -13,6 +13,7 @@ from torch import Tensor
 
 from densecal.errors import input_error
 from densecal.losses._common import DenseLoss, check_reduction, prepare, reduce_pixels
+from densecal.types import Reduction
 
 __all__ = ["SoftLabelKLLoss", "one_hot_labels", "soft_label_kl"]
 
@@ -33,7 +34,7 @@ def one_hot_labels(labels: Tensor, num_classes: int, ignore_index: int | None = 
     return onehot * valid.unsqueeze(1)
 
 
-def soft_label_kl(logits: Tensor, target: Tensor, *, reduction: str = "mean",
+def soft_label_kl(logits: Tensor, target: Tensor, *, reduction: Reduction | str = "mean",
                   ignore_index: float | None = None) -> Tensor:
     """Pixel-wise ``KL(t || softmax(logits)) = sum_k t_k (log t_k - log p_k)`` (``0 log 0 = 0``),
     the stage-2 loss of VLS (``docs/methods.md``, CALSeg).
@@ -79,7 +80,8 @@ class SoftLabelKLLoss(DenseLoss):
         ignore_index: marker of ignored pixels in the probability target, or ``None``.
     """
 
-    def __init__(self, reduction: str = "mean", ignore_index: float | None = None) -> None:
+    def __init__(self, reduction: Reduction | str = "mean",
+                 ignore_index: float | None = None) -> None:
         super().__init__(task="multiclass", reduction=reduction, ignore_index=ignore_index)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:

@@ -53,6 +53,7 @@ from densecal.losses._common import (
     reduce_pixels,
     task_logits,
 )
+from densecal.types import Reduction
 
 __all__ = ["SVLSLoss", "svls_kernel", "svls_loss", "svls_smooth"]
 
@@ -194,7 +195,8 @@ def _svls_target(task: Task, logits: Tensor, target: Tensor | Sequence[Tensor],
 
 
 def svls_loss(logits: Tensor, target: Tensor | Sequence[Tensor], kernel_size: int = 3,
-              sigma: float = 1.0, *, task: Task | str | None = None, reduction: str = "mean",
+              sigma: float = 1.0, *, task: Task | str | None = None,
+              reduction: Reduction | str = "mean",
               ignore_index: float | None = None) -> Tensor:
     """Cross-entropy against the SVLS-smoothed target (module docstring).
 
@@ -247,7 +249,7 @@ class SVLSLoss(DenseLoss):
     """
 
     def __init__(self, kernel_size: int = 3, sigma: float = 1.0, *,
-                 task: Task | str | None = None, reduction: str = "mean",
+                 task: Task | str | None = None, reduction: Reduction | str = "mean",
                  ignore_index: float | None = None) -> None:
         super().__init__(task, reduction, ignore_index)
         self.sigma = _check_kernel_options(kernel_size, sigma)

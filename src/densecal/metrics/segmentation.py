@@ -34,7 +34,9 @@ from py_sod_metrics import (
 )
 from py_sod_metrics.utils import prepare_data
 
+from densecal._checks import parse_choice
 from densecal.errors import input_error
+from densecal.types import Protocol
 
 __all__ = ["SOD_KEYS", "SODMetrics", "dice_iou"]
 
@@ -44,7 +46,6 @@ SOD_KEYS: tuple[str, ...] = (
     "s_measure", "weighted_f", "dice", "iou",
 )
 
-_PROTOCOLS = ("raw", "official")
 #: F-measure beta^2 (Achanta et al., CVPR 2009; pysodmetrics' default).
 _F_BETA2 = 0.3
 #: S-measure object/region balance (Fan et al., ICCV 2017).
@@ -160,10 +161,10 @@ class SODMetrics:
         0.1
     """
 
-    def __init__(self, protocol: str = "raw", threshold: float = 0.5) -> None:
-        if protocol not in _PROTOCOLS:
-            raise input_error("protocol", f"must be one of {list(_PROTOCOLS)}, got {protocol!r}")
-        self.protocol = protocol
+    def __init__(self, protocol: Protocol | str = "raw", threshold: float = 0.5) -> None:
+        self.protocol = parse_choice(
+            Protocol, protocol, "protocol",
+            message="must be one of ['raw', 'official'], got {value}").value
         self.threshold = _check_threshold(threshold)
         self.reset()
 

@@ -21,6 +21,7 @@ from densecal.overmap.masks import masks_from_folder
 from densecal.overmap.report import OVERMAP_SCHEMA, overmap_metrics, write_overmap_outputs
 from densecal.overmap.scores import (
     SCORES,
+    OverlapScore,
     attention_mass,
     overlap_scores,
     peak_in_mask,
@@ -30,6 +31,7 @@ from densecal.overmap.scores import (
 __all__ = [
     "OVERMAP_SCHEMA",
     "SCORES",
+    "OverlapScore",
     "OvermapResult",
     "accuracy_by_bin",
     "analyse_images",

@@ -24,13 +24,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 
 import torch
 from torch import Tensor
 
 from densecal.errors import input_error
 
-__all__ = ["SCORES", "attention_mass", "overlap_scores", "peak_in_mask", "threshold_iou"]
+__all__ = ["SCORES", "OverlapScore", "attention_mass", "overlap_scores", "peak_in_mask",
+           "threshold_iou"]
 
 
 def _prepare(h: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
@@ -67,10 +69,21 @@ def peak_in_mask(h: Tensor, m: Tensor) -> Tensor:
     return (hit & (hf.amax(1) > 0)).double()
 
 
+class OverlapScore(str, Enum):
+    """The Over-MAP score (``--score``); ``ATTENTION_MASS`` is the default."""
+
+    ATTENTION_MASS = "attention_mass"
+    THRESHOLD_IOU = "threshold_iou"
+    PEAK_IN_MASK = "peak_in_mask"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 SCORES: dict[str, Callable[..., Tensor]] = {
-    "attention_mass": attention_mass,
-    "threshold_iou": threshold_iou,
-    "peak_in_mask": peak_in_mask,
+    OverlapScore.ATTENTION_MASS.value: attention_mass,
+    OverlapScore.THRESHOLD_IOU.value: threshold_iou,
+    OverlapScore.PEAK_IN_MASK.value: peak_in_mask,
 }
 """Score name -> function; ``attention_mass`` is Over-MAP's default."""
 

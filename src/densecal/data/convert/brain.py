@@ -35,13 +35,14 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
 
-from densecal._checks import check_int
+from densecal._checks import check_int, parse_choice
 from densecal.data.convert.slicing import (
     AXES,
     AXIS_LETTERS,
@@ -59,6 +60,7 @@ __all__ = [
     "BRAIN_SPLITS",
     "BrainSlice",
     "BrainSliceConfig",
+    "Noise",
     "assign_block_splits",
     "brain_split_assignment",
     "corrupt_image",
@@ -73,7 +75,16 @@ BRAIN_CLASS_NAMES: tuple[str, ...] = ("background", "grey_matter", "white_matter
 BRAIN_SPLITS: tuple[str, ...] = ("train", "val", "test")
 BRAIN_SCHEMA = "densecal.brain-slices/1"
 _FILES = {k: f"mni_icbm152_{k}_tal_nlin_sym_09a_converted.nii.gz" for k in ("t1", "gm", "wm")}
-_NOISES = ("gaussian", "rician")
+
+
+class Noise(str, Enum):
+    """The noise model of the MR-like corruptions (``--noise``)."""
+
+    GAUSSIAN = "gaussian"
+    RICIAN = "rician"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def _range(name: str, value: Sequence[float], lo: float, hi: float) -> tuple[float, float]:
@@ -125,7 +136,7 @@ class BrainSliceConfig:
     contrast: tuple[float, float] = (0.8, 1.2)
     brightness: tuple[float, float] = (-0.08, 0.08)
     blur: tuple[float, float] = (0.0, 0.8)
-    noise: str = "rician"
+    noise: Noise | str = "rician"
     noise_sigma: tuple[float, float] = (0.03, 0.12)
     seed: int = 0
 
@@ -150,9 +161,7 @@ class BrainSliceConfig:
                                                     f"{self.min_brain_fraction!r}")
         if not 0.0 <= self.bias <= 2.0:
             raise input_error("bias", f"must be in [0, 2], got {self.bias!r}")
-        if self.noise not in _NOISES:
-            raise input_error("noise", f"expected one of {', '.join(_NOISES)}, got "
-                                       f"{self.noise!r}")
+        parse_choice(Noise, self.noise, "noise", message="expected one of {choices}, got {value}")
         for name, lo, hi in (("gamma", 0.05, 20.0), ("contrast", 0.0, 10.0),
                              ("brightness", -1.0, 1.0), ("blur", 0.0, 10.0),
                              ("noise_sigma", 0.0, 1.0)):

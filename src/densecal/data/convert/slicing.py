@@ -12,18 +12,20 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Sequence
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from densecal._checks import check_out_dir
+from densecal._checks import check_out_dir, parse_choice
 from densecal.atomic import staged_directory
 from densecal.errors import input_error
 
 __all__ = [
     "AXES",
     "AXIS_LETTERS",
+    "Axis",
     "area_resample",
     "check_axis",
     "crop_window",
@@ -34,18 +36,28 @@ __all__ = [
     "write_slice",
 ]
 
-AXES: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
+class Axis(str, Enum):
+    """A slicing plane (``--axis``); :data:`AXES` gives the RAS voxel axis it holds fixed."""
+
+    SAGITTAL = "sagittal"
+    CORONAL = "coronal"
+    AXIAL = "axial"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+AXES: dict[str, int] = {Axis.SAGITTAL.value: 0, Axis.CORONAL.value: 1, Axis.AXIAL.value: 2}
 """Slicing plane name -> the RAS voxel axis held fixed."""
 
 AXIS_LETTERS: dict[str, str] = {"sagittal": "x", "coronal": "y", "axial": "z"}
 """Slicing plane name -> the letter used in slice stems (``NAME__z080``)."""
 
 
-def check_axis(axis: str) -> int:
+def check_axis(axis: Axis | str) -> int:
     """Return the RAS voxel axis of a plane name; raise ``DensecalInputError`` if unknown."""
-    if axis not in AXES:
-        raise input_error("axis", f"expected one of {', '.join(AXES)}, got {axis!r}")
-    return AXES[axis]
+    plane = parse_choice(Axis, axis, "axis", message="expected one of {choices}, got {value}")
+    return AXES[plane.value]
 
 
 def oriented_slice(volume: np.ndarray, axis: str, index: int) -> np.ndarray:
