@@ -15,11 +15,20 @@ __all__ = [
     "DENSE_LOSS_TASKS",
     "Protocol",
     "Reduction",
+    "StrEnum",
     "Task",
 ]
 
 
-class Task(str, Enum):
+class StrEnum(str, Enum):
+    """A ``str`` enum whose ``str()`` is its value (``enum.StrEnum`` of Python 3.11, kept here
+    for 3.10): members compare equal to, and print as, the strings users type."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Task(StrEnum):
     """What a map classifies (torchmetrics' ``task`` argument).
 
     ``BINARY``: one foreground probability per pixel (a sigmoid of one logit). ``MULTICLASS``:
@@ -31,9 +40,6 @@ class Task(str, Enum):
     MULTICLASS = "multiclass"
     MULTILABEL = "multilabel"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 #: The tasks of the dense losses, of temperature scaling and of training: one distribution per
 #: pixel (a multi-label map is ``C`` binary maps).
@@ -42,7 +48,7 @@ DENSE_LOSS_TASKS = frozenset({Task.BINARY, Task.MULTICLASS})
 CLASS_TASKS = frozenset({Task.MULTICLASS, Task.MULTILABEL})
 
 
-class Reduction(str, Enum):
+class Reduction(StrEnum):
     """How per-pixel losses become the returned loss (torch's ``reduction`` argument).
 
     ``MEAN`` over the non-ignored pixels (0 when every pixel is ignored), ``SUM``, or ``NONE``
@@ -53,11 +59,8 @@ class Reduction(str, Enum):
     SUM = "sum"
     NONE = "none"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Protocol(str, Enum):
+class Protocol(StrEnum):
     """How saved maps are scored (``densecal evaluate --protocol``).
 
     ``RAW``: the model's probabilities as they are. ``OFFICIAL``: the ASLP reference code's
@@ -67,6 +70,3 @@ class Protocol(str, Enum):
 
     RAW = "raw"
     OFFICIAL = "official"
-
-    def __str__(self) -> str:
-        return self.value

@@ -8,7 +8,6 @@ predictions feed :mod:`densecal.apps.evaluate_checkpoint` and :mod:`densecal.app
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,20 +25,18 @@ from densecal.methods.segmentation.inference import (
     predict_images,
 )
 from densecal.methods.segmentation.module import SegmentationModule
+from densecal.types import StrEnum
 
 __all__ = ["FORMATS", "MapFormat", "iter_class_probabilities", "iter_predictions", "load_segmenter",
            "predict_folder", "predicted"]
 
 
 
-class MapFormat(str, Enum):
+class MapFormat(StrEnum):
     """The file format of predicted maps (``--format``): 8-bit ``PNG`` or float32 ``NPY``."""
 
     PNG = "png"
     NPY = "npy"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 FORMATS = tuple(f.value for f in MapFormat)

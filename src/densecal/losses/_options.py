@@ -4,15 +4,15 @@ the paper/code conventions of β (docs/methods.md section 1.1)."""
 from __future__ import annotations
 
 import warnings
-from enum import Enum
 
 from densecal._checks import check_number, parse_choice
 from densecal.errors import input_error
+from densecal.types import StrEnum
 
 __all__ = ["BetaConvention", "Technique", "resolve_beta", "technique_beta"]
 
 
-class Technique(str, Enum):
+class Technique(StrEnum):
     """Label perturbation techniques of ASLP (paper Table 1), each fixing ``beta``.
 
     ============================  ======  =======================================
@@ -32,19 +32,13 @@ class Technique(str, Enum):
     MODERATION = "moderation"
     MODERATION_NOISE = "moderation_noise"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class BetaConvention(str, Enum):
+class BetaConvention(StrEnum):
     """How a user's ``beta`` is read: ``PAPER`` (``beta`` in ``[0, 2]``, the paper's convention)
     or ``CODE`` (the official code's ``b = beta / 2``; ``docs/methods.md`` section 1.1)."""
 
     PAPER = "paper"
     CODE = "code"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _TECHNIQUE_BETA = {

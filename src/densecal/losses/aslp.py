@@ -33,7 +33,6 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from enum import Enum
 from pathlib import Path
 
 import torch
@@ -44,11 +43,12 @@ from densecal.atomic import atomic_write_text
 from densecal.errors import input_error
 from densecal.losses._options import BetaConvention
 from densecal.losses.scbce import per_image_statistics, resolve_beta
+from densecal.types import StrEnum
 
 __all__ = ["AdaptivePerturbation", "Objective"]
 
 
-class Objective(str, Enum):
+class Objective(StrEnum):
     """What the penalty term of the alpha update enforces.
 
     ``CALIBRATION`` (the paper's ASLP_MC, the official code): the expected target confidence
@@ -59,9 +59,6 @@ class Objective(str, Enum):
 
     CALIBRATION = "calibration"
     CONSERVATIVE = "conservative"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _number(value: object, where: str, low: float, high: float = math.inf) -> float:

@@ -24,12 +24,12 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import Enum
 
 import torch
 from torch import Tensor
 
 from densecal.errors import input_error
+from densecal.types import StrEnum
 
 __all__ = ["SCORES", "OverlapScore", "attention_mass", "overlap_scores", "peak_in_mask",
            "threshold_iou"]
@@ -69,15 +69,12 @@ def peak_in_mask(h: Tensor, m: Tensor) -> Tensor:
     return (hit & (hf.amax(1) > 0)).double()
 
 
-class OverlapScore(str, Enum):
+class OverlapScore(StrEnum):
     """The Over-MAP score (``--score``); ``ATTENTION_MASS`` is the default."""
 
     ATTENTION_MASS = "attention_mass"
     THRESHOLD_IOU = "threshold_iou"
     PEAK_IN_MASK = "peak_in_mask"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 SCORES: dict[str, Callable[..., Tensor]] = {

@@ -35,7 +35,6 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
 
@@ -53,6 +52,7 @@ from densecal.data.convert.slicing import (
     write_slice,
 )
 from densecal.errors import DensecalInputError, input_error
+from densecal.types import StrEnum
 
 __all__ = [
     "BRAIN_CLASS_NAMES",
@@ -77,14 +77,11 @@ BRAIN_SCHEMA = "densecal.brain-slices/1"
 _FILES = {k: f"mni_icbm152_{k}_tal_nlin_sym_09a_converted.nii.gz" for k in ("t1", "gm", "wm")}
 
 
-class Noise(str, Enum):
+class Noise(StrEnum):
     """The noise model of the MR-like corruptions (``--noise``)."""
 
     GAUSSIAN = "gaussian"
     RICIAN = "rician"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _range(name: str, value: Sequence[float], lo: float, hi: float) -> tuple[float, float]:

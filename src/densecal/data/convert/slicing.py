@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Sequence
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from PIL import Image
 from densecal._checks import check_out_dir, parse_choice
 from densecal.atomic import staged_directory
 from densecal.errors import input_error
+from densecal.types import StrEnum
 
 __all__ = [
     "AXES",
@@ -36,15 +36,12 @@ __all__ = [
     "write_slice",
 ]
 
-class Axis(str, Enum):
+class Axis(StrEnum):
     """A slicing plane (``--axis``); :data:`AXES` gives the RAS voxel axis it holds fixed."""
 
     SAGITTAL = "sagittal"
     CORONAL = "coronal"
     AXIAL = "axial"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 AXES: dict[str, int] = {Axis.SAGITTAL.value: 0, Axis.CORONAL.value: 1, Axis.AXIAL.value: 2}

@@ -1,6 +1,7 @@
 """CALSeg's Variational Label Smoothing (VLS): the conditional VAE and the formulas (no Lightning).
 
-Source: Guo et al., "CALSeg: Calibration-Aware Segmentation" (ICASSP 2024), the paper's figure
+Source: Guo et al., "CALSeg: Improving Calibration of Medical Image
+Segmentation via Variational Label Smoothing" (ICASSP 2024), the paper's figure
 and its (incomplete, stage-1-only) official code github.com/Guoxt/CALSeg; ``docs/methods.md``,
 CALSeg. The Lightning side (stage-1 module, soft-label cache, stage-2 data) is
 :mod:`densecal.methods.vls.stage1`.

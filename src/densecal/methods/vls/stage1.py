@@ -1,6 +1,7 @@
 """CALSeg's Variational Label Smoothing (``densecal train --method vls``): stages and soft labels.
 
-Source: Guo et al., "CALSeg: Calibration-Aware Segmentation" (ICASSP 2024); official code
+Source: Guo et al., "CALSeg: Improving Calibration of Medical Image
+Segmentation via Variational Label Smoothing" (ICASSP 2024); official code
 github.com/Guoxt/CALSeg (incomplete: stage 1 only); docs/methods.md section 3. Networks and
 formulas: :mod:`densecal.methods.vls.nets`. The run is driven by
 :func:`densecal.methods.train.train`:

@@ -13,7 +13,7 @@ import pytest
 
 from densecal.data.synthetic.ambiguity import DEFAULT_SPEC, AmbiguitySpec
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import car_ambiguity  # noqa: E402

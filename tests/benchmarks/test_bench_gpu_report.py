@@ -15,7 +15,7 @@ import pytest
 
 from _benchmark_scripts import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_report.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_report.py"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from _benchmark_scripts import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ud_multilabel.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ud_multilabel.py"
 MODELS = ("teacher", "student_ud", "student_gt")
 METRICS = ("map", "map_hard", "cf1", "of1", "ece")
 

@@ -13,7 +13,7 @@ import torch
 
 from _benchmark_scripts import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "overmap.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "overmap.py"
 
 
 @pytest.fixture(scope="module")
