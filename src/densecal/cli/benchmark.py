@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from densecal.cli.summary import run_line
+
 __all__ = ["benchmark"]
 
 
@@ -37,11 +39,7 @@ def benchmark(
                                  batch_size=batch_size, lr=lr)
 
     def report(method: str, seed: int, record: dict) -> None:
-        c = record["test"]["calibration"]
-        dice = record["test"]["segmentation"].get("dice")
-        extra = f"  Dice {dice:.3f}" if num_classes > 1 and dice is not None else ""
-        typer.echo(f"{method:>8} seed {seed}: test ECE {100 * c['ece']:.2f}%  "
-                   f"acc {100 * c['accuracy']:.2f}%{extra}")
+        typer.echo(run_line(method, seed, record, num_classes))
 
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     result = run_benchmark(out, methods=chosen,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from densecal.cli.summary import demo_line
+
 __all__ = ["demo"]
 
 
@@ -20,8 +22,5 @@ def demo(
     result = run_demo(out, fast=fast, seed=seed)
     for method, splits in result["runs"].items():
         for split, r in splits.items():
-            c, s = r["calibration"], r["segmentation"]
-            typer.echo(f"{LABELS[method]:>5} {split:>4}: ECE {100 * c['ece']:6.2f}%  "
-                       f"OE {100 * c['oe']:6.2f}%  acc {100 * c['accuracy']:6.2f}%  "
-                       f"MAE {s['mae']:.4f}  max-F {s['max_f']:.4f}  S {s['s_measure']:.4f}")
+            typer.echo(demo_line(LABELS[method], split, r))
     typer.echo(f"report: {out / 'report.md'}  ({result['wall_time_s']} s)")

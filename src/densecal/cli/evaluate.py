@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from densecal.cli.summary import result_line
+
 __all__ = ["evaluate"]
 
 
@@ -43,7 +45,6 @@ def evaluate(
         EvaluationOptions,
         evaluate_class_prediction_folder,
         evaluate_prediction_folder,
-        summary_line,
         write_evaluation_outputs,
     )
 
@@ -74,7 +75,7 @@ def evaluate(
         raise input_error("evaluate", "give either --checkpoint and --data, or --pred and --gt")
     paths = write_evaluation_outputs(out, evaluations)
     for split, ev in evaluations.items():
-        typer.echo(f"{split}: {summary_line(ev.result)}")
+        typer.echo(f"{split}: {result_line(ev.result)}")
         if ev.seconds:
             typer.echo(f"{split}: {ev.throughput_line()}")
     typer.echo(f"wrote {', '.join(p.name for p in paths)} to {out}")

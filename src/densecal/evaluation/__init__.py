@@ -4,7 +4,7 @@ The data path, read in this order: :mod:`~densecal.evaluation.options` (how maps
 :mod:`~densecal.evaluation.folders` (file pairs to decoded maps), :mod:`~densecal.evaluation.binary`
 and :mod:`~densecal.evaluation.multiclass` (maps to metric states to one result),
 :mod:`~densecal.evaluation.schema` (what a result holds), :mod:`~densecal.evaluation.outputs`
-(``metrics.json``, ``report.md``, figures, the console line). Scoring a model's maps is
+(``metrics.json``, ``report.md``, figures). Scoring a model's maps is
 :mod:`densecal.apps.evaluate_checkpoint`.
 """
 
@@ -18,7 +18,7 @@ from densecal.evaluation.folders import (
 )
 from densecal.evaluation.multiclass import MulticlassEvaluator
 from densecal.evaluation.options import EvaluationOptions, MulticlassOptions
-from densecal.evaluation.outputs import summary_line, write_evaluation_outputs
+from densecal.evaluation.outputs import write_evaluation_outputs
 from densecal.evaluation.schema import (
     EVALUATE_MULTICLASS_SCHEMA,
     EVALUATE_SCHEMA,
@@ -39,7 +39,6 @@ __all__ = [
     "evaluate_prediction_folder",
     "iter_prediction_pairs",
     "official_quantise",
-    "summary_line",
     "validate_evaluate_result",
     "write_evaluation_outputs",
 ]

@@ -1,5 +1,4 @@
-"""Write the outputs of ``densecal evaluate``: metrics.json, report.md, reliability.png, CSVs,
-and the one-line console summary of a result.
+"""Write the outputs of ``densecal evaluate``: metrics.json, report.md, reliability.png, CSVs.
 
 Every file is staged and moved into place only after all of them were produced, so a failure
 leaves the output folder as it was.
@@ -19,8 +18,7 @@ from densecal.report.tables import format_percent, markdown_table, metrics_table
 from densecal.report.writers import write_json, write_per_image_csv, write_report_md
 
 __all__ = ["MULTICLASS_COLUMNS", "PER_VOLUME_COLUMNS", "SOFT_TRUTH_COLUMNS", "SUMMARY_COLUMNS",
-           "multiclass_sections", "protocol_note", "summary_columns", "summary_line",
-           "write_evaluation_outputs"]
+           "multiclass_sections", "protocol_note", "summary_columns", "write_evaluation_outputs"]
 
 SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
     ("ECE %", "calibration", "ece"),
@@ -194,31 +192,3 @@ def write_evaluation_outputs(out_dir: str | Path, evaluations: Mapping[str, Eval
         ])
         names += ["reliability.png", "report.md"]
     return [out_dir / n for n in names]
-
-
-def summary_line(result: dict[str, Any]) -> str:
-    """One console line of a result (multi-class: foreground, soft and per-volume numbers).
-
-    Example:
-        >>> summary_line({"calibration": {"ece": 0.0125, "oe": 0.01, "accuracy": 0.9},
-        ...               "segmentation": {"mae": 0.05, "max_f": 0.8}})
-        'ECE 1.25%  OE 1.00%  acc 90.00%  MAE 0.0500  max-F 0.8000'
-    """
-    c, s = result["calibration"], result["segmentation"]
-    line = f"ECE {_pct(c['ece'])}  OE {_pct(c['oe'])}  acc {_pct(c['accuracy'])}  "
-    if "dice_class" not in s:
-        return line + f"MAE {s['mae']:.4f}  max-F {s['max_f']:.4f}"
-    line = (f"ECE {_pct(c['ece'])}  fg-ECE {_pct(c['ece_foreground'])}  OE {_pct(c['oe'])}  "
-            f"acc {_pct(c['accuracy'])}  Dice {s['dice']:.4f}  IoU {s['iou']:.4f}")
-    if "soft_truth" in result:
-        line += f"  soft-ECE {_pct(result['soft_truth']['ece'])}"
-    if "per_volume" in result:
-        volumes = result["per_volume"]
-        line += (f"  per-volume Dice {volumes['mean']['dice']:.4f} ± "
-                 f"{volumes['std']['dice']:.4f} ({volumes['n_volumes']} volumes)")
-    return line
-
-
-def _pct(x: float) -> str:
-    """A fraction as a percentage with 2 decimals; ``n/a`` when not finite."""
-    return "n/a" if not math.isfinite(x) else f"{100 * x:.2f}%"

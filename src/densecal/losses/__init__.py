@@ -9,6 +9,7 @@ sources: ``docs/methods.md`` and each module's docstrings.
 
 from __future__ import annotations
 
+from densecal.losses._common import reduce_pixels
 from densecal.losses.aslp import AdaptivePerturbation, Objective
 from densecal.losses.distillation import (
     label_uncertainty,
@@ -57,6 +58,7 @@ __all__ = [
     "pdd_loss",
     "per_image_statistics",
     "perturbed_target",
+    "reduce_pixels",
     "sc_bce_loss",
     "soft_label_kl",
     "svls_kernel",
