@@ -169,9 +169,15 @@ def test_ddp_two_processes_match_one_process(demo: Path, tmp_path: Path) -> None
 
     ref, ddp = epoch_rows(one), epoch_rows(two)
     assert sorted(ref) == sorted(ddp) == list(range(EPOCHS))
+    # Summation order differs (two ranks' gradients are averaged), so values agree to float
+    # rounding, grown over three epochs of ASLP's alpha dynamics (about 1e-7 relative after one
+    # epoch, 3e-5 after three on this machine). The ECE is binned: a validation pixel that
+    # rounding moves across a bin edge shifts it by up to 1 / N, so it gets 2 pixels' slack.
+    val_pixels = 7 * 32 * 32
     for epoch in range(EPOCHS):
         for name in ("val_accuracy", "val_ece", "train_loss", "alpha_mean", "alpha_max"):
-            assert ddp[epoch][name] == pytest.approx(ref[epoch][name], rel=1e-4, abs=1e-7), \
+            slack = 2 / val_pixels if name == "val_ece" else 1e-7
+            assert ddp[epoch][name] == pytest.approx(ref[epoch][name], rel=1e-4, abs=slack), \
                 (epoch, name)
 
     ref_alpha, ddp_alpha = alpha_table(one), alpha_table(two)
@@ -179,7 +185,8 @@ def test_ddp_two_processes_match_one_process(demo: Path, tmp_path: Path) -> None
     for name, (a, k) in ref_alpha.items():
         assert k == EPOCHS - WARMUP  # every image once per epoch after the warm-up
         assert ddp_alpha[name][1] == k
-        assert ddp_alpha[name][0] == pytest.approx(a, abs=1e-5), name
+        # the update's step 2 (--aslp-lr) turns the logit margins' rounding (~1e-5) into α
+        assert ddp_alpha[name][0] == pytest.approx(a, abs=2e-4), name
     # the check has teeth: α moved far beyond the tolerance (several values strictly inside the
     # clip range) and was large enough after epoch 1 that epoch 2 expects 16 x alpha_mean > 1.3
     # heads, which change train_loss
