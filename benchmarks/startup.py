@@ -3,16 +3,18 @@
 Runs each command ``--repeats`` times in a fresh interpreter (``python -m densecal ...``) and
 prints one JSON object with the median and minimum wall time in seconds, and whether the
 command imported Lightning (read from ``python -X importtime`` in one extra run). The evaluate
-command scores 10 pairs of 256 x 256 8-bit PNG maps written to a temporary folder, so its time
-is mostly start-up (imports), not metrics.
+command scores 10 pairs of 256 x 256 8-bit PNG maps (``evaluate_throughput.write_pairs``) in a
+temporary folder, so its time is mostly start-up (imports), not metrics.
 
-``--src DIR`` puts another checkout's ``src`` folder first on ``PYTHONPATH``, so an older commit
-can be measured in the same run as this one (``git worktree add /tmp/old <commit>``, then
-``--src /tmp/old/src``). Time it on an idle machine: the load average is recorded.
+``--baseline DIR`` also measures another checkout's ``src`` folder (put first on
+``PYTHONPATH``) in the same run, alternating the two runs of each command, and reports the
+ratios baseline / this checkout (``git worktree add /tmp/old <commit>``, then
+``--baseline /tmp/old/src``). ``--write`` saves the JSON to ``benchmarks/results/startup.json``.
+Time it on an idle machine: the load average is recorded.
 
 Usage::
 
-    python benchmarks/startup.py [--repeats 7] [--src DIR] [--label NAME]
+    python benchmarks/startup.py [--repeats 7] [--baseline DIR] [--write]
 """
 
 from __future__ import annotations
@@ -28,24 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-
-def write_pairs(root: Path, n: int = 10, size: int = 256, seed: int = 0) -> tuple[Path, Path]:
-    """``n`` pairs of 8-bit PNG prediction maps (a blurred disc) and binary masks."""
-    rng = np.random.default_rng(seed)
-    pred_dir, gt_dir = root / "pred", root / "gt"
-    pred_dir.mkdir(parents=True)
-    gt_dir.mkdir(parents=True)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    for i in range(n):
-        cy, cx, r = (*rng.uniform(0.3, 0.7, 2).tolist(), rng.uniform(0.1, 0.3))
-        dist = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2) - r
-        pred = 1 / (1 + np.exp(rng.uniform(10, 80) * dist))
-        Image.fromarray(np.round(pred * 255).astype(np.uint8)).save(pred_dir / f"{i:03d}.png")
-        Image.fromarray(((dist < 0) * 255).astype(np.uint8)).save(gt_dir / f"{i:03d}.png")
-    return pred_dir, gt_dir
+from evaluate_throughput import write_pairs
 
 
 def _env(src: Path | None) -> dict[str, str]:
@@ -56,47 +41,79 @@ def _env(src: Path | None) -> dict[str, str]:
     return env
 
 
-def time_command(args: list[str], repeats: int, env: dict[str, str]) -> dict[str, object]:
-    """Median and minimum wall time of ``python -m densecal ARGS`` and its Lightning import."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "densecal", *args], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
+def _run(args: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "densecal", *args], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def _imports(args: list[str], env: dict[str, str]) -> dict[str, object]:
+    """Whether the command imports Lightning, and how many modules, from ``-X importtime``."""
     trace = subprocess.run([sys.executable, "-X", "importtime", "-m", "densecal", *args], env=env,
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            text=True).stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in trace.splitlines() if "|" in line}
-    return {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),
-            "imports_lightning": any(m.split(".")[0] in ("lightning", "pytorch_lightning")
+    return {"imports_lightning": any(m.split(".")[0] in ("lightning", "pytorch_lightning")
                                      for m in imported),
             "modules_imported": len(imported)}
+
+
+def time_commands(commands: dict[str, list[str]], envs: dict[str, dict[str, str]],
+                  repeats: int) -> dict[str, dict[str, dict[str, object]]]:
+    """``{code: {command: {median_s, min_s, imports_lightning, modules_imported}}}``; the codes'
+    runs of one command alternate, so a drift in machine load touches both alike."""
+    out: dict[str, dict[str, dict[str, object]]] = {code: {} for code in envs}
+    for command, args in commands.items():
+        times: dict[str, list[float]] = {code: [] for code in envs}
+        for _ in range(repeats):
+            for code, env in envs.items():
+                times[code].append(_run(args, env))
+        for code, env in envs.items():
+            out[code][command] = {"median_s": round(statistics.median(times[code]), 3),
+                                  "min_s": round(min(times[code]), 3), **_imports(args, env)}
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--src", type=Path, default=None,
-                        help="another checkout's src folder to measure instead of this one")
-    parser.add_argument("--label", default=None, help="name of the measured code in the JSON")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout's src folder, measured in the same run")
+    parser.add_argument("--write", action="store_true",
+                        help="also write benchmarks/results/startup.json")
     args = parser.parse_args()
-    env = _env(args.src)
+    envs = {"this": _env(None)}
+    if args.baseline is not None:
+        envs["baseline"] = _env(args.baseline)
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        pred, gt = write_pairs(Path(tmp))
-        out = Path(tmp) / "eval"
-        result = {
-            "benchmark": "startup",
-            "code": args.label or str(args.src or "this checkout"),
-            "load_average_1min": os.getloadavg()[0],
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "repeats": args.repeats,
-            "help": time_command(["--help"], args.repeats, env),
-            "evaluate_10_pairs": time_command(
-                ["evaluate", "--pred", str(pred), "--gt", str(gt), "--out", str(out)],
-                args.repeats, env),
-        }
-    print(json.dumps(result, indent=2))
+        pred, gt = write_pairs(Path(tmp), n=10, size=256)
+        commands = {"help": ["--help"],
+                    "evaluate_10_pairs": ["evaluate", "--pred", str(pred), "--gt", str(gt),
+                                          "--out", str(Path(tmp) / "eval")]}
+        measured = time_commands(commands, envs, args.repeats)
+    result: dict[str, object] = {
+        "benchmark": "startup",
+        "load_average_1min_before": load,
+        "load_average_1min_after": os.getloadavg()[0],
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "repeats": args.repeats,
+        "baseline_src": str(args.baseline) if args.baseline else None,
+        **measured,
+    }
+    if args.baseline is not None:
+        result["speedup_baseline_over_this"] = {
+            command: round(measured["baseline"][command]["median_s"]  # type: ignore[operator]
+                           / measured["this"][command]["median_s"], 2)
+            for command in commands}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.write:
+        from densecal.atomic import atomic_write_text
+
+        atomic_write_text(Path(__file__).resolve().parent / "results" / "startup.json",
+                          text + "\n")
 
 
 if __name__ == "__main__":

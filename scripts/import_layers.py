@@ -7,6 +7,9 @@ densecal's own modules. Two graphs are measured:
   ``try``/``if`` blocks there), so what importing one module drags in;
 * ``all``: also the imports deferred into functions (what calling into a module may load).
 
+Importing ``a.b.c`` also runs ``a/__init__`` and ``a/b/__init__``; the graphs leave those implied
+imports out and count only what each statement names.
+
 The *layer count* is the number of modules on the longest import chain (a module that imports
 no densecal module is layer 1). An import of ``pkg`` or ``from pkg import name`` counts as an
 import of the package's ``__init__``; ``from pkg import module`` counts as the module.
@@ -201,6 +204,26 @@ def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
     return out
 
 
+def imports_through_init(src: Path) -> list[str]:
+    """Module-level imports of names through a package ``__init__`` (``from densecal.data import
+    read_mask``) by modules that are not ``__init__`` files themselves: inside densecal a name is
+    imported from the module that defines it, so importing one module never drags in a whole
+    package (and its Lightning, for ``densecal.methods``)."""
+    mods = _modules(src)
+    packages = {name for name, (_, is_pkg) in mods.items() if is_pkg}
+    found = []
+    for name, (path, is_pkg) in sorted(mods.items()):
+        if is_pkg:
+            continue
+        for node in _import_nodes(ast.parse(path.read_text(encoding="utf-8")), False):
+            if isinstance(node, ast.ImportFrom) and node.module in packages \
+                    and node.module != "densecal":
+                names = [a.name for a in node.names if f"{node.module}.{a.name}" not in mods]
+                if names:
+                    found.append(f"{name}: from {node.module} import {', '.join(names)}")
+    return found
+
+
 def report(src: Path) -> dict[str, object]:
     """The JSON summary printed by this script."""
     top, every = import_graph(src), import_graph(src, deferred=True)
@@ -217,6 +240,7 @@ def report(src: Path) -> dict[str, object]:
         "cycles_all_imports": cycles(every),
         "upward_imports_module_level": [f"{a} -> {b}" for a, b in upward_imports(top)],
         "upward_imports_all": [f"{a} -> {b}" for a, b in upward_imports(every)],
+        "imports_through_init": imports_through_init(src),
         "largest_modules": {m: n for m, n in largest},
     }
 

@@ -70,6 +70,10 @@ def test_nothing_imports_upward_and_no_cycles(deferred: bool) -> None:
     assert layers.cycles(graph) == []
 
 
+def test_names_come_from_their_defining_module() -> None:
+    assert layers.imports_through_init(SRC) == []
+
+
 def test_every_module_has_a_floor() -> None:
     graph = layers.import_graph(SRC)
     assert [m for m in graph if layers.floor_of(m) is None] == []

@@ -37,8 +37,11 @@ from densecal.apps.calibrate import calibrate_checkpoint
 from densecal.apps.evaluate_checkpoint import evaluate_checkpoint
 from densecal.atomic import staged_directory
 from densecal.errors import input_error
-from densecal.evaluation import EvaluationOptions
-from densecal.methods import TrainConfig, last_checkpoint, method_names, run_started, train
+from densecal.evaluation.options import EvaluationOptions
+from densecal.methods.config import TrainConfig
+from densecal.methods.engine.run_folder import last_checkpoint
+from densecal.methods.registry import method_names
+from densecal.methods.train import run_started, train
 from densecal.report.tables import format_percent, format_value, markdown_table
 from densecal.report.writers import write_json, write_per_image_csv, write_report_md
 

@@ -9,10 +9,11 @@ import torch
 
 from densecal.apps.predict import load_segmenter, predicted
 from densecal.atomic import atomic_path
-from densecal.data import find_pairs, read_label, read_mask
+from densecal.data.pairs import find_pairs
+from densecal.data.readers import read_label, read_mask
 from densecal.errors import input_error
 from densecal.methods.segmentation.inference import predict_logits
-from densecal.posthoc import FitResult
+from densecal.posthoc.temperature import FitResult
 
 __all__ = ["calibrate_checkpoint"]
 

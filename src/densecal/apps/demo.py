@@ -21,10 +21,13 @@ from typing import Any
 from densecal.apps.evaluate_checkpoint import evaluate_checkpoint
 from densecal.apps.predict import iter_predictions
 from densecal.atomic import staged_directory
-from densecal.data import DemoConfig, write_demo_dataset
-from densecal.evaluation import Evaluation, EvaluationOptions
+from densecal.data.synthetic.demo import DemoConfig, write_demo_dataset
+from densecal.evaluation.options import EvaluationOptions
 from densecal.evaluation.outputs import SUMMARY_COLUMNS, protocol_note
-from densecal.methods import TrainConfig, last_checkpoint, train
+from densecal.evaluation.schema import Evaluation
+from densecal.methods.config import TrainConfig
+from densecal.methods.engine.run_folder import last_checkpoint
+from densecal.methods.train import train
 from densecal.report.figures import save_prediction_grid, save_reliability_grid
 from densecal.report.tables import metrics_table
 from densecal.report.writers import write_json, write_report_md

@@ -12,15 +12,18 @@ from pathlib import Path
 import numpy as np
 
 from densecal.apps.predict import iter_class_probabilities, iter_predictions, load_segmenter
-from densecal.data import find_pairs, read_label
+from densecal.data.pairs import find_pairs
+from densecal.data.readers import read_label
 from densecal.errors import input_error
-from densecal.evaluation import Evaluation, EvaluationOptions, evaluate_maps
+from densecal.evaluation.binary import evaluate_maps
 from densecal.evaluation.folders import (
     add_class_image,
     class_evaluator,
     has_mask_folder,
     soft_truth_dir,
 )
+from densecal.evaluation.options import EvaluationOptions
+from densecal.evaluation.schema import Evaluation
 from densecal.methods.segmentation.module import SegmentationModule
 
 __all__ = ["evaluate_checkpoint"]

@@ -19,7 +19,9 @@ from densecal.data.readers import read_image
 from densecal.errors import input_error
 from densecal.methods.classify import load_classifier
 from densecal.methods.segmentation.inference import load_module, predict_images
-from densecal.overmap import analyse_images, masks_from_folder, write_overmap_outputs
+from densecal.overmap.analysis import analyse_images
+from densecal.overmap.masks import masks_from_folder
+from densecal.overmap.report import write_overmap_outputs
 from densecal.overmap.scores import OverlapScore
 
 __all__ = ["masks_from_segmenter", "run_overmap"]

@@ -17,7 +17,8 @@ from PIL import Image
 
 from densecal._checks import parse_choice
 from densecal.atomic import staged_directory
-from densecal.data import find_images, find_pairs, read_image, read_mask
+from densecal.data.pairs import find_images, find_pairs
+from densecal.data.readers import read_image, read_mask
 from densecal.errors import input_error
 from densecal.methods.segmentation.inference import (
     load_module,

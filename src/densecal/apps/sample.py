@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 
 from densecal.atomic import staged_directory
-from densecal.data import find_images, read_image
+from densecal.data.pairs import find_images
+from densecal.data.readers import read_image
 from densecal.errors import input_error
 from densecal.methods.car.sampling import load_car, sample_images
 

@@ -28,7 +28,8 @@ import torch
 from densecal.errors import input_error
 from densecal.evaluation.options import EvaluationOptions
 from densecal.evaluation.schema import EVALUATE_SCHEMA, Evaluation
-from densecal.metrics import PixelCalibration, SODMetrics
+from densecal.metrics.calibration import PixelCalibration
+from densecal.metrics.segmentation import SODMetrics
 
 __all__ = ["Evaluator", "evaluate_maps", "official_quantise"]
 

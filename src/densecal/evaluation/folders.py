@@ -15,15 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from densecal.data import (
-    MASK_DIR_NAMES,
-    find_prediction_pairs,
-    find_predictions,
-    read_distribution,
-    read_label,
-    read_mask,
-    read_prediction,
-)
+from densecal.data.pairs import MASK_DIR_NAMES, find_prediction_pairs, find_predictions
+from densecal.data.readers import read_distribution, read_label, read_mask, read_prediction
 from densecal.errors import input_error
 from densecal.evaluation.binary import Evaluator, evaluate_maps
 from densecal.evaluation.multiclass import MulticlassEvaluator

@@ -60,7 +60,7 @@ from densecal.data.readers import check_distribution
 from densecal.errors import input_error
 from densecal.evaluation.options import MulticlassOptions
 from densecal.evaluation.schema import EVALUATE_MULTICLASS_SCHEMA, Evaluation
-from densecal.metrics import PixelCalibration
+from densecal.metrics.calibration import PixelCalibration
 
 __all__ = ["MulticlassEvaluator", "volume_of"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -81,6 +81,6 @@ def _family(name: str, train: Trainer) -> Callable[[], Method]:
     return lambda: Method(name, trainer=train)
 
 
-def method_names(**_: Any) -> list[str]:
+def method_names() -> list[str]:
     """The registered method names, sorted."""
     return METHODS.names()

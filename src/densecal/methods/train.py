@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# importing the modules that define the method families registers their names
+import densecal.methods.car.module
+import densecal.methods.classify
+import densecal.methods.ud  # noqa: F401
 from densecal._deprecated import moved_names
-
-# importing the method modules registers their names
-from densecal.methods import car, classify, ud  # noqa: F401
 from densecal.methods.config import TrainConfig, load_config
 from densecal.methods.engine.run_folder import last_checkpoint
 from densecal.methods.registry import METHODS

@@ -50,7 +50,7 @@ from densecal.methods.engine.run_folder import resume_or_refuse
 from densecal.methods.engine.seeding import StepSeeded
 from densecal.methods.registry import register_trainer
 from densecal.methods.segmentation.training import folder_datasets
-from densecal.models import create_model
+from densecal.models.segmentation import create_model
 
 __all__ = ["CARModule", "CAROptions", "d_window_active", "pixel_ce", "train_car"]
 

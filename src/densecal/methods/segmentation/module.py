@@ -25,9 +25,9 @@ from densecal.methods.config import TrainConfig
 from densecal.methods.engine.optim import adam_schedule
 from densecal.methods.engine.seeding import SEED_COINS, StepSeeded, derive_seed
 from densecal.methods.segmentation.objectives import build_objective, is_multiclass
-from densecal.metrics import PixelCalibration
-from densecal.models import create_model
-from densecal.posthoc import TemperatureScaler
+from densecal.metrics.calibration import PixelCalibration
+from densecal.models.segmentation import create_model
+from densecal.posthoc.temperature import TemperatureScaler
 
 __all__ = ["BinarySegmentationModule", "SegmentationModule"]
 

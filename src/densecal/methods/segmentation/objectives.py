@@ -21,16 +21,14 @@ from typing import Any
 
 from densecal._checks import check_int, check_number, is_int
 from densecal.errors import input_error
-from densecal.losses import (
-    AdaptivePerturbation,
-    EntropyPenaltyLoss,
-    FocalLoss,
-    LabelSmoothingLoss,
-    MbLSLoss,
-    SCBCELoss,
-    SVLSLoss,
-)
+from densecal.losses.aslp import AdaptivePerturbation
+from densecal.losses.entropy import EntropyPenaltyLoss
+from densecal.losses.focal import FocalLoss
+from densecal.losses.label_smoothing import LabelSmoothingLoss
+from densecal.losses.mbls import MbLSLoss
+from densecal.losses.scbce import SCBCELoss
 from densecal.losses.soft_label import SoftLabelKLLoss
+from densecal.losses.svls import SVLSLoss
 from densecal.methods.config import TrainConfig
 from densecal.methods.registry import METHODS, MethodLoss, register_objective
 

@@ -31,7 +31,8 @@ import lightning as L
 from torch.utils.data import Dataset
 
 from densecal._checks import check_int
-from densecal.data import FolderDataset, find_pairs, split_indices
+from densecal.data.folder import FolderDataset, split_indices
+from densecal.data.pairs import find_pairs
 from densecal.errors import input_error
 from densecal.methods.config import TrainConfig, check_distributed
 from densecal.methods.engine.data_module import EpochData
@@ -46,7 +47,7 @@ from densecal.methods.vls.stage1 import (
     soft_label_training_set,
     stage1_checkpoint,
 )
-from densecal.models import MODELS
+from densecal.models.segmentation import MODELS
 
 __all__ = ["check_config", "fit_segmentation", "folder_datasets", "segmentation_run_started",
            "train_segmentation"]

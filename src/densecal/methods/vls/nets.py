@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from densecal.errors import input_error
-from densecal.losses import one_hot_labels, reduce_pixels
+from densecal.losses._common import reduce_pixels
+from densecal.losses.soft_label import one_hot_labels
 
 __all__ = [
     "CVAEOutput",

@@ -44,8 +44,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from densecal.atomic import atomic_path, atomic_write_text
-from densecal.data import FolderDataset
-from densecal.data.folder import augment_labels, resize_labels
+from densecal.data.folder import FolderDataset, augment_labels, resize_labels
 from densecal.data.transforms import random_augment, resize
 from densecal.errors import input_error
 from densecal.losses.soft_label import one_hot_labels

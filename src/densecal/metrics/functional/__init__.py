@@ -12,6 +12,7 @@ from densecal.metrics.functional.calibration import (
     reliability_bins,
 )
 from densecal.metrics.functional.multilabel import mean_average_precision, multilabel_metrics
+from densecal.metrics.functional.segmentation import dice_iou
 from densecal.metrics.functional.stochastic import (
     flip_frequencies,
     generalized_energy_distance,
@@ -25,6 +26,7 @@ __all__ = [
     "InputKind",
     "TargetType",
     "Task",
+    "dice_iou",
     "flip_frequencies",
     "generalized_energy_distance",
     "hungarian_matched_iou",
