@@ -73,7 +73,8 @@ def check_reduction(reduction: str) -> str:
     Raises:
         DensecalInputError: any other value.
     """
-    return parse_choice(Reduction, reduction, "reduction").value
+    return parse_choice(Reduction, reduction, "reduction",
+                        message="must be one of ('mean', 'sum', 'none'), got {value}").value
 
 
 def align(logits: Tensor, target: Tensor, where: str = "target") -> Tensor:

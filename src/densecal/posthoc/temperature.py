@@ -110,7 +110,9 @@ class TemperatureScaler(nn.Module):
         super().__init__()
         _check_bounds(t_min, t_max)
         if task is not None:
-            task = parse_choice(Task, task, "task", allowed=DENSE_LOSS_TASKS)
+            task = parse_choice(Task, task, "task", allowed=DENSE_LOSS_TASKS,
+                                message="must be one of ('binary', 'multiclass') or None, got "
+                                        "{value}")
         self.t_min, self.t_max = float(t_min), float(t_max)
         self.log_t = nn.Parameter(torch.tensor(self._checked_log_t(temperature)),
                                   requires_grad=False)

@@ -4,37 +4,14 @@ segmentation objective (``vls``) with :class:`densecal.losses.SoftLabelKLLoss`."
 
 from __future__ import annotations
 
-from densecal.methods.vls.nets import ConditionalVAE, CVAEOutput, cvae_loss, vls_soft_labels
-from densecal.methods.vls.stage1 import (
-    SOFT_LABELS_SCHEMA,
-    STAGE1_KIND,
-    SoftLabelDataset,
-    VLSStage1Module,
-    augment_with_soft,
-    file_sha256,
-    load_stage1,
-    soft_label_dir,
-    soft_label_training_set,
-    stage1_checkpoint,
-    stage1_finished,
-    write_soft_labels,
-)
+from densecal._deprecated import moved_names
+from densecal.methods.vls.nets import ConditionalVAE, vls_soft_labels
+from densecal.methods.vls.stage1 import SoftLabelDataset, VLSStage1Module, write_soft_labels
 
-__all__ = [
-    "SOFT_LABELS_SCHEMA",
-    "STAGE1_KIND",
-    "CVAEOutput",
-    "ConditionalVAE",
-    "SoftLabelDataset",
-    "VLSStage1Module",
-    "augment_with_soft",
-    "cvae_loss",
-    "file_sha256",
-    "load_stage1",
-    "soft_label_dir",
-    "soft_label_training_set",
-    "stage1_checkpoint",
-    "stage1_finished",
-    "vls_soft_labels",
-    "write_soft_labels",
-]
+__all__ = ["ConditionalVAE", "SoftLabelDataset", "VLSStage1Module", "vls_soft_labels",
+           "write_soft_labels"]
+
+# 0.1's module densecal.methods.vls held stage 1 and the soft-label cache: its other names
+__getattr__ = moved_names(__name__, dict.fromkeys(("CVAEOutput", "cvae_loss", "gaussian_kl"),
+                                                  "densecal.methods.vls.nets"),
+                          default="densecal.methods.vls.stage1")
