@@ -74,6 +74,17 @@ def test_names_come_from_their_defining_module() -> None:
     assert layers.imports_through_init(SRC) == []
 
 
+def test_engine_knows_no_method() -> None:
+    """methods/engine imports, inside methods, only the run configuration and itself."""
+    graph = layers.import_graph(SRC, deferred=True)
+    allowed = ("densecal.methods.engine", "densecal.methods.config")
+    found = {m: sorted(t for t in targets if t.startswith("densecal.methods")
+                       and not t.startswith(allowed))
+             for m, targets in graph.items() if m.startswith("densecal.methods.engine")}
+    assert {m: t for m, t in found.items() if t} == {}
+    assert "densecal.methods.engine.fit" in found  # the check looked at the engine
+
+
 def test_every_module_has_a_floor() -> None:
     graph = layers.import_graph(SRC)
     assert [m for m in graph if layers.floor_of(m) is None] == []
