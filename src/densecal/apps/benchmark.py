@@ -39,6 +39,7 @@ from densecal.atomic import staged_directory
 from densecal.errors import input_error
 from densecal.evaluation.options import EvaluationOptions
 from densecal.methods.config import TrainConfig
+from densecal.methods.engine.checkpoints import read_checkpoint
 from densecal.methods.engine.run_folder import last_checkpoint
 from densecal.methods.registry import method_names
 from densecal.methods.train import run_started, train
@@ -166,9 +167,7 @@ def _record_blocks(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _finished(run_dir: Path, epochs: int) -> bool:
-    import torch
-
-    state = torch.load(last_checkpoint(run_dir), map_location="cpu", weights_only=False)
+    state, _ = read_checkpoint(last_checkpoint(run_dir))
     return int(state.get("epoch", -1)) + 1 >= epochs
 
 

@@ -12,6 +12,7 @@ from densecal.atomic import atomic_path
 from densecal.data.pairs import find_pairs
 from densecal.data.readers import read_label, read_mask
 from densecal.errors import input_error
+from densecal.methods.engine.checkpoints import read_checkpoint
 from densecal.methods.segmentation.inference import predict_logits
 from densecal.posthoc.temperature import FitResult
 
@@ -58,7 +59,7 @@ def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pa
 
     result = module.temperature.fit(
         batches(), cache_logits=True, ignore_index=None if binary else module.config.ignore_index)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state, _ = read_checkpoint(checkpoint)
     for key, value in module.temperature.state_dict().items():
         state["state_dict"][f"temperature.{key}"] = value.cpu()
     with atomic_path(out) as tmp:

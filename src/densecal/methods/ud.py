@@ -49,6 +49,7 @@ from densecal.losses.distillation import (
     uncertainty_attention,
 )
 from densecal.methods.config import TrainConfig, family_options
+from densecal.methods.engine.checkpoints import read_checkpoint, restore_weights
 from densecal.methods.engine.fit import fit_family_run
 from densecal.methods.engine.run_folder import resume_or_refuse
 from densecal.methods.engine.seeding import StepSeeded
@@ -261,11 +262,13 @@ def load_ud(checkpoint: str | Path, map_location: str = "cpu") -> UDModule:
     path = Path(checkpoint)
     if not path.is_file():
         raise input_error(path, "no such checkpoint")
+    state, hparams = read_checkpoint(path, "uncertainty-distillation checkpoint")
     try:
-        module = UDModule.load_from_checkpoint(path, map_location=map_location)
-    except (KeyError, TypeError, RuntimeError) as exc:
+        module = UDModule(hparams["config"], list(hparams["classes"]))
+    except (KeyError, TypeError) as exc:
         raise input_error(path, f"not an uncertainty-distillation checkpoint ({exc})") from None
-    return module.eval()
+    module = restore_weights(module, state.get("state_dict"), path)
+    return module.to(map_location)
 
 
 def _datasets(config: TrainConfig) -> tuple[ClassificationDataset, ClassificationDataset]:

@@ -10,7 +10,9 @@ The release of "A Probabilistic U-Net for Segmentation of Ambiguous Images" is a
 ``load_LIDC_data.py``). Keys start with the patient id, ``LIDC-IDRI-NNNN``; a split by patient
 keeps all slices of a patient on one side, as Kohl et al.'s 8882 / 1996 / 1992 split does.
 
-Security: unpickling runs code stored in the file, so only open pickles you trust.
+Security: a pickle can name any callable to run while it is read. The loader admits only what the
+release holds (dicts, lists, strings, numbers and NumPy arrays) and refuses a file that names
+anything else, so opening an untrusted pickle runs no code.
 """
 
 from __future__ import annotations
@@ -68,6 +70,24 @@ def _check_record(where: str, key: object, value: object) -> _Record:
     return str(key), image, stacked.astype(np.uint8), str(value.get("series_uid", ""))
 
 
+_ALLOWED_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("collections", "OrderedDict"),
+})
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Builds plain containers and NumPy arrays only; any other callable is refused."""
+
+    def find_class(self, module: str, name: str) -> object:
+        numpy_dtype = module in ("numpy.dtypes", "numpy._core.dtypes") and name.endswith("DType")
+        if (module, name) in _ALLOWED_GLOBALS or numpy_dtype:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused: it names {module}.{name}, which could run code")
+
+
 def load_lidc_pickle(path: str | Path) -> list[_Record]:
     """Read and validate the LIDC pickle(s).
 
@@ -92,7 +112,7 @@ def load_lidc_pickle(path: str | Path) -> list[_Record]:
     for file in files:
         try:
             with file.open("rb") as handle:
-                data = pickle.load(handle)
+                data = _SafeUnpickler(handle).load()
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
             raise input_error(file, f"cannot be read as a pickle ({err})") from err
         if not isinstance(data, dict):

@@ -4,10 +4,17 @@ A checkpoint is a Lightning ``.ckpt`` (a pickled dict with ``hyper_parameters`` 
 ``state_dict``). :func:`read_checkpoint` turns every way a file can fail to be one into a one-line
 :class:`~densecal.errors.DensecalInputError` naming the file; :func:`restore_weights` does the
 same for weights that do not fit the module rebuilt from the hyper-parameters.
+
+Untrusted files never run code: every checkpoint is unpickled with ``weights_only=True``, which
+admits tensors, plain containers, numbers and strings and nothing else (densecal's checkpoints
+hold only those; ``tests/methods/test_checkpoint_portability.py``). A pickle that names any other
+callable, the way a hostile ``.ckpt`` runs code, is refused with one line before anything of it
+is built. Lightning's resume reads ``last.ckpt`` the same way (:data:`SAFE_LOAD`).
 """
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,7 +23,10 @@ from torch import nn
 
 from densecal.errors import input_error
 
-__all__ = ["read_checkpoint", "restore_weights"]
+__all__ = ["SAFE_LOAD", "read_checkpoint", "restore_weights"]
+
+SAFE_LOAD = True
+"""The ``weights_only`` of every checkpoint load (``torch.load``, ``Trainer.fit(ckpt_path=)``)."""
 
 _M = TypeVar("_M", bound=nn.Module)
 
@@ -39,7 +49,12 @@ def read_checkpoint(path: str | Path, what: str = "densecal training checkpoint"
             raise input_error(path, "no such checkpoint file")
         raise input_error(missing, f"no such {what} file {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=SAFE_LOAD)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):  # a callable outside the allow-list
+            raise input_error(path, "refused: it holds objects other than tensors and plain "
+                                    "data, and loading it could run code") from None
+        raise input_error(path, f"cannot be read as a checkpoint ({type(exc).__name__})") from None
     except Exception as exc:  # any unreadable file is bad input, named with its path
         raise input_error(path, f"cannot be read as a checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict):

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from densecal.errors import input_error
 from densecal.methods.config import TrainConfig, check_distributed, parse_devices
+from densecal.methods.engine.checkpoints import SAFE_LOAD, read_checkpoint
 from densecal.methods.engine.data_module import EpochData
 from densecal.methods.engine.epoch_checkpoint import EpochCheckpoint
 from densecal.methods.engine.run_folder import last_checkpoint, run_folder
@@ -99,7 +100,9 @@ def run_trainer(module: L.LightningModule, config: TrainConfig, data: EpochData,
         if find_unused_parameters and isinstance(trainer.strategy, DDPStrategy):
             # the strategy keeps its DistributedDataParallel keywords until it wraps the model
             trainer.strategy._ddp_kwargs["find_unused_parameters"] = True
-        trainer.fit(module, datamodule=data,
+        if resume_from is not None:
+            read_checkpoint(resume_from)  # refused with one line before Lightning reads it
+        trainer.fit(module, datamodule=data, weights_only=SAFE_LOAD,
                     ckpt_path=None if resume_from is None else str(resume_from))
     return trainer
 
