@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from enum import Enum
 from pathlib import Path
 from typing import TypeVar
@@ -36,6 +36,7 @@ __all__ = [
     "check_bool",
     "check_int",
     "check_number",
+    "check_out_apart",
     "check_out_dir",
     "is_int",
     "is_real",
@@ -167,3 +168,42 @@ def check_out_dir(path: str | Path) -> Path:
     if path.exists() and not path.is_dir():
         raise input_error(path, "exists and is not a folder")
     return path
+
+
+def check_out_apart(out: str | Path, inputs: Mapping[str, str | Path | None],
+                    option: str = "--out") -> Path:
+    """An output path that neither is, nor lies inside, nor contains any input.
+
+    Paths are compared resolved (symbolic links followed, ``..`` removed), so ``--out
+    data/../data/images`` and a link to the data folder are caught as well. A result written
+    into an input folder would replace the user's files (``NAME.png`` maps over ``NAME.png``
+    images) or litter the folder for the next run; a result folder around an input would be
+    replaced with the input inside it.
+
+    Args:
+        out: the output file or folder.
+        inputs: ``{option: path}`` of the run's inputs (files or folders); ``None`` is skipped.
+        option: the output's option name, for the message.
+
+    Returns:
+        ``out`` as a ``Path``.
+
+    Raises:
+        DensecalInputError: ``out`` overlaps an input (the message names both options).
+    """
+    out = Path(out)
+    target = out.resolve()
+    for name, given in inputs.items():
+        if given is None or str(given) == "":
+            continue
+        source = Path(given).resolve()
+        if target == source:
+            problem = f"is the input {given} ({name})"
+        elif source in target.parents:
+            problem = f"lies inside the input folder {given} ({name})"
+        elif target in source.parents:
+            problem = f"contains the input {given} ({name})"
+        else:
+            continue
+        raise input_error(option, f"{out} {problem}; write the result outside every input")
+    return out

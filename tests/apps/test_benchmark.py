@@ -66,10 +66,14 @@ def test_summary_table_mean_and_std() -> None:
 
 
 def test_bad_benchmark_arguments(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
     with pytest.raises(DensecalInputError, match="--methods"):
-        run_benchmark(tmp_path, methods=["magic"], data=tmp_path)
+        run_benchmark(tmp_path / "bench", methods=["magic"], data=data)
     with pytest.raises(DensecalInputError, match="needs split folders"):
-        run_benchmark(tmp_path, methods=["bce"], data=tmp_path)
+        run_benchmark(tmp_path / "bench", methods=["bce"], data=data)
+    with pytest.raises(DensecalInputError, match=r"--out: .* is the input .* \(--data\)"):
+        run_benchmark(data, methods=["bce"], data=data)
 
 
 def test_multiclass_summary_columns_and_values() -> None:

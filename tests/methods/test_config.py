@@ -113,9 +113,9 @@ def test_cli_train_bad_distributed_option_exits_2(option: str, value: str, fragm
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     from densecal.cli.main import main
 
-    out = tmp_path / "run"
+    out = tmp_path / "run"  # beside the (never read) data folder, not inside it
     with pytest.raises(SystemExit) as info:
-        main(["train", "--method", "aslp", "--data", str(tmp_path), "--out", str(out),
+        main(["train", "--method", "aslp", "--data", str(tmp_path / "data"), "--out", str(out),
               option, value])
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and fragment in err and len(err.splitlines()) == 1, err

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from densecal._checks import check_out_apart
 from densecal.apps.calibrate import calibrate_checkpoint
 from densecal.apps.evaluate_checkpoint import evaluate_checkpoint
 from densecal.atomic import staged_directory
@@ -245,7 +246,7 @@ def run_benchmark(out_dir: str | Path, *, methods: Sequence[str] | None = None,
             multi-class without ``data``.
     """
     start = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = check_out_apart(out_dir, {"--data": data})
     schedule = schedule or BenchmarkSchedule()
     multiclass = schedule.num_classes > 1
     methods = list(methods or (MULTICLASS_METHODS if multiclass else DEFAULT_METHODS))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from densecal._checks import check_out_apart
 from densecal.apps.predict import load_segmenter, predicted
 from densecal.atomic import atomic_path
 from densecal.data.pairs import find_pairs
@@ -43,6 +44,7 @@ def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pa
     checkpoint = Path(checkpoint)
     out = Path(out) if out is not None else checkpoint.with_name(
         f"{checkpoint.stem}-calibrated{checkpoint.suffix}")
+    check_out_apart(out, {"--data": data})
     module = load_segmenter(checkpoint)
     pairs = [(p.name, p.image, p.mask) for p in find_pairs(data)]
 

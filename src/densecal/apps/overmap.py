@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densecal._checks import parse_choice
+from densecal._checks import check_out_apart, parse_choice
 from densecal.data.classification import read_classification_folder
 from densecal.data.readers import read_image
 from densecal.errors import input_error
@@ -92,6 +92,8 @@ def run_overmap(classifier: str | Path, data: str | Path, out: str | Path, *,
                          message="expected one of {choices}, got {value}").value
     if segmenter is not None and masks is not None:
         raise input_error("--masks", "give --segmenter or --masks, not both")
+    check_out_apart(out, {"--classifier": classifier, "--data": data, "--segmenter": segmenter,
+                          "--masks": masks})
     data = Path(data)
     module = load_classifier(classifier)
     folder = read_classification_folder(data)

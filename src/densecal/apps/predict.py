@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from densecal._checks import parse_choice
+from densecal._checks import check_out_apart, parse_choice
 from densecal.atomic import staged_directory
 from densecal.data.pairs import find_images, find_pairs
 from densecal.data.readers import read_image, read_mask
@@ -112,8 +112,10 @@ def predict_folder(checkpoint: str | Path, data: str | Path, out_dir: str | Path
         The number of maps written.
 
     Raises:
-        DensecalInputError: unknown format, unreadable checkpoint or images.
+        DensecalInputError: unknown format, unreadable checkpoint or images, an ``out_dir``
+            that is, lies inside or contains an input.
     """
+    check_out_apart(out_dir, {"--checkpoint": checkpoint, "--data": data})
     fmt = parse_choice(MapFormat, fmt, "--format",
                        message="unknown format {value}; choose png or npy").value
     module = load_segmenter(checkpoint)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from densecal._checks import check_out_apart
 from densecal.atomic import staged_directory
 from densecal.data.pairs import find_images
 from densecal.data.readers import read_image
@@ -34,6 +35,7 @@ def write_samples(checkpoint: str | Path, data: str | Path, n: int, out: str | P
     Raises:
         DensecalInputError: bad checkpoint, data folder or ``n``.
     """
+    check_out_apart(out, {"--checkpoint": checkpoint, "--data": data})
     if n < 1:
         raise input_error("--n", f"must be a positive integer, got {n}")
     module = load_car(checkpoint)

@@ -40,6 +40,7 @@ def evaluate(
     --pred with --num-classes): schema densecal.evaluate-multiclass/2 with foreground-only ECE,
     per-volume means (stems VOLUME__SLICE) and soft-truth calibration when DATA/soft/ exists.
     """
+    from densecal._checks import check_out_apart
     from densecal.errors import input_error
     from densecal.evaluation import (
         EvaluationOptions,
@@ -50,6 +51,8 @@ def evaluate(
 
     options = EvaluationOptions(n_bins=n_bins, confidence=confidence, aggregate=aggregate,
                                 protocol=protocol, threshold=threshold, target=target)
+    check_out_apart(out, {"--checkpoint": checkpoint, "--data": data, "--pred": pred,
+                          "--gt": gt, "--ood": ood})
     if ignore_index is not None and num_classes is None:
         raise input_error("--ignore-index", "only used with --pred and --num-classes (a "
                                             "checkpoint knows its ignore_index)")

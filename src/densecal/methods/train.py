@@ -15,6 +15,7 @@ from pathlib import Path
 import densecal.methods.car.module
 import densecal.methods.classify
 import densecal.methods.ud  # noqa: F401
+from densecal._checks import check_out_apart
 from densecal._deprecated import moved_names
 from densecal.methods.config import TrainConfig, load_config
 from densecal.methods.engine.run_folder import last_checkpoint
@@ -49,7 +50,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         DensecalInputError: an unknown method, bad data or options; ``run_dir`` already holds a
             run and ``resume`` is false; ``resume`` without a run.
     """
-    run_dir = Path(run_dir)
+    run_dir = check_out_apart(run_dir, {"--data": config.data, "--val-data": config.val_data})
     name = _resumed_method(run_dir) if resume else config.method
     trainer = METHODS.create(name).trainer if name in METHODS.names() else None
     if trainer is not None:  # methods with their own networks and loop (car, ...)

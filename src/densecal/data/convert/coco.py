@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from densecal._checks import check_out_apart
 from densecal.data.classification import ClassificationLabels, write_classification_folder
 from densecal.errors import input_error
 
@@ -78,6 +79,7 @@ def convert_coco(annotation_file: str | Path, image_dir: str | Path, out_dir: st
     Raises:
         DensecalInputError: as :func:`read_coco_labels`, or a missing image file.
     """
+    check_out_apart(out_dir, {"--annotations": annotation_file, "--images": image_dir})
     labels, files = read_coco_labels(annotation_file, keep_unlabelled=keep_unlabelled)
     samples = []
     for name, file in zip(labels.names, files, strict=True):

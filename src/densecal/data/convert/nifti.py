@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from densecal._checks import check_int
+from densecal._checks import check_int, check_out_apart
 from densecal.data.convert.slicing import (
     AXIS_LETTERS,
     check_axis,
@@ -374,6 +374,7 @@ def convert_nifti_folder(root: str | Path, out_dir: str | Path, axis: str = "axi
         DensecalInputError: from :func:`find_nifti_pairs` / :func:`nifti_slices`, a non-empty
             ``out_dir`` that is no previous conversion, or no slice left to write.
     """
+    check_out_apart(out_dir, {"--data": root})
     pairs = find_nifti_pairs(root)
     check_axis(axis)
     letter = AXIS_LETTERS[axis]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from densecal._checks import check_out_apart
 from densecal.data.classification import ClassificationLabels, write_classification_folder
 from densecal.errors import input_error
 
@@ -113,6 +114,7 @@ def convert_voc(root: str | Path, split: str, out_dir: str | Path, *,
         DensecalInputError: as :func:`read_voc_labels`, or a missing ``JPEGImages/<id>.jpg``.
     """
     root = Path(root)
+    check_out_apart(out_dir, {"--root": root})
     labels = read_voc_labels(root, split, source=source)
     samples = []
     for name in labels.names:
