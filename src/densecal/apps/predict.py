@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from densecal._checks import check_out_apart, parse_choice
+from densecal._checks import check_int, check_out_apart, parse_choice
 from densecal.atomic import staged_directory
 from densecal.data.pairs import find_images, find_pairs
 from densecal.data.readers import read_image, read_mask
@@ -41,6 +41,8 @@ class MapFormat(StrEnum):
 
 
 FORMATS = tuple(f.value for f in MapFormat)
+MAX_BATCH = 65_536
+"""Largest ``--batch-size`` of a forward pass."""
 _Item = TypeVar("_Item", bound=tuple)
 
 
@@ -83,7 +85,12 @@ def predicted(module: SegmentationModule, items: Sequence[_Item],
                predictor: Callable[[SegmentationModule, list[np.ndarray], int], Iterator[Any]],
                batch_size: int) -> Iterator[tuple[_Item, np.ndarray, Any]]:
     """Read the images of ``items`` (whose second field is the image path) batch by batch and
-    yield ``(item, image, predictor output)`` in order."""
+    yield ``(item, image, predictor output)`` in order.
+
+    Raises:
+        DensecalInputError: ``batch_size`` is not an integer in ``[1, 65536]``.
+    """
+    check_int("--batch-size", batch_size, low=1, high=MAX_BATCH)
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         images = [read_image(item[1]) for item in chunk]

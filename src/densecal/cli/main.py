@@ -5,10 +5,14 @@ Exit codes: 0 success, 2 bad input or usage (one line on stderr, no traceback), 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import NoReturn
 
 import typer
 
@@ -45,23 +49,77 @@ app.add_typer(data_cli.app, name="data")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the CLI; bad input ends with one line on stderr and exit code 2."""
+    """Run the CLI; bad input ends with one line on stderr and exit code 2.
+
+    Usage errors (an unknown verb or option, a value of the wrong type) print one
+    ``densecal: error:`` line too, with typer's "did you mean" where it has one. Ctrl+C ends
+    with ``densecal: interrupted`` and exit code 130, also when a library below converted the
+    interrupt into its own exit (Lightning exits with 1).
+    """
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="densecal")
+        with _watch_interrupts() as interrupted:
+            code = app(args=list(argv) if argv is not None else None, prog_name="densecal",
+                       standalone_mode=False)
     except SystemExit as exc:
+        if interrupted():
+            _interrupted()
         if exc.code not in (0, None):  # success returns normally, so main() is callable
             raise
+        return
     except DensecalInputError as exc:
-        print(f"densecal: error: {_one_line(exc)}", file=sys.stderr)
-        sys.exit(2)
+        _fail(_one_line(exc))
     except OSError as exc:
         if exc.errno not in _ENVIRONMENT_ERRNOS:
             raise
-        print(f"densecal: error: {_os_error_line(exc)}", file=sys.stderr)
+        _fail(_os_error_line(exc))
+    except (KeyboardInterrupt, typer.Abort):
+        _interrupted()
+    except Exception as exc:
+        if not _is_usage_error(exc):
+            raise
+        message = exc.format_message().strip()  # type: ignore[attr-defined]
+        if message:  # empty: `densecal` or `densecal data` alone, the help was printed
+            print(f"densecal: error: {message.splitlines()[0]}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("densecal: interrupted", file=sys.stderr)
-        sys.exit(130)
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)
+
+
+def _fail(line: str) -> NoReturn:
+    print(f"densecal: error: {line}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _interrupted() -> NoReturn:
+    print("densecal: interrupted", file=sys.stderr)
+    sys.exit(130)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """Whether ``exc`` is click's (or typer's vendored click's) ``UsageError``: a bad verb,
+    option or option value, found before any command ran."""
+    return any(cls.__name__ == "UsageError" for cls in type(exc).__mro__) and \
+        hasattr(exc, "format_message")
+
+
+@contextlib.contextmanager
+def _watch_interrupts() -> Iterator[Callable[[], bool]]:
+    """Record SIGINT while the block runs (then raise KeyboardInterrupt, as Python does); yields
+    "was there one?" and restores the previous handler afterwards."""
+    seen: list[bool] = []
+
+    def handler(signum: int, frame: object) -> None:
+        seen.append(True)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(seen)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 #: OSErrors caused by the user's files or file system (a read-only or full output folder, a path

@@ -138,12 +138,12 @@ class Evaluator:
         path, the same state as the float32 maps ``v / 255``).
         """
         if self.options.target_type == "hard":
-            y = torch.from_numpy(np.ascontiguousarray(gt >= 0.5))[None]
+            y = _tensor(gt >= 0.5)
             if levels is not None:
-                return torch.from_numpy(np.ascontiguousarray(levels))[None], y
+                return _tensor(levels), y
         else:
-            y = torch.from_numpy(np.ascontiguousarray(gt, dtype=np.float32))[None]
-        return torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32))[None], y
+            y = _tensor(gt, np.float32)
+        return _tensor(pred, np.float32), y
 
     def evaluation(self) -> Evaluation:
         """The accumulated result (schema ``densecal.evaluate/1``) and per-image rows.
@@ -185,3 +185,11 @@ def evaluate_maps(pairs: Iterable[tuple[str, np.ndarray, np.ndarray]],
     for item in pairs:
         evaluator.add(*item)
     return evaluator.evaluation()
+
+
+def _tensor(array: np.ndarray, dtype: type | None = None) -> torch.Tensor:
+    """``(1, *array.shape)`` tensor sharing ``array``'s memory, or a copy when the array is
+    read-only (a decoded PNG often is; torch warns on read-only arrays, and the metric only
+    reads)."""
+    array = np.ascontiguousarray(array, dtype=dtype)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())[None]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from densecal._checks import check_int
 from densecal.data.pairs import MASK_DIR_NAMES, find_prediction_pairs, find_predictions
 from densecal.data.readers import read_distribution, read_label, read_mask, read_prediction
 from densecal.errors import input_error
@@ -48,6 +49,7 @@ def iter_prediction_pairs(pred_dir: str | Path, gt_dir: str | Path,
         PNG prediction comes as its uint8 levels (``v / 255``, see :meth:`Evaluator.add`),
         other predictions as float32 probabilities.
     """
+    check_int("--num-workers", num_workers, low=0, high=1024)
     dataset = _PredictionPairs(find_prediction_pairs(pred_dir, gt_dir))
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
                                          num_workers=num_workers, collate_fn=_identity)

@@ -7,6 +7,7 @@ from typing import Any
 
 from densecal._checks import parse_choice
 from densecal.errors import input_error
+from densecal.metrics.functional.calibration import MAX_BINS
 from densecal.types import Protocol
 
 __all__ = ["PROTOCOLS", "EvaluationOptions", "MulticlassOptions"]
@@ -41,6 +42,8 @@ class EvaluationOptions:
             message="unknown protocol {value}; choose raw or official").value)
         if self.n_bins < 1:
             raise input_error("--n-bins", f"must be at least 1, got {self.n_bins}")
+        if self.n_bins > MAX_BINS:
+            raise input_error("--n-bins", f"must be at most {MAX_BINS}, got {self.n_bins}")
 
     @property
     def target_type(self) -> str:

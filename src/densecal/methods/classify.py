@@ -35,7 +35,7 @@ from densecal.data.classification import (
 from densecal.data.folder import split_indices
 from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
-from densecal.methods.config import TrainConfig, family_options
+from densecal.methods.config import TrainConfig, check_run_options, family_options
 from densecal.methods.engine.checkpoints import read_checkpoint, restore_weights
 from densecal.methods.engine.fit import fit_family_run
 from densecal.methods.engine.optim import adam_schedule
@@ -131,11 +131,7 @@ def _check(config: TrainConfig) -> None:
     if config.model not in classifier_names():
         raise input_error("--model", f"{config.model!r} is not a classifier; choose one of "
                           f"{', '.join(classifier_names())}")
-    for name in ("epochs", "batch_size", "image_size"):
-        if getattr(config, name) < 1:
-            raise input_error(f"--{name.replace('_', '-')}", "must be a positive integer")
-    if config.image_size % 8:
-        raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
+    check_run_options(config)
     ClassifierOptions.from_config(config)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from densecal._checks import check_int
+from densecal._checks import check_int, check_number, is_int
 from densecal.atomic import atomic_write_text
 from densecal.errors import input_error
 
@@ -22,6 +22,7 @@ __all__ = [
     "CONFIG_SCHEMA",
     "TrainConfig",
     "check_distributed",
+    "check_run_options",
     "family_options",
     "load_config",
     "parse_devices",
@@ -270,3 +271,31 @@ def check_distributed(config: TrainConfig) -> None:
         if not isinstance(value, str) or value not in names:
             raise input_error(option, f"unknown value {value!r}; choose one of "
                                       f"{', '.join(names)}")
+
+
+#: Upper bounds of the size options: beyond them a typo would ask for more memory or time than
+#: any machine has (``--batch-size 2000000000``), so they are refused before anything starts.
+RUN_LIMITS = {"epochs": 1_000_000, "batch_size": 65_536, "image_size": 16_384,
+              "lr_decay_every": 1_000_000, "num_workers": 1_024}
+
+
+def check_run_options(config: TrainConfig, *, decay: bool = False) -> None:
+    """Check the options every training method shares, in the order users see them.
+
+    ``epochs``, ``batch_size`` and ``image_size`` (and ``lr_decay_every`` with ``decay``) are
+    positive integers below :data:`RUN_LIMITS`, ``image_size`` a multiple of 8, ``num_workers``
+    an integer in ``[0, 1024]``, ``lr`` a finite number > 0.
+
+    Raises:
+        DensecalInputError: the first bad option, named as its command-line flag.
+    """
+    names = ("epochs", "batch_size", "image_size", *(("lr_decay_every",) if decay else ()))
+    for name in names:
+        flag, value = f"--{name.replace('_', '-')}", getattr(config, name)
+        if is_int(value) and value < 1:
+            raise input_error(flag, "must be a positive integer")
+        check_int(flag, value, low=1, high=RUN_LIMITS[name])
+    if config.image_size % 8:
+        raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
+    check_int("--num-workers", config.num_workers, low=0, high=RUN_LIMITS["num_workers"])
+    check_number("--lr", config.lr, 0.0, low_open=True)

@@ -48,7 +48,7 @@ from densecal.losses.distillation import (
     uad_loss,
     uncertainty_attention,
 )
-from densecal.methods.config import TrainConfig, family_options
+from densecal.methods.config import TrainConfig, check_run_options, family_options
 from densecal.methods.engine.checkpoints import read_checkpoint, restore_weights
 from densecal.methods.engine.fit import fit_family_run
 from densecal.methods.engine.run_folder import resume_or_refuse
@@ -293,11 +293,7 @@ def _check(config: TrainConfig) -> None:
     if config.method not in UD_METHODS:
         raise input_error("--method", f"expected one of {', '.join(UD_METHODS)}, got "
                                       f"{config.method!r}")
-    for name in ("epochs", "batch_size", "image_size"):
-        if getattr(config, name) < 1:
-            raise input_error(f"--{name.replace('_', '-')}", "must be a positive integer")
-    if config.image_size % 8:
-        raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
+    check_run_options(config)
     options = UDOptions.from_config(config)
     if options.backbone_for(config) not in classifier_names():
         raise input_error("ud.backbone", f"unknown classifier {options.backbone!r}")

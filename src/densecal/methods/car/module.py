@@ -44,7 +44,7 @@ from densecal.methods.car.nets import (
     generator_adversarial_loss,
     r1_penalty,
 )
-from densecal.methods.config import TrainConfig, family_options
+from densecal.methods.config import TrainConfig, check_run_options, family_options
 from densecal.methods.engine.fit import fit_family_run
 from densecal.methods.engine.run_folder import resume_or_refuse
 from densecal.methods.engine.seeding import StepSeeded
@@ -397,11 +397,7 @@ def train_car(config: TrainConfig, run_dir: str | Path, *, car: CAROptions | Non
             options = dataclasses.replace(options, calibration_model=f_config.model)
         config = dataclasses.replace(config, method="car",
                                      extra={**config.extra, "car": options.to_dict()})
-    for name in ("epochs", "batch_size", "image_size"):
-        if getattr(config, name) < 1:
-            raise input_error(f"--{name.replace('_', '-')}", "must be a positive integer")
-    if config.image_size % 8:
-        raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
+    check_run_options(config)
     CARModule.check_classes(config)
     options = CAROptions.from_dict(config.extra.get("car"))
     frozen_f = _load_frozen_f(options, config.num_classes) if options.frozen and not resume \

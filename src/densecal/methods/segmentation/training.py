@@ -34,7 +34,7 @@ from densecal._checks import check_int
 from densecal.data.folder import FolderDataset, split_indices
 from densecal.data.pairs import find_pairs
 from densecal.errors import input_error
-from densecal.methods.config import TrainConfig, check_distributed
+from densecal.methods.config import TrainConfig, check_distributed, check_run_options
 from densecal.methods.engine.data_module import EpochData
 from densecal.methods.engine.fit import run_trainer
 from densecal.methods.engine.run_folder import last_checkpoint, resume_or_refuse, run_folder
@@ -87,11 +87,7 @@ def check_config(config: TrainConfig) -> None:
         DensecalInputError: the first bad option (named in the message).
     """
     METHODS.get(config.method)  # an unknown method name first
-    for name in ("epochs", "batch_size", "image_size", "lr_decay_every"):
-        if getattr(config, name) < 1:
-            raise input_error(f"--{name.replace('_', '-')}", "must be a positive integer")
-    if config.image_size % 8:
-        raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
+    check_run_options(config, decay=True)
     # Lightning's seed_everything replaces other seeds by a random one, with a warning only
     check_int("--seed", config.seed, low=0, high=2**32 - 1,
               problem="must be an integer in [0, 2**32 - 1]")

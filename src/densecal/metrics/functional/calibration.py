@@ -52,6 +52,7 @@ from densecal.metrics.functional._calibration.class_state import (
 )
 from densecal.metrics.functional._calibration.numba_kernel import fused_available, fused_eligible
 from densecal.metrics.functional._calibration.options import (
+    MAX_BINS,
     Aggregate,
     CalibrationOptions,
     Confidence,
@@ -63,6 +64,7 @@ from densecal.metrics.functional._calibration.options import (
 
 __all__ = [
     "CLASS_KEYS",
+    "MAX_BINS",
     "METRIC_KEYS",
     "Aggregate",
     "CalibrationOptions",

@@ -70,6 +70,18 @@ class InputKind(str, Enum):
 
 
 _COUNT = "expected an integer >= 1"
+MAX_BINS = 100_000
+"""Most equal-width bins (``n_bins``); a state holds a few float64 sums per bin."""
+MAX_FINE_BINS = 1 << 24
+"""Most fine bins behind ACE (128 MiB of float64 sums per statistic at the limit)."""
+
+
+def _count(name: str, value: object, most: int) -> int:
+    """A bin count in ``[1, most]`` (a larger one would allocate more memory than it is worth)."""
+    count = check_int(name, value, low=1, problem=_COUNT)
+    if count > most:
+        raise input_error(name, f"expected at most {most} bins, got {count}")
+    return count
 
 
 def _parse_enum(name: str, value: object, enum: type[E]) -> E:
@@ -131,14 +143,14 @@ def parse_options(
             "calibration of each class is in the 'ece_class' / 'marginal_ece' keys",
         )
     return CalibrationOptions(
-        n_bins=check_int("n_bins", n_bins, low=1, problem=_COUNT),
+        n_bins=_count("n_bins", n_bins, MAX_BINS),
         input=_parse_enum("input", input, InputKind),
         confidence=parsed_confidence,
         aggregate=_parse_enum("aggregate", aggregate, Aggregate),
         target_type=_parse_enum("target_type", target_type, TargetType),
         threshold=float(threshold),
         ignore_index=None if ignore_index is None else float(ignore_index),
-        fine_bins=check_int("fine_bins", fine_bins, low=1, problem=_COUNT),
+        fine_bins=_count("fine_bins", fine_bins, MAX_FINE_BINS),
         task=parsed_task,
         num_classes=classes,
         include_background=include_background,
