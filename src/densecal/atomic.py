@@ -8,13 +8,17 @@ POSIX and Windows within one file system), so an interrupted run never leaves a 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "staged_directory"]
+from densecal.errors import input_error
+
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "staged_dataset",
+           "staged_directory"]
 
 
 @contextlib.contextmanager
@@ -122,3 +126,43 @@ def staged_directory(out_dir: str | Path) -> Iterator[Path]:
                     os.replace(src, dst)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_dataset(out_dir: str | Path, schema: str, manifest: str = "manifest.json"
+                   ) -> Iterator[Path]:
+    """Build a generated dataset in a staging folder and move it into ``out_dir`` at the end.
+
+    A generator only ever replaces a folder it wrote itself: ``out_dir`` must be missing, empty,
+    or a previous dataset of the same kind (its ``manifest`` file has ``"schema": schema``).
+    Any other folder is refused, so no file of the user's is overwritten or deleted. A previous
+    dataset is replaced: after the block succeeds, its files that the new build does not contain
+    are deleted and the new files renamed into place (:func:`staged_directory`). If the block
+    raises, ``out_dir`` is left untouched. The block must write the ``manifest`` file with the
+    schema.
+
+    Raises:
+        DensecalInputError: ``out_dir`` is a file, or a non-empty folder that is not a previous
+            dataset of this kind.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise input_error(out_dir, "exists and is not a folder")
+    previous = out_dir.is_dir() and any(out_dir.iterdir())
+    if previous and _manifest_schema(out_dir / manifest) != schema:
+        raise input_error(out_dir, f"is not empty and not a previous {schema} dataset; "
+                                   f"choose a new or empty folder")
+    with staged_directory(out_dir) as stage:
+        yield stage
+        if previous:
+            for old in sorted(out_dir.rglob("*"), reverse=True):
+                if old.is_file() and not (stage / old.relative_to(out_dir)).exists():
+                    old.unlink()
+
+
+def _manifest_schema(path: Path) -> str | None:
+    """The ``"schema"`` of a JSON manifest, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("schema")
+    except (OSError, ValueError, AttributeError):
+        return None

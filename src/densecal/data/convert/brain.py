@@ -42,13 +42,13 @@ import numpy as np
 from scipy import ndimage
 
 from densecal._checks import check_int, parse_choice
+from densecal.atomic import staged_dataset
 from densecal.data.convert.slicing import (
     AXES,
     AXIS_LETTERS,
     area_resample,
     crop_window,
     oriented_slice,
-    staged_dataset,
     write_slice,
 )
 from densecal.errors import DensecalInputError, input_error

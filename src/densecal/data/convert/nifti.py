@@ -39,13 +39,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from densecal._checks import check_int, check_out_apart
+from densecal.atomic import staged_dataset
 from densecal.data.convert.slicing import (
     AXIS_LETTERS,
     check_axis,
     normalise_intensity,
     oriented_slice,
     square_resample,
-    staged_dataset,
     write_slice,
 )
 from densecal.errors import DensecalInputError, input_error

@@ -9,17 +9,13 @@ probabilities stay distributions (:func:`area_resample`).
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from densecal._checks import check_out_dir, parse_choice
-from densecal.atomic import staged_directory
-from densecal.errors import input_error
+from densecal._checks import parse_choice
 from densecal.types import StrEnum
 
 __all__ = [
@@ -32,7 +28,6 @@ __all__ = [
     "normalise_intensity",
     "oriented_slice",
     "square_resample",
-    "staged_dataset",
     "write_slice",
 ]
 
@@ -188,35 +183,3 @@ def write_slice(root: Path, stem: str, image: np.ndarray, label: np.ndarray,
         np.save(root / "soft" / f"{stem}.npy", soft.astype(np.float32))
 
 
-@contextlib.contextmanager
-def staged_dataset(out_dir: str | Path, schema: str) -> Iterator[Path]:
-    """Build a generated dataset in a staging folder and move it into ``out_dir`` at the end.
-
-    ``out_dir`` must be missing, empty, or a previous dataset of the same kind (its
-    ``manifest.json`` has ``"schema": schema``). A previous dataset is replaced: after the block
-    succeeds, its files that the new build does not contain are deleted and the new files renamed
-    into place (:func:`densecal.atomic.staged_directory`). If the block raises, ``out_dir`` is
-    left untouched. The block must write ``manifest.json`` with the schema.
-
-    Raises:
-        DensecalInputError: ``out_dir`` is a file, or a non-empty folder that is not a previous
-            dataset of this kind.
-    """
-    out_dir = check_out_dir(out_dir)
-    previous = out_dir.is_dir() and any(out_dir.iterdir())
-    if previous and _manifest_schema(out_dir) != schema:
-        raise input_error(out_dir, f"is not empty and not a previous {schema} dataset; "
-                                   f"choose a new or empty folder")
-    with staged_directory(out_dir) as stage:
-        yield stage
-        if previous:
-            for old in sorted(out_dir.rglob("*"), reverse=True):
-                if old.is_file() and not (stage / old.relative_to(out_dir)).exists():
-                    old.unlink()
-
-
-def _manifest_schema(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("schema")
-    except (OSError, ValueError, AttributeError):
-        return None

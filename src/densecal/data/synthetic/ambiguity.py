@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from densecal._checks import check_out_dir
-from densecal.atomic import atomic_write_text, staged_directory
+from densecal.atomic import atomic_write_text, staged_dataset
 from densecal.data.synthetic.fashion_mnist import CLASS_NAMES, split_garments
 from densecal.data.synthetic.multiscene import MultiSceneParams, make_multi_scene
 from densecal.data.synthetic.scene import SceneParams
@@ -282,14 +281,15 @@ def write_ambiguity_dataset(out_dir: str | Path,
         ``{split: folder}``.
 
     Raises:
-        DensecalInputError: ``out_dir`` exists and is not a folder.
+        DensecalInputError: ``out_dir`` is a file, or a non-empty folder that is not an earlier
+            ambiguity dataset (a generator replaces only what it wrote).
     """
-    out_dir = check_out_dir(out_dir)
+    out_dir = Path(out_dir)
     manifest = {"schema": SCHEMA, "spec": config.spec.to_dict(), "seed": config.seed,
                 "size": config.size, "class_names": ["background", *CLASS_NAMES],
                 "splits": {s: getattr(config, f"n_{s}") for s in SPLITS},
                 "test_masks": "base", "train_masks": "flipped"}
-    with staged_directory(out_dir) as stage:
+    with staged_dataset(out_dir, SCHEMA, manifest="ambiguity.json") as stage:
         for split in SPLITS:
             for folder in ("images", "masks"):
                 (stage / split / folder).mkdir(parents=True)
@@ -298,5 +298,5 @@ def write_ambiguity_dataset(out_dir: str | Path,
                 Image.fromarray(label.astype(np.uint8)).save(stage / split / "masks" /
                                                              f"{name}.png")
         (stage / "ambiguity.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    atomic_write_text(out_dir / "README.md", _readme(config))
+        atomic_write_text(stage / "README.md", _readme(config))
     return {split: out_dir / split for split in SPLITS}

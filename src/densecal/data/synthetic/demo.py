@@ -15,21 +15,26 @@ seed and its own parameters.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from densecal._checks import check_out_dir
-from densecal.atomic import atomic_write_text, staged_directory
+from densecal.atomic import atomic_write_text, staged_dataset
 from densecal.data.synthetic.fashion_mnist import split_garments
 from densecal.data.synthetic.ood import load_ood_textures, make_ood_scene
 from densecal.data.synthetic.scene import SceneParams, make_scene
 from densecal.data.synthetic.textures import BACKGROUND_NAMES, OOD_TEXTURE_NAMES, load_texture
 from densecal.errors import input_error
 
-__all__ = ["SPLITS", "DemoConfig", "make_demo_split", "make_scene", "write_demo_dataset"]
+__all__ = ["DEMO_DATA_SCHEMA", "SPLITS", "DemoConfig", "make_demo_split", "make_scene",
+           "write_demo_dataset"]
+
+DEMO_DATA_SCHEMA = "densecal.demo-data/1"
+"""Schema of the demo dataset's ``manifest.json``."""
 
 SPLITS: tuple[str, ...] = ("train", "val", "test", "ood")
 
@@ -141,42 +146,41 @@ copyright restrictions (Brooklyn Museum); moon distributed with scikit-image (BS
 
 
 def _write_split(split_dir: Path, samples: list[Sample]) -> None:
-    """Write one split atomically and remove files left over from a larger earlier run."""
-    with staged_directory(split_dir) as stage:
-        (stage / "images").mkdir()
-        (stage / "masks").mkdir()
-        for name, image, mask in samples:
-            Image.fromarray(image).save(stage / "images" / f"{name}.png")
-            mask8 = np.rint(mask.astype(np.float64) * 255.0).astype(np.uint8)
-            Image.fromarray(mask8).save(stage / "masks" / f"{name}.png")
-    keep = {f"{name}.png" for name, _, _ in samples}
-    for folder in ("images", "masks"):
-        if not (split_dir / folder).is_dir():
-            continue
-        for path in (split_dir / folder).iterdir():
-            if path.is_file() and path.suffix == ".png" and path.name not in keep:
-                path.unlink()
+    """Write one split's images and 8-bit masks into ``split_dir`` (inside the staging folder)."""
+    (split_dir / "images").mkdir(parents=True)
+    (split_dir / "masks").mkdir()
+    for name, image, mask in samples:
+        Image.fromarray(image).save(split_dir / "images" / f"{name}.png")
+        mask8 = np.rint(mask.astype(np.float64) * 255.0).astype(np.uint8)
+        Image.fromarray(mask8).save(split_dir / "masks" / f"{name}.png")
 
 
 def write_demo_dataset(out_dir: str | Path, config: DemoConfig = DemoConfig()) -> dict[str, Path]:
     """Write the four demo splits as folder datasets, plus a README.
 
     Layout: ``out_dir/{train,val,test,ood}/{images,masks}/NAME.png``; images RGB, masks 8-bit
-    grayscale ``round(255 * alpha)``. Each split is staged and moved into place only once fully
-    written (:func:`densecal.atomic.staged_directory`), so an interrupted run leaves no half split.
+    grayscale ``round(255 * alpha)``; ``README.md`` and ``manifest.json`` (schema
+    :data:`DEMO_DATA_SCHEMA`). The dataset is staged and moved into place only once fully
+    written (:func:`densecal.atomic.staged_dataset`), so an interrupted run changes nothing.
 
     Args:
-        out_dir: destination folder (created if missing; existing demo files are replaced).
+        out_dir: destination folder: new, empty, or a demo dataset written earlier (which is
+            replaced); any other folder is refused, so no file of the user's is touched.
         config: sizes, seed and scene ranges.
 
     Returns:
         ``{split: folder}`` for the four splits; each opens with
         :class:`~densecal.data.folder.FolderDataset`.
+
+    Raises:
+        DensecalInputError: ``out_dir`` is a file, or a non-empty folder that is not an earlier
+            demo dataset.
     """
-    out_dir = check_out_dir(out_dir)
-    folders: dict[str, Path] = {}
-    for split in SPLITS:
-        folders[split] = out_dir / split
-        _write_split(folders[split], make_demo_split(split, config))
-    atomic_write_text(out_dir / "README.md", _readme(config))
-    return folders
+    out_dir = Path(out_dir)
+    with staged_dataset(out_dir, DEMO_DATA_SCHEMA) as stage:
+        for split in SPLITS:
+            _write_split(stage / split, make_demo_split(split, config))
+        atomic_write_text(stage / "README.md", _readme(config))
+        atomic_write_text(stage / "manifest.json", json.dumps(
+            {"schema": DEMO_DATA_SCHEMA, "config": dataclasses.asdict(config)}, indent=2) + "\n")
+    return {split: out_dir / split for split in SPLITS}
