@@ -1,8 +1,10 @@
 """A dataset generator replaces only a folder it wrote itself (issue 16, A2).
 
-``densecal data demo`` and ``data ambiguous`` into a folder of the user's (any non-empty folder
-without the generator's manifest) are refused with one line and leave every file byte-identical;
-into their own earlier output they replace it whole, stale files included.
+``densecal data demo``, ``data ambiguous`` and ``data finegrained`` into a folder of the user's
+(any non-empty folder without the generator's manifest) are refused with one line and leave
+every file byte-identical; into their own earlier output they replace it whole, stale files
+included. (``data multilabel`` refuses any existing split folder; ``data brain`` and ``data
+nifti`` had manifests already.)
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ GENERATORS = {
     "demo": ["data", "demo", "--fast"],
     "ambiguous": ["data", "ambiguous", "--size", "16", "--n-train", "2", "--n-val", "1",
                   "--n-test", "1"],
+    "finegrained": ["data", "finegrained", "--size", "16", "--n-train", "4", "--n-val", "2",
+                    "--n-test", "2"],
 }
 
 

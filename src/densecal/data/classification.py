@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from densecal.atomic import staged_directory
+from densecal.atomic import staged_dataset
 from densecal.data.readers import IMAGE_EXTENSIONS, read_image
 from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
@@ -50,6 +51,9 @@ __all__ = [
     "read_classification_labels",
     "write_classification_folder",
 ]
+
+CLASSIFICATION_SCHEMA = "densecal.classification-folder/1"
+"""Schema of the ``manifest.json`` densecal writes into a classification folder."""
 
 _SINGLE_HEADER = ["name", "label"]
 
@@ -375,7 +379,8 @@ def write_classification_folder(root: str | Path,
     """Write a classification folder of either kind, staged then moved into place.
 
     Args:
-        root: destination folder (created; files of the same names are replaced).
+        root: destination folder: new, empty, or a classification folder densecal wrote (it is
+            replaced whole, with its ``manifest.json``); any other folder is refused.
         samples: ``(name, image)`` pairs: ``image`` an ``(H, W, 3)`` uint8 array (saved as
             ``images/NAME.png``) or the path of an image file (copied as ``images/NAME<ext>``).
         classes: C distinct class names, written to ``classes.txt`` in this order.
@@ -391,7 +396,7 @@ def write_classification_folder(root: str | Path,
 
     Raises:
         DensecalInputError: labels of the wrong shape, type or values, classes not distinct,
-            or a mask count mismatch. Nothing is written then.
+            a mask count mismatch, or a ``root`` densecal did not write. Nothing is written then.
 
     Example:
         >>> import tempfile
@@ -406,21 +411,33 @@ def write_classification_folder(root: str | Path,
     if masks is not None and len(masks) != len(samples):
         raise input_error("masks", f"{len(masks)} masks for {len(samples)} samples")
     root = Path(root)
-    with staged_directory(root) as stage:
-        (stage / "images").mkdir()
-        if masks is not None:
-            (stage / "masks").mkdir()
-        for i, (name, image) in enumerate(samples):
-            if isinstance(image, np.ndarray):
-                Image.fromarray(image).save(stage / "images" / f"{name}.png")
-            else:
-                shutil.copyfile(image, stage / "images" / f"{name}{Path(image).suffix}")
-            if masks is not None:
-                mask8 = np.rint(np.clip(masks[i], 0, 1).astype(np.float64) * 255).astype(np.uint8)
-                Image.fromarray(mask8).save(stage / "masks" / f"{name}.png")
-        (stage / "labels.csv").write_text(_labels_csv([n for n, _ in samples], classes, labels),
-                                          encoding="utf-8")
-        (stage / "classes.txt").write_text("".join(f"{c}\n" for c in classes), encoding="utf-8")
-        for file_name, content in (extra_files or {}).items():
-            (stage / file_name).write_text(content, encoding="utf-8")
+    with staged_dataset(root, CLASSIFICATION_SCHEMA) as stage:
+        write_classification_files(stage, samples, classes, labels, masks=masks,
+                                   extra_files=extra_files)
     return root
+
+
+def write_classification_files(dest: Path, samples: Sequence[tuple[str, np.ndarray | Path]],
+                               classes: Sequence[str], labels: np.ndarray, *,
+                               masks: Sequence[np.ndarray] | None = None,
+                               extra_files: dict[str, str] | None = None) -> None:
+    """The files of :func:`write_classification_folder` written straight into ``dest`` (a new
+    folder inside a staging folder; the arguments already checked), with ``manifest.json``."""
+    (dest / "images").mkdir(parents=True)
+    if masks is not None:
+        (dest / "masks").mkdir()
+    for i, (name, image) in enumerate(samples):
+        if isinstance(image, np.ndarray):
+            Image.fromarray(image).save(dest / "images" / f"{name}.png")
+        else:
+            shutil.copyfile(image, dest / "images" / f"{name}{Path(image).suffix}")
+        if masks is not None:
+            mask8 = np.rint(np.clip(masks[i], 0, 1).astype(np.float64) * 255).astype(np.uint8)
+            Image.fromarray(mask8).save(dest / "masks" / f"{name}.png")
+    (dest / "labels.csv").write_text(_labels_csv([n for n, _ in samples], classes, labels),
+                                     encoding="utf-8")
+    (dest / "classes.txt").write_text("".join(f"{c}\n" for c in classes), encoding="utf-8")
+    for file_name, content in (extra_files or {}).items():
+        (dest / file_name).write_text(content, encoding="utf-8")
+    (dest / "manifest.json").write_text(json.dumps({"schema": CLASSIFICATION_SCHEMA}) + "\n",
+                                        encoding="utf-8")

@@ -25,13 +25,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from densecal._checks import check_out_dir
-from densecal.data.classification import write_classification_folder
+from densecal.atomic import staged_dataset
+from densecal.data.classification import write_classification_files
 from densecal.data.synthetic.fashion_mnist import CLASS_NAMES, split_garments
 from densecal.data.synthetic.scene import SceneParams, make_scene
 from densecal.data.synthetic.textures import BACKGROUND_NAMES, load_texture, random_texture_crop
@@ -40,6 +41,9 @@ from densecal.errors import input_error
 __all__ = ["CONFUSABLE_CLASSES", "FINEGRAINED_SCENE", "MISLEADING_KINDS", "SPLITS",
            "FineGrainedConfig", "FineGrainedSample", "make_finegrained_split",
            "write_finegrained_dataset"]
+
+FINEGRAINED_SCHEMA = "densecal.finegrained/1"
+"""Schema of the fine-grained dataset's top-level ``manifest.json``."""
 
 CONFUSABLE_CLASSES: tuple[int, ...] = (6, 0, 2, 4)
 """Fashion-MNIST ids of shirt, T-shirt/top, pullover and coat."""
@@ -202,15 +206,18 @@ def write_finegrained_dataset(out_dir: str | Path,
         ``{split: folder}``.
 
     Raises:
-        DensecalInputError: ``out_dir`` exists and is not a folder.
+        DensecalInputError: ``out_dir`` is a file, or a non-empty folder that is not an earlier
+            fine-grained dataset (a generator replaces only what it wrote).
     """
-    out_dir = check_out_dir(out_dir)
-    folders = {}
-    for split in SPLITS:
-        samples = make_finegrained_split(split, config)
-        folders[split] = write_classification_folder(
-            out_dir / split, [(s.name, s.image) for s in samples], config.class_names,
-            np.array([s.label for s in samples], dtype=np.int64),
-            masks=[s.mask for s in samples],
-            extra_files={"manifest.csv": _manifest(samples, config.class_names)})
-    return folders
+    out_dir = Path(out_dir)
+    with staged_dataset(out_dir, FINEGRAINED_SCHEMA) as stage:
+        for split in SPLITS:
+            samples = make_finegrained_split(split, config)
+            write_classification_files(
+                stage / split, [(s.name, s.image) for s in samples], config.class_names,
+                np.array([s.label for s in samples], dtype=np.int64),
+                masks=[s.mask for s in samples],
+                extra_files={"manifest.csv": _manifest(samples, config.class_names)})
+        (stage / "manifest.json").write_text(json.dumps({"schema": FINEGRAINED_SCHEMA}) + "\n",
+                                             encoding="utf-8")
+    return {split: out_dir / split for split in SPLITS}
