@@ -14,6 +14,7 @@ Example (the whole body of a moved module's old file)::
 from __future__ import annotations
 
 import importlib
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -38,25 +39,30 @@ def moved_module(old: str, new: str) -> Callable[[str], Any]:
             raise AttributeError(name)
         value = getattr(importlib.import_module(new), name)
         _warn(f"{old}.{name}", f"{new}.{name}")
+        setattr(sys.modules[old], name, value)  # warn once: later lookups find it directly
         return value
 
     return __getattr__
 
 
-def moved_names(old: str, names: Mapping[str, str], default: str | None = None
-                ) -> Callable[[str], Any]:
+def moved_names(old: str, names: Mapping[str, str], default: str | None = None,
+                renamed: Mapping[str, str] | None = None) -> Callable[[str], Any]:
     """A module ``__getattr__`` for names that left module ``old``: ``{name: new module}``;
     any other name is looked up in ``default`` (the module most of ``old`` moved to), if given.
+    ``renamed`` maps an old name to its new one (``{"OBJECTIVES": "METHODS"}``).
 
     Raises:
         AttributeError: a name that never was in ``old``.
     """
+    renamed = renamed or {}
+
     def __getattr__(name: str) -> Any:
         new = names.get(name, default)
         if new is None or name.startswith("__"):
             raise AttributeError(f"module {old!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(new), name)
-        _warn(f"{old}.{name}", f"{new}.{name}")
+        value = getattr(importlib.import_module(new), renamed.get(name, name))
+        _warn(f"{old}.{name}", f"{new}.{renamed.get(name, name)}")
+        setattr(sys.modules[old], name, value)  # warn once: later lookups find it directly
         return value
 
     return __getattr__

@@ -54,4 +54,5 @@ __all__ = [
 ]
 
 __getattr__ = moved_names(__name__, {"SoftLabelKLLoss": "densecal.losses",
-                                     "OBJECTIVES": "densecal.methods.objectives"})
+                                     "OBJECTIVES": "densecal.methods.registry"},
+                          renamed={"OBJECTIVES": "METHODS"})
