@@ -12,6 +12,7 @@ Methods add their own files (ASLP's ``alpha.csv``, VLS's ``vls/``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from densecal.errors import input_error
 from densecal.methods.config import TrainConfig, load_config, save_config
+from densecal.methods.engine.checkpoints import read_checkpoint
 
 __all__ = ["is_primary_process", "last_checkpoint", "resume_or_refuse", "run_folder"]
 
@@ -67,7 +69,11 @@ def resume_or_refuse(config: TrainConfig, run_dir: Path, resume: bool, *,
     """The configuration a run trains with, after the resume rules every method shares.
 
     With ``resume`` the run folder's saved ``config.json`` is used, except ``epochs`` (taken
-    from ``config``, so a finished run can be extended); without it ``config`` is used as it is.
+    from ``config``, so a finished run can be extended), and ``last.ckpt`` is read in full first:
+    a truncated, foreign or hostile checkpoint is refused before anything in the run folder
+    changes. A new run's ``data`` and ``val_data`` are stored as absolute paths, so the run
+    resumes on the same data from any working directory (a ``config.json`` of an earlier
+    release with relative paths is read as it is).
 
     Args:
         config: the requested configuration.
@@ -76,16 +82,31 @@ def resume_or_refuse(config: TrainConfig, run_dir: Path, resume: bool, *,
         started: whether ``run_dir`` holds a run (default: ``checkpoints/last.ckpt`` exists).
 
     Raises:
-        DensecalInputError: ``resume`` without a run, or a run in ``run_dir`` without ``resume``.
+        DensecalInputError: ``resume`` without a run or with an unreadable checkpoint, or a run
+            in ``run_dir`` without ``resume``.
     """
     if started is None:
         started = last_checkpoint(run_dir).is_file()
     if resume:
         if not started:
             raise input_error(run_dir, "nothing to resume: no checkpoints/last.ckpt")
-        return TrainConfig.from_dict({**load_config(run_dir / "config.json").to_dict(),
-                                      "epochs": config.epochs})
+        saved = load_config(run_dir / "config.json")
+        checkpoint = last_checkpoint(run_dir)
+        if checkpoint.is_file():
+            _, hparams = read_checkpoint(checkpoint)
+            method = hparams.get("config", {}).get("method") \
+                if isinstance(hparams.get("config"), dict) else None
+            if method != saved.method:
+                raise input_error(checkpoint, f"is not a checkpoint of this run (method "
+                                              f"{saved.method} in config.json)")
+        return TrainConfig.from_dict({**saved.to_dict(), "epochs": config.epochs})
     if started or last_checkpoint(run_dir).exists():
         raise input_error(run_dir, "already holds a training run; pass --resume to continue it "
                           "or choose another --out")
-    return config
+    return dataclasses.replace(config, data=_absolute(config.data),
+                               val_data=_absolute(config.val_data))
+
+
+def _absolute(path: str | None) -> str | None:
+    """``path`` made absolute (symbolic links kept); empty or ``None`` as it is."""
+    return os.path.abspath(path) if path else path
