@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from densecal._checks import check_out_dir
 from densecal.errors import input_error
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "staged_dataset",
@@ -145,9 +146,7 @@ def staged_dataset(out_dir: str | Path, schema: str, manifest: str = "manifest.j
         DensecalInputError: ``out_dir`` is a file, or a non-empty folder that is not a previous
             dataset of this kind.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise input_error(out_dir, "exists and is not a folder")
+    out_dir = check_out_dir(out_dir)
     previous = out_dir.is_dir() and any(out_dir.iterdir())
     if previous and _manifest_schema(out_dir / manifest) != schema:
         raise input_error(out_dir, f"is not empty and not a previous {schema} dataset; "

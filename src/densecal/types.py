@@ -11,7 +11,6 @@ from __future__ import annotations
 from enum import Enum
 
 __all__ = [
-    "CLASS_TASKS",
     "DENSE_LOSS_TASKS",
     "Protocol",
     "Reduction",
@@ -44,8 +43,6 @@ class Task(StrEnum):
 #: The tasks of the dense losses, of temperature scaling and of training: one distribution per
 #: pixel (a multi-label map is ``C`` binary maps).
 DENSE_LOSS_TASKS = frozenset({Task.BINARY, Task.MULTICLASS})
-#: The tasks with ``C`` class channels.
-CLASS_TASKS = frozenset({Task.MULTICLASS, Task.MULTILABEL})
 
 
 class Reduction(StrEnum):

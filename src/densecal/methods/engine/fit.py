@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from densecal.errors import input_error
 from densecal.methods.config import TrainConfig, check_distributed, parse_devices
-from densecal.methods.engine.checkpoints import SAFE_LOAD, read_checkpoint
+from densecal.methods.engine.checkpoints import SAFE_LOAD
 from densecal.methods.engine.data_module import EpochData
 from densecal.methods.engine.epoch_checkpoint import EpochCheckpoint
 from densecal.methods.engine.run_folder import last_checkpoint, run_folder
@@ -80,6 +80,10 @@ def run_trainer(module: L.LightningModule, config: TrainConfig, data: EpochData,
     ``ckpt_dir/last.ckpt`` and a CSV log in ``log_root/logs/version_K``; return the trainer.
 
     ``single_process`` refuses a configuration that would start several processes;
+    ``resume_from`` must already have been read with
+    :func:`~densecal.methods.engine.checkpoints.read_checkpoint` (``resume_or_refuse`` and the
+    VLS stage-1 check do), so a bad file is refused before the run folder changes; Lightning then
+    loads it with ``weights_only`` too.
     ``find_unused_parameters`` turns on DDP's flag of that name under any DDP strategy
     (Lightning's ``ddp`` / ``ddp_spawn`` leave it off).
     """
@@ -100,8 +104,6 @@ def run_trainer(module: L.LightningModule, config: TrainConfig, data: EpochData,
         if find_unused_parameters and isinstance(trainer.strategy, DDPStrategy):
             # the strategy keeps its DistributedDataParallel keywords until it wraps the model
             trainer.strategy._ddp_kwargs["find_unused_parameters"] = True
-        if resume_from is not None:
-            read_checkpoint(resume_from)  # refused with one line before Lightning reads it
         trainer.fit(module, datamodule=data, weights_only=SAFE_LOAD,
                     ckpt_path=None if resume_from is None else str(resume_from))
     return trainer
