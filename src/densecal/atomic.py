@@ -8,17 +8,28 @@ POSIX and Windows within one file system), so an interrupted run never leaves a 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
+import glob
 import json
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from densecal._checks import check_out_dir
 from densecal.errors import input_error
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "staged_dataset",
+try:
+    import fcntl
+except ImportError:  # Windows: no locks, so leftover staging folders are kept
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["OUTPUT_MARKER", "atomic_path", "atomic_write_bytes", "atomic_write_text",
+           "check_replaceable", "claim_workspace", "output_kind", "staged_dataset",
            "staged_directory"]
 
 
@@ -90,73 +101,247 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-@contextlib.contextmanager
-def staged_directory(out_dir: str | Path) -> Iterator[Path]:
-    """Stage many output files in a temporary folder and move them into ``out_dir`` at the end.
+OUTPUT_MARKER = ".densecal-output.json"
+"""Hidden file in every folder densecal replaces as a whole; says which verb wrote it."""
+OUTPUT_SCHEMA = "densecal.output/1"
 
-    If the block raises, nothing reaches ``out_dir``: files already there from an earlier run stay
-    untouched. On success a new ``out_dir`` is the staging folder renamed in one step; into an
-    existing ``out_dir`` each staged file replaces its namesake with an atomic rename.
+
+@contextlib.contextmanager
+def staged_directory(out_dir: str | Path, kind: str,
+                     accept: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Build a result folder beside ``out_dir`` and put it in place as a whole, in one step.
+
+    The block writes into a staging folder ``.NAME.XXXX.staging`` in ``out_dir``'s parent (one
+    file system, so renames are atomic). On success the staging folder becomes ``out_dir``: a
+    missing or empty ``out_dir`` is replaced by one rename; an earlier result is swapped with it
+    by one atomic exchange (Linux ``renameat2(RENAME_EXCHANGE)``; elsewhere two renames, and a
+    crash between them is undone on the next run) and then deleted. So after any crash, even
+    SIGKILL, ``out_dir`` holds the old result or the new one, never a mixture, and no file of an
+    earlier run survives beside the new result. If the block raises, ``out_dir`` is untouched.
+
+    Only folders densecal wrote are ever replaced: ``out_dir`` must be missing, empty, or an
+    earlier result of the same ``kind`` (its hidden :data:`OUTPUT_MARKER` file, written here, or
+    ``accept(out_dir)`` for data sets recognised by their own manifest). Staging folders left by
+    a killed run are removed on the next run into the same parent; a staging folder is locked
+    (``flock``) while its run is alive, so two concurrent runs never delete each other's work.
+    Two runs into the same ``out_dir`` both succeed; the one that finishes last wins.
 
     Args:
-        out_dir: destination folder, created if missing.
+        out_dir: destination folder; its parent is created if missing. A symbolic link is
+            followed: the folder it points to is replaced.
+        kind: what writes the folder (``"evaluate"``, ``"predict"``, ``"densecal.demo-data/1"``).
+        accept: optional test recognising an earlier result without the marker.
 
     Yields:
-        The staging folder (inside ``out_dir``'s parent, so renames stay on one file system).
+        The staging folder to write into.
 
     Raises:
-        OSError: the parent cannot be created or written (read-only, full disk); its filename is
-            ``out_dir``, never the staging folder.
+        DensecalInputError: ``out_dir`` is a file, or a non-empty folder densecal did not write
+            as a ``kind`` result (checked before the block runs and again before the swap).
+        OSError: the parent cannot be created or written (read-only, full disk); its filename
+            is ``out_dir``, never the staging folder.
     """
-    out_dir = Path(out_dir)
-    with _naming(out_dir):
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".staging",
-                                      dir=out_dir.parent))
-    os.chmod(stage, 0o777 & ~_umask())
+    given = check_out_dir(out_dir)
+    target = given.resolve()
+    _check_replaceable(target, given, kind, accept)
+    with _naming(given):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _clean_leftovers(target)
+        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging",
+                                      dir=target.parent))
+    lock = _lock(stage)
     try:
+        os.chmod(stage, 0o777 & ~_umask())
         yield stage
-        with _naming(out_dir):
-            if not out_dir.exists():  # a new folder appears whole, in one rename, or not at all
-                os.replace(stage, out_dir)
-                return
-            for src in sorted(stage.rglob("*")):
-                if src.is_file():
-                    dst = out_dir / src.relative_to(stage)
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(src, dst)
+        with _naming(given):
+            (stage / OUTPUT_MARKER).write_text(
+                json.dumps({"schema": OUTPUT_SCHEMA, "kind": kind}) + "\n", encoding="utf-8")
+            _put_in_place(stage, target, given, kind, accept)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)  # the failed build, or the replaced result
+        if lock is not None:
+            os.close(lock)
 
 
 @contextlib.contextmanager
 def staged_dataset(out_dir: str | Path, schema: str, manifest: str = "manifest.json"
                    ) -> Iterator[Path]:
-    """Build a generated dataset in a staging folder and move it into ``out_dir`` at the end.
+    """:func:`staged_directory` for a generated data set that carries its own ``manifest``.
 
-    A generator only ever replaces a folder it wrote itself: ``out_dir`` must be missing, empty,
-    or a previous dataset of the same kind (its ``manifest`` file has ``"schema": schema``).
-    Any other folder is refused, so no file of the user's is overwritten or deleted. A previous
-    dataset is replaced: after the block succeeds, its files that the new build does not contain
-    are deleted and the new files renamed into place (:func:`staged_directory`). If the block
-    raises, ``out_dir`` is left untouched. The block must write the ``manifest`` file with the
-    schema.
+    ``out_dir`` must be missing, empty, or a previous data set of the same kind (its
+    ``manifest`` file has ``"schema": schema``); any other folder is refused, so no file of the
+    user's is overwritten or deleted. The block must write the ``manifest`` file.
 
     Raises:
         DensecalInputError: ``out_dir`` is a file, or a non-empty folder that is not a previous
-            dataset of this kind.
+            data set of this kind.
     """
-    out_dir = check_out_dir(out_dir)
-    previous = out_dir.is_dir() and any(out_dir.iterdir())
-    if previous and _manifest_schema(out_dir / manifest) != schema:
-        raise input_error(out_dir, f"is not empty and not a previous {schema} dataset; "
-                                   f"choose a new or empty folder")
-    with staged_directory(out_dir) as stage:
+    def written_before(folder: Path) -> bool:
+        return _manifest_schema(folder / manifest) == schema
+
+    with staged_directory(out_dir, schema, accept=written_before) as stage:
         yield stage
-        if previous:
-            for old in sorted(out_dir.rglob("*"), reverse=True):
-                if old.is_file() and not (stage / old.relative_to(out_dir)).exists():
-                    old.unlink()
+
+
+def claim_workspace(out_dir: str | Path, kind: str) -> Path:
+    """Create or re-open a densecal workspace folder (``densecal demo``/``benchmark`` ``--out``).
+
+    A workspace holds sub-folders densecal manages one by one (``data/``, ``runs/``,
+    ``report/``). It must be missing, empty, or a workspace of the same ``kind`` (hidden
+    :data:`OUTPUT_MARKER`), so a user's folder is never written into.
+
+    Returns:
+        ``out_dir`` as a ``Path``.
+
+    Raises:
+        DensecalInputError: ``out_dir`` is a file or a non-empty folder of something else.
+        OSError: the folder cannot be created (its filename is ``out_dir``).
+    """
+    given = check_out_dir(out_dir)
+    _check_replaceable(given.resolve(), given, kind, None)
+    marker = given / OUTPUT_MARKER
+    if not marker.is_file():
+        with _naming(given):
+            given.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(marker, json.dumps({"schema": OUTPUT_SCHEMA, "kind": kind}) + "\n")
+    return given
+
+
+def check_replaceable(out_dir: str | Path, kind: str) -> Path:
+    """Refuse, before any work, an ``out_dir`` that :func:`staged_directory` would refuse.
+
+    Returns:
+        ``out_dir`` as a ``Path``.
+
+    Raises:
+        DensecalInputError: ``out_dir`` is a file or a non-empty folder that is not an earlier
+            ``kind`` result.
+    """
+    given = check_out_dir(out_dir)
+    _check_replaceable(given.resolve(), given, kind, None)
+    return given
+
+
+def output_kind(folder: Path) -> str | None:
+    """The ``kind`` in ``folder``'s :data:`OUTPUT_MARKER`, or None when there is none."""
+    try:
+        data = json.loads((folder / OUTPUT_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("kind") if isinstance(data, dict) and \
+        data.get("schema") == OUTPUT_SCHEMA else None
+
+
+def _check_replaceable(target: Path, given: Path, kind: str,
+                       accept: Callable[[Path], bool] | None) -> None:
+    """Refuse a non-empty ``target`` that is not an earlier ``kind`` result."""
+    try:
+        if not target.is_dir() or not any(target.iterdir()):
+            return
+    except OSError:
+        return  # unreadable: the write itself will fail and name the folder
+    found = output_kind(target)
+    if found == kind or (accept is not None and accept(target)):
+        return
+    what = (f"holds densecal {found} output, not {kind} output" if found else
+            "is not empty and was not written by densecal")
+    raise input_error(given, f"{what}; choose a new or empty folder (densecal only replaces "
+                             f"folders it wrote)")
+
+
+def _put_in_place(stage: Path, target: Path, given: Path, kind: str,
+                  accept: Callable[[Path], bool] | None) -> None:
+    """Make ``stage`` become ``target``; afterwards ``stage`` holds the replaced result, if any."""
+    for _ in range(100):  # another run may swap between our steps; each try is short
+        try:
+            os.rename(stage, target)  # target missing or an empty folder: one step
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        _check_replaceable(target, given, kind, accept)
+        if _exchange(stage, target):
+            return
+        old = stage.with_suffix(".old")
+        try:
+            os.rename(target, old)
+        except FileNotFoundError:
+            continue
+        try:
+            os.rename(stage, target)
+        except OSError:
+            os.rename(old, target)  # someone put a result there meanwhile: keep theirs
+            continue
+        os.rename(old, stage)
+        return
+    raise OSError(errno.EBUSY, "other runs keep replacing this folder", os.fspath(given))
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2`` with ``RENAME_EXCHANGE``); False when
+    the platform or file system cannot."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    if err == errno.ENOENT:  # the target vanished (another run's two-step swap): try again
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(b))
+
+
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.renameat2  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+def _lock(folder: Path) -> int | None:
+    """Hold an exclusive ``flock`` on ``folder`` while its run lives (None without fcntl)."""
+    if fcntl is None:
+        return None
+    fd = os.open(folder, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def _is_abandoned(folder: Path) -> bool:
+    """True when no live process holds ``folder``'s lock (its run was killed)."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _clean_leftovers(target: Path) -> None:
+    """Remove ``target``'s staging folders whose run was killed; undo a half-done swap."""
+    prefix = f".{target.name}."
+    for path in sorted(target.parent.glob(f"{glob.escape(prefix)}*.staging")):
+        old = path.with_suffix(".old")
+        if not _is_abandoned(path):
+            continue
+        if old.is_dir() and not target.exists():
+            os.rename(old, target)  # killed between the two renames: the old result comes back
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _manifest_schema(path: Path) -> str | None:

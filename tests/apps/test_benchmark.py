@@ -36,11 +36,11 @@ def test_benchmark_records_tables_and_resume(tiny_demo: dict[str, Path], tmp_pat
     for r in (r for r in runs if r["method"] == "bce+ts"):
         twin = bce[(r["seed"], r["split"])]
         assert r["calibration"]["accuracy"] == twin["calibration"]["accuracy"]
-    saved = json.loads((out / "benchmark.json").read_text())
+    saved = json.loads((out / "report" / "benchmark.json").read_text())
     assert saved["runs"] == json.loads(json.dumps(runs))
-    assert (out / "runs.csv").read_text().count("\n") == len(runs) + 1
-    assert "| bce+ts | test  | 2" in (out / "benchmark.md").read_text()
-    assert (out / "ece_vs_maxf.png").stat().st_size > 5_000
+    assert (out / "report" / "runs.csv").read_text().count("\n") == len(runs) + 1
+    assert "| bce+ts | test  | 2" in (out / "report" / "benchmark.md").read_text()
+    assert (out / "report" / "ece_vs_maxf.png").stat().st_size > 5_000
 
     # resumable: cached evaluations are reused, nothing is trained again
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}

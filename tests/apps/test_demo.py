@@ -13,7 +13,7 @@ from densecal.evaluation import validate_evaluate_result
 
 
 def _check_demo_folder(out: Path) -> dict:
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert metrics["schema"] == "densecal.demo/1"
     assert set(metrics["runs"]) == {"bce", "aslp"}
     for splits in metrics["runs"].values():
@@ -21,11 +21,11 @@ def _check_demo_folder(out: Path) -> dict:
         for result in splits.values():
             validate_evaluate_result(result)
     assert metrics["runs"]["bce"]["ood"]["dataset"]["n_images"] == metrics["data"]["n_ood"]
-    report = (out / "report.md").read_text()
+    report = (out / "report" / "report.md").read_text()
     for fragment in ("| BCE", "| ASLP", "ECE %", "reliability_test.png", "examples.png"):
         assert fragment in report
     for name in ("reliability_test.png", "reliability_ood.png", "examples.png"):
-        assert (out / name).stat().st_size > 10_000
+        assert (out / "report" / name).stat().st_size > 10_000
     alpha = (out / "runs" / "aslp" / "alpha.csv").read_text().splitlines()
     assert alpha[0] == "name,alpha,updates" and len(alpha) == metrics["data"]["n_train"] + 1
     return metrics
@@ -43,7 +43,7 @@ def test_fast_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert max(alphas) > 0.0
     # re-running into the same folder reuses the finished runs and rewrites the same numbers
     main(["demo", "--fast", "--out", str(out)])
-    again = json.loads((out / "metrics.json").read_text())
+    again = json.loads((out / "report" / "metrics.json").read_text())
     assert again["runs"] == metrics["runs"]
 
 

@@ -150,18 +150,19 @@ def _read_only(ctx: Ctx, folder: Path) -> None:
 
 
 def _disk_full(ctx: Ctx, folder: Path) -> None:
-    """A full disk under ``folder``: the atomic writers' final rename fails with ENOSPC."""
+    """A full disk under ``folder``: the atomic writers' final renames fail with ENOSPC."""
     inside = str(folder)
-    real_replace = os.replace
-
-    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-        if os.fspath(dst).startswith(inside):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(dst))
-        real_replace(src, dst, *args, **kwargs)
-
     import densecal.atomic
 
-    ctx.monkeypatch.setattr(densecal.atomic.os, "replace", replace)
+    for name in ("replace", "rename"):
+        real = getattr(os, name)
+
+        def move(src: Any, dst: Any, *args: Any, real: Any = real, **kwargs: Any) -> None:
+            if os.fspath(dst).startswith(inside):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(dst))
+            real(src, dst, *args, **kwargs)
+
+        ctx.monkeypatch.setattr(densecal.atomic.os, name, move)
 
 
 def _unreadable(ctx: Ctx, path: Path) -> None:

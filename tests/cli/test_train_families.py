@@ -51,7 +51,7 @@ def test_car_trains_resumes_and_samples_from_the_cli(tmp_path: Path, capsys) -> 
     assert torch.load(ckpt, weights_only=False)["epoch"] == first + 1  # one more epoch
     assert _run(["sample", "--checkpoint", str(run / "checkpoints" / "last.ckpt"),
                  "--data", str(data["test"]), "--n", "3", "--out", str(tmp_path / "s")]) == 0
-    sample_dirs = sorted((tmp_path / "s").iterdir())
+    sample_dirs = sorted((tmp_path / "s").glob("test_*"))
     assert len(sample_dirs) == 2
     capsys.readouterr()
     assert _run(["train", "--method", "car", "--num-classes", "16", "--data", str(data["train"]),

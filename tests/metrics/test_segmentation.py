@@ -94,7 +94,8 @@ def _random_pairs(seed: int, n: int = 4) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _pysod_reference(pairs, normalize: bool, prep) -> dict[str, float]:
-    """Run pysodmetrics' classic classes directly (the MATLAB-equivalent reference)."""
+    """Run pysodmetrics' classic classes directly (the MATLAB-equivalent reference), with the
+    E-measure curve of each image rescaled from the code's H*W - 1 to the paper's H*W."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # psm.Fmeasure announces its future removal
         fm = psm.Fmeasure()
@@ -103,10 +104,13 @@ def _pysod_reference(pairs, normalize: bool, prep) -> dict[str, float]:
         p, g = prep(q, y)
         for metric in (fm, em, sm, wfm, mae):
             metric.step(p, g, normalize=normalize)
-    f, e = fm.get_results()["fm"], em.get_results()["em"]
+    f = fm.get_results()["fm"]
+    sizes = [q.size for q, _ in pairs]
+    e_curve = np.mean([c * (n - 1) / n for c, n in zip(em.changeable_ems, sizes, strict=True)],
+                      axis=0)
     return {
         "mae": mae.get_results()["mae"], "max_f": f["curve"].max(), "mean_f": f["curve"].mean(),
-        "adaptive_f": f["adp"], "max_e": e["curve"].max(), "mean_e": e["curve"].mean(),
+        "adaptive_f": f["adp"], "max_e": e_curve.max(), "mean_e": e_curve.mean(),
         "s_measure": sm.get_results()["sm"], "weighted_f": wfm.get_results()["wfm"],
     }
 
@@ -200,3 +204,43 @@ def test_bad_options_raise() -> None:
         SODMetrics(threshold=0.0)
     with pytest.raises(DensecalInputError, match="no image"):
         SODMetrics().compute()
+
+
+# ------------------------------------------------- degenerate maps: every value stays a fraction
+
+
+@pytest.mark.parametrize("protocol", ["raw", "official"])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (5, 1), (2, 2), (8, 8)])
+@pytest.mark.parametrize("truth", ["empty", "full", "stripes"])
+@pytest.mark.parametrize("pred", ["zeros", "ones", "constant", "random", "perfect"])
+def test_degenerate_maps_give_fractions_without_warnings(protocol: str, shape: tuple[int, int],
+                                                         truth: str, pred: str) -> None:
+    rng = np.random.default_rng(3)
+    y = {"empty": np.zeros(shape), "full": np.ones(shape),
+         "stripes": (np.arange(np.prod(shape)).reshape(shape) % 2).astype(float)}[truth]
+    q = {"zeros": np.zeros(shape), "ones": np.ones(shape), "constant": np.full(shape, 0.3),
+         "random": rng.random(shape), "perfect": y.copy()}[pred]
+    m = SODMetrics(protocol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pysodmetrics' empty-slice mean would warn here
+        m.update(q, y)
+        out = m.compute()
+    assert all(0.0 <= v <= 1.0 for v in out.values()), out
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (8, 8), (1, 7)])
+def test_e_measure_of_a_perfect_empty_map_is_one(shape: tuple[int, int]) -> None:
+    # paper (Fan et al. 2018, eq. 6): mean of the enhanced-alignment matrix over H*W pixels;
+    # the reference code gives H*W / (H*W - 1): 64/63 on 8x8, 4.5e15 on 1x1
+    m = SODMetrics()
+    m.update(np.zeros(shape), np.zeros(shape))
+    assert m.compute()["max_e"] == 1.0
+
+
+def test_s_measure_of_a_perfect_one_row_map_is_one() -> None:
+    # truth [0,1,0,1,0]: centroid (0, 2) -> blocks [0:1, 0:3] and [0:1, 3:5] (SSIM 1 each, weights
+    # 3/5 and 2/5) and two empty blocks of weight 0 (pysodmetrics: NaN); object term 1
+    y = np.array([[0.0, 1.0, 0.0, 1.0, 0.0]])
+    m = SODMetrics()
+    m.update(y.copy(), y)
+    assert m.compute()["s_measure"] == pytest.approx(1.0, abs=1e-12)

@@ -50,7 +50,7 @@ def test_generator_refuses_a_users_folder(kind: str, tmp_path: Path,
         main([*GENERATORS[kind], "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1, err
-    assert str(out) in err[0] and "not a previous" in err[0], err[0]
+    assert str(out) in err[0] and "not written by densecal" in err[0], err[0]
     assert _digest(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no staging left behind
 

@@ -36,7 +36,7 @@ def _result(ece: float = 0.03125, mae: float = 0.0625) -> dict:
         "calibration": {"ece": ece, "mce": 0.25, "oe": 0.015625, "ace": 0.0390625,
                         "brier": 0.046875, "nll": 1.5, "accuracy": 0.9375},
         "segmentation": {"mae": mae, "max_f": 0.875, "mean_f": 0.75, "adaptive_f": 0.8125,
-                         "max_e": 1.0009775171065494, "mean_e": 0.9, "s_measure": 0.84375,
+                         "max_e": 0.96875, "mean_e": 0.9, "s_measure": 0.84375,
                          "weighted_f": 0.8, "dice": 0.9, "iou": 0.8125},
         "reliability": {"bin_lower": [0.0, 0.25, 0.5, 0.75],
                         "bin_upper": [0.25, 0.5, 0.75, 1.0],
@@ -146,6 +146,13 @@ def test_validate_names_the_problem(edit, match: str) -> None:
         validate_evaluate_result(d)
     assert isinstance(info.value, DensecalInputError)
     assert str(info.value).startswith("evaluate result: ")
+
+
+def test_validate_refuses_an_e_measure_above_one() -> None:
+    d = _result()
+    d["segmentation"]["max_e"] = 64 / 63  # the reference code's all-empty 8x8 value
+    with pytest.raises(ValueError, match=r"segmentation.max_e = 1.01587\d* is not a fraction"):
+        validate_evaluate_result(d)
 
 
 def test_validate_allows_null_and_unbounded_keys() -> None:

@@ -3,7 +3,9 @@
 For each method and seed the benchmark trains (or reuses) a run, evaluates it on the test split
 and, when present, the OOD split, and stores the result of that run in its own folder. A killed
 benchmark continues where it stopped: finished evaluations are read back, unfinished training
-resumes from its last checkpoint. At the end it writes, atomically:
+resumes from its last checkpoint. ``--out`` is a workspace
+(:func:`densecal.atomic.claim_workspace`): ``data/`` (the demo scenes when no ``--data`` is
+given), ``runs/`` and ``report/``, which at the end is replaced as a whole with:
 
 * ``benchmark.json`` (schema ``densecal.benchmark/1``: one record per method, seed and split with
   the ``calibration`` and ``segmentation`` blocks of ``densecal.evaluate/1``),
@@ -36,7 +38,7 @@ from typing import Any
 from densecal._checks import check_out_apart
 from densecal.apps.calibrate import calibrate_checkpoint
 from densecal.apps.evaluate_checkpoint import evaluate_checkpoint
-from densecal.atomic import staged_directory
+from densecal.atomic import claim_workspace, staged_directory
 from densecal.errors import input_error
 from densecal.evaluation.options import EvaluationOptions
 from densecal.methods.config import TrainConfig
@@ -56,6 +58,7 @@ __all__ = [
 ]
 
 BENCHMARK_SCHEMA = "densecal.benchmark/1"
+BENCHMARK_WORKSPACE = "benchmark-workspace"
 DEFAULT_METHODS = ("bce", "bce+ts", "ls", "focal", "mbls", "svls", "slp", "aslp")
 MULTICLASS_METHODS = ("ce", "ls", "focal", "mbls", "svls", "vls")
 
@@ -230,7 +233,8 @@ def run_benchmark(out_dir: str | Path, *, methods: Sequence[str] | None = None,
     """Run (or resume) the benchmark and write its tables; returns the benchmark JSON.
 
     Args:
-        out_dir: output folder (``runs/`` inside holds every run and its cached evaluation).
+        out_dir: workspace folder: ``runs/`` holds every run and its cached evaluation,
+            ``report/`` the tables and figures.
         methods: method names, ``NAME+ts`` for temperature-scaled ``NAME``; default
             :data:`DEFAULT_METHODS` (binary) or :data:`MULTICLASS_METHODS`
             (``schedule.num_classes >= 2``).
@@ -253,17 +257,19 @@ def run_benchmark(out_dir: str | Path, *, methods: Sequence[str] | None = None,
     _check_methods(methods)
     if seeds < 1:
         raise input_error("--seeds", f"must be at least 1, got {seeds}")
-    if data is None:
-        if multiclass:
-            raise input_error("--data", "a multi-class benchmark needs a data folder (e.g. "
-                                        "`densecal data brain --out brain`)")
+    if data is None and multiclass:
+        raise input_error("--data", "a multi-class benchmark needs a data folder (e.g. "
+                                    "`densecal data brain --out brain`)")
+    splits = _splits(Path(data)) if data is not None else None  # checked before --out is made
+    claim_workspace(out_dir, BENCHMARK_WORKSPACE)
+    if splits is None:
         from densecal.apps.demo import demo_data_config
         from densecal.data import write_demo_dataset
 
         data = out_dir / "data"
         if not (data / "test").is_dir():
             write_demo_dataset(data, demo_data_config())
-    splits = _splits(Path(data))
+        splits = _splits(data)
     records: list[dict[str, Any]] = []
     for method in methods:
         for seed in range(seeds):
@@ -305,7 +311,7 @@ def _write_outputs(out_dir: Path, output: dict[str, Any], methods: list[str],
 
     records = output["runs"]
     multiclass = output["schedule"].get("num_classes", 1) > 1
-    with staged_directory(out_dir) as stage:
+    with staged_directory(out_dir / "report", "benchmark") as stage:
         write_json(stage / "benchmark.json", output)
         write_per_image_csv(stage / "runs.csv", [_csv_row(r) for r in records])
         table = summary_table(records, methods)

@@ -3,7 +3,10 @@
 1. write the demo scenes (Fashion-MNIST garments on real textures, exact soft masks) as folders;
 2. train a BCE baseline and ASLP with the same network, data and schedule;
 3. evaluate both on the in-distribution test split and the OOD textures (all-zero masks);
-4. write ``metrics.json`` (schema ``densecal.demo/1``), ``report.md`` and figures.
+4. write ``report/metrics.json`` (schema ``densecal.demo/1``), ``report/report.md`` and figures.
+
+``--out`` is a workspace (:func:`densecal.atomic.claim_workspace`) with ``data/``, ``runs/`` and
+``report/``; each is replaced only by what densecal writes there.
 
 The schedule is chosen so that the BCE baseline reaches the over-confident regime ASLP addresses
 (few training images, trained long). Re-running into the same folder continues unfinished
@@ -20,7 +23,7 @@ from typing import Any
 
 from densecal.apps.evaluate_checkpoint import evaluate_checkpoint
 from densecal.apps.predict import iter_predictions
-from densecal.atomic import staged_directory
+from densecal.atomic import claim_workspace, staged_directory
 from densecal.data.synthetic.demo import DemoConfig, write_demo_dataset
 from densecal.evaluation.options import EvaluationOptions
 from densecal.evaluation.outputs import SUMMARY_COLUMNS, protocol_note
@@ -35,6 +38,7 @@ from densecal.report.writers import write_json, write_report_md
 __all__ = ["DEMO_SCHEMA", "DemoSchedule", "demo_data_config", "run_demo"]
 
 DEMO_SCHEMA = "densecal.demo/1"
+DEMO_WORKSPACE = "demo-workspace"
 METHODS = ("bce", "aslp")
 LABELS = {"bce": "BCE", "aslp": "ASLP"}
 
@@ -75,13 +79,14 @@ def run_demo(out_dir: str | Path = "densecal-demo", *, fast: bool = False, seed:
     """Run the demo and return its ``metrics.json`` content.
 
     Args:
-        out_dir: output folder (``data/``, ``runs/``, ``report.md``, ``metrics.json``, figures).
+        out_dir: workspace folder: ``data/``, ``runs/`` and ``report/`` (``report.md``,
+            ``metrics.json``, figures; replaced as a whole at the end).
         fast: tiny data and schedule (finishes in about a minute; for tests).
         seed: seed of the scenes and of training.
         progress: show training progress bars.
     """
     start = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = claim_workspace(out_dir, DEMO_WORKSPACE)
     splits = write_demo_dataset(out_dir / "data", demo_data_config(fast=fast, seed=seed))
     schedule = demo_schedule(fast=fast)
     evaluations: dict[str, dict[str, Evaluation]] = {}
@@ -111,7 +116,7 @@ def run_demo(out_dir: str | Path = "densecal-demo", *, fast: bool = False, seed:
 def _write_outputs(out_dir: Path, result: dict[str, Any],
                    evaluations: dict[str, dict[str, Evaluation]], checkpoints: dict[str, Path],
                    test_dir: Path) -> None:
-    with staged_directory(out_dir) as stage:
+    with staged_directory(out_dir / "report", "demo") as stage:
         write_json(stage / "metrics.json", result)
         for split in ("test", "ood"):
             save_reliability_grid(

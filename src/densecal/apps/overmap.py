@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from densecal._checks import check_out_apart, parse_choice
+from densecal.atomic import check_replaceable
 from densecal.data.classification import read_classification_folder
 from densecal.data.readers import read_image
 from densecal.errors import input_error
@@ -94,6 +95,7 @@ def run_overmap(classifier: str | Path, data: str | Path, out: str | Path, *,
         raise input_error("--masks", "give --segmenter or --masks, not both")
     check_out_apart(out, {"--classifier": classifier, "--data": data, "--segmenter": segmenter,
                           "--masks": masks})
+    check_replaceable(out, "overmap")
     data = Path(data)
     module = load_classifier(classifier)
     folder = read_classification_folder(data)

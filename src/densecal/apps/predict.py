@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from densecal._checks import check_int, check_out_apart, parse_choice
-from densecal.atomic import staged_directory
+from densecal.atomic import check_replaceable, staged_directory
 from densecal.data.pairs import find_images, find_pairs
 from densecal.data.readers import read_image, read_mask
 from densecal.errors import input_error
@@ -123,13 +123,14 @@ def predict_folder(checkpoint: str | Path, data: str | Path, out_dir: str | Path
             that is, lies inside or contains an input.
     """
     check_out_apart(out_dir, {"--checkpoint": checkpoint, "--data": data})
+    check_replaceable(out_dir, "predict")
     fmt = parse_choice(MapFormat, fmt, "--format",
                        message="unknown format {value}; choose png or npy").value
     module = load_segmenter(checkpoint)
     if module.task != "binary":
         return _predict_classes(module, data, out_dir, fmt=fmt, batch_size=batch_size)
     n = 0
-    with staged_directory(out_dir) as stage:
+    with staged_directory(out_dir, "predict") as stage:
         for name, _, _, prob in iter_predictions(module, data, with_masks=False,
                                                  batch_size=batch_size):
             if fmt == "png":
@@ -148,7 +149,7 @@ def _predict_classes(module: SegmentationModule, data: str | Path, out_dir: str 
         raise input_error("--format", f"png label maps hold at most 256 classes, the model has "
                           f"{num_classes}; use npy")
     n = 0
-    with staged_directory(out_dir) as stage:
+    with staged_directory(out_dir, "predict") as stage:
         for name, prob in iter_class_probabilities(module, data, batch_size):
             if fmt == "png":
                 Image.fromarray(prob.argmax(axis=0).astype(np.uint8)).save(stage / f"{name}.png")

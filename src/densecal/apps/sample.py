@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from densecal._checks import check_out_apart
-from densecal.atomic import staged_directory
+from densecal.atomic import check_replaceable, staged_directory
 from densecal.data.pairs import find_images
 from densecal.data.readers import read_image
 from densecal.errors import input_error
@@ -36,13 +36,14 @@ def write_samples(checkpoint: str | Path, data: str | Path, n: int, out: str | P
         DensecalInputError: bad checkpoint, data folder or ``n``.
     """
     check_out_apart(out, {"--checkpoint": checkpoint, "--data": data})
+    check_replaceable(out, "sample")
     if n < 1:
         raise input_error("--n", f"must be a positive integer, got {n}")
     module = load_car(checkpoint)
     k = module.config.num_classes
     entries = find_images(data)
     count = 0
-    with staged_directory(out) as stage:
+    with staged_directory(out, "sample") as stage:
         for (name, _), (f, samples) in zip(
                 entries, sample_images(module, (read_image(p) for _, p in entries), n, seed=seed),
                 strict=True):

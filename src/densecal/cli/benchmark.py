@@ -45,5 +45,5 @@ def benchmark(
     result = run_benchmark(out, methods=chosen,
                            seeds=seeds, data=data, schedule=schedule, progress=False,
                            on_run=report)
-    typer.echo(f"wrote benchmark.json, runs.csv, benchmark.md and figures to {out} "
+    typer.echo(f"wrote benchmark.json, runs.csv, benchmark.md and figures to {out / 'report'} "
                f"({result['wall_time_s']} s)")

@@ -23,4 +23,4 @@ def demo(
     for method, splits in result["runs"].items():
         for split, r in splits.items():
             typer.echo(demo_line(LABELS[method], split, r))
-    typer.echo(f"report: {out / 'report.md'}  ({result['wall_time_s']} s)")
+    typer.echo(f"report: {out / 'report' / 'report.md'}  ({result['wall_time_s']} s)")

@@ -41,6 +41,7 @@ def evaluate(
     per-volume means (stems VOLUME__SLICE) and soft-truth calibration when DATA/soft/ exists.
     """
     from densecal._checks import check_out_apart
+    from densecal.atomic import check_replaceable
     from densecal.errors import input_error
     from densecal.evaluation import (
         EvaluationOptions,
@@ -53,6 +54,7 @@ def evaluate(
                                 protocol=protocol, threshold=threshold, target=target)
     check_out_apart(out, {"--checkpoint": checkpoint, "--data": data, "--pred": pred,
                           "--gt": gt, "--ood": ood})
+    check_replaceable(out, "evaluate")
     if ignore_index is not None and num_classes is None:
         raise input_error("--ignore-index", "only used with --pred and --num-classes (a "
                                             "checkpoint knows its ignore_index)")

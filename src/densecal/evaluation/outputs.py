@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from densecal.atomic import staged_directory
-from densecal.evaluation.schema import Evaluation
+from densecal.evaluation.schema import Evaluation, check_result_values
 from densecal.report.figures import save_reliability_grid
 from densecal.report.tables import format_percent, markdown_table, metrics_table
 from densecal.report.writers import write_json, write_per_image_csv, write_report_md
@@ -155,15 +155,19 @@ def write_evaluation_outputs(out_dir: str | Path, evaluations: Mapping[str, Eval
 
     Args:
         out_dir: output folder (created).
-        evaluations: split name -> evaluation, in display order.
+        evaluations: split name -> evaluation, in display order; every value is checked
+            (:func:`~densecal.evaluation.schema.check_result_values`) before anything is
+            written.
         title: heading of ``report.md``.
 
     Returns:
         The written files' final paths.
     """
     out_dir = Path(out_dir)
+    for ev in evaluations.values():
+        check_result_values(ev.result)  # nothing is written if any value is out of range
     names: list[str] = []
-    with staged_directory(out_dir) as stage:
+    with staged_directory(out_dir, "evaluate") as stage:
         for i, (split, ev) in enumerate(evaluations.items()):
             suffix = _suffix(split, i == 0)
             write_json(stage / f"metrics{suffix}.json", ev.result)

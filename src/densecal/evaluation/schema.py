@@ -30,6 +30,7 @@ __all__ = [
     "EVALUATE_SCHEMA",
     "EVALUATE_SECTIONS",
     "Evaluation",
+    "check_result_values",
     "validate_evaluate_result",
 ]
 
@@ -45,9 +46,8 @@ EVALUATE_SECTIONS: dict[str, tuple[str, ...]] = {
                      "weighted_f", "dice", "iou"),
     "reliability": ("bin_lower", "bin_upper", "count", "confidence", "accuracy"),
 }
-# Keys allowed above 1: NLL is unbounded; pysodmetrics' E-measure divides by (H*W - 1).
-_NO_UPPER_BOUND = frozenset({("calibration", "nll"), ("segmentation", "max_e"),
-                             ("segmentation", "mean_e")})
+# Keys allowed above 1: NLL is unbounded (nats per pixel).
+_NO_UPPER_BOUND = frozenset({("calibration", "nll")})
 _WHERE = "evaluate result"
 
 
@@ -84,8 +84,8 @@ def validate_evaluate_result(d: Mapping[str, Any]) -> None:
     """Check that ``d`` follows schema ``densecal.evaluate/1`` exactly.
 
     Checks the exact key set of the top level and of every section, the schema string, that
-    metric values are numbers (or ``None``/NaN) in [0, 1] (NLL >= 0 and E-measures >= 0 without
-    upper bound), and that the five reliability lists have one entry per bin.
+    metric values are numbers (or ``None``/NaN) in [0, 1] (NLL >= 0 without upper bound), and
+    that the five reliability lists have one entry per bin.
 
     Args:
         d: the result dict (as built in memory or read back from ``metrics.json``).
@@ -118,6 +118,37 @@ def validate_evaluate_result(d: Mapping[str, Any]) -> None:
         if length != n_bins:
             raise input_error(_WHERE, f"reliability.{key} has {length} entries, "
                                       f"protocol.n_bins is {n_bins}")
+
+
+def check_result_values(d: Mapping[str, Any]) -> None:
+    """Check, before anything is written, that every metric value of a result is in range.
+
+    A binary result (``densecal.evaluate/1``) gets :func:`validate_evaluate_result`. In a
+    multi-class result (``densecal.evaluate-multiclass/2``) every number in ``calibration``,
+    ``segmentation``, ``soft_truth`` and ``per_volume.mean``/``std`` (lists element-wise) must be
+    ``None``/NaN or a fraction in [0, 1]; NLL keys only >= 0 and multi-class Brier scores (a sum
+    over classes) in [0, 2].
+
+    Raises:
+        DensecalInputError: naming the first value out of range.
+    """
+    if d.get("schema") != EVALUATE_MULTICLASS_SCHEMA:
+        validate_evaluate_result(d)
+        return
+    blocks = [(s, d.get(s)) for s in ("calibration", "segmentation", "soft_truth")]
+    volumes = d.get("per_volume") or {}
+    blocks += [(f"per_volume.{s}", volumes.get(s)) for s in ("mean", "std")]
+    for section, block in blocks:
+        for key, value in (block or {}).items():
+            for x in value if isinstance(value, list) else [value]:
+                if is_real(x):
+                    _check_multiclass_value(section, key, float(x))
+
+
+def _check_multiclass_value(section: str, key: str, x: float) -> None:
+    upper = math.inf if "nll" in key else 2.0 if "brier" in key else 1.0
+    if not (math.isnan(x) or 0.0 <= x <= upper):
+        raise input_error(_WHERE, f"{section}.{key} = {x!r} is out of range [0, {upper}]")
 
 
 @dataclass

@@ -16,6 +16,17 @@ Two input protocols (``protocol=``):
 
 Dice and IoU are computed on the same prepared maps the SOD measures see: ``1[map >= threshold]``
 against the binary truth (for ``"raw"`` exactly ``1[q >= threshold]`` vs ``1[y >= 0.5]``).
+
+Degenerate inputs, where the reference code leaves [0, 1] (see ``docs/methods.md``, section 7):
+
+* **E-measure.** Fan et al. (IJCAI 2018, eq. 6) average the enhanced-alignment matrix over the
+  H·W pixels; the MATLAB code and pysodmetrics divide its sum by H·W − 1 (+eps), so a perfect
+  map scores H·W / (H·W − 1): 64/63 on 8x8, 1.25 on 1x5, 4.5e15 on 1x1. densecal divides by
+  H·W as the paper does (pysodmetrics' curve times (H·W − 1 + eps) / (H·W)), so every value is
+  a fraction; on 384x384 maps the two differ by a factor 1 − 6.8e-6.
+* **S-measure.** Its region term splits the map at the truth's centroid into four blocks
+  weighted by area; on a one-row or one-column map a block can be empty, and SSIM of an empty
+  block is NaN (pysodmetrics and the MATLAB code alike). An empty block has weight 0 and adds 0.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ from py_sod_metrics import (
     Smeasure,
     WeightedFmeasure,
 )
-from py_sod_metrics.utils import prepare_data
+from py_sod_metrics.utils import EPS, prepare_data
 
 from densecal._checks import parse_choice
 from densecal.errors import input_error
@@ -58,6 +69,24 @@ _F_BETA2 = 0.3
 _S_ALPHA = 0.5
 
 
+class _PaperEmeasure(Emeasure):
+    """pysodmetrics' E-measure curve, averaged over H·W pixels as in the paper (eq. 6)."""
+
+    def cal_em_with_cumsumhistogram(self, pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+        curve = super().cal_em_with_cumsumhistogram(pred, gt)
+        # undo the reference's division by (H*W - 1 + EPS); exact for 1x1 (EPS is a power of 2)
+        return np.minimum(curve * ((self.gt_size - 1 + EPS) / self.gt_size), 1.0)
+
+
+class _GuardedSmeasure(Smeasure):
+    """pysodmetrics' S-measure with an empty region block adding 0 (its weight is 0)."""
+
+    def ssim(self, pred: np.ndarray, gt: np.ndarray) -> float:
+        if pred.size == 0:
+            return 0.0
+        return float(super().ssim(pred, gt))
+
+
 class SODMetrics:
     """Accumulate salient-object-detection accuracy measures over a dataset, image by image.
 
@@ -67,10 +96,11 @@ class SODMetrics:
     * ``max_f`` / ``mean_f`` — maximum / mean over the 256 thresholds of the dataset-mean
       F-measure curve, beta^2 = 0.3 (Achanta et al., CVPR 2009); ``adaptive_f`` — F-measure at
       the per-image adaptive threshold min(2 * mean(map), 1);
-    * ``max_e`` / ``mean_e`` — same for the E-measure curve (Fan et al., IJCAI 2018). pysodmetrics
-      divides by (H*W - 1) as the MATLAB code does, so a perfect map scores H*W / (H*W - 1),
-      slightly above 1;
-    * ``s_measure`` — structure measure with alpha = 0.5 (Fan et al., ICCV 2017);
+    * ``max_e`` / ``mean_e`` — same for the E-measure curve (Fan et al., IJCAI 2018), averaged
+      over H·W pixels as in the paper (the reference code divides by H·W − 1; see the module
+      docstring), so a perfect map scores exactly 1;
+    * ``s_measure`` — structure measure with alpha = 0.5 (Fan et al., ICCV 2017; an empty
+      region block on a one-pixel-wide map adds 0);
     * ``weighted_f`` — weighted F-measure (Margolin et al., CVPR 2014); 0 for an empty truth;
     * ``dice`` / ``iou`` — at ``threshold`` on the prepared map, per image, then averaged; an
       image whose prediction and truth are both empty scores 1.0 (see :func:`dice_iou`).
@@ -105,10 +135,10 @@ class SODMetrics:
         self._fm = FmeasureV2(
             {"fm": FmeasureHandler(with_dynamic=True, with_adaptive=True, beta=_F_BETA2)}
         )
-        self._em = Emeasure()
+        self._em = _PaperEmeasure()
         self._wfm = WeightedFmeasure()
         self._mae = MAE()
-        self._sm = Smeasure(alpha=_S_ALPHA)
+        self._sm = _GuardedSmeasure(alpha=_S_ALPHA)
         self._per_image: dict[str, list[float]] = {k: [] for k in ("mae", "s_measure", "dice",
                                                                    "iou")}
 
@@ -160,8 +190,7 @@ class SODMetrics:
 
         Returns:
             ``{"mae", "max_f", "mean_f", "adaptive_f", "max_e", "mean_e", "s_measure",
-            "weighted_f", "dice", "iou"}`` as Python floats (fractions; ``max_e``/``mean_e`` may
-            exceed 1 by the factor H*W / (H*W - 1), see the class docstring).
+            "weighted_f", "dice", "iou"}`` as Python floats, each a fraction in [0, 1].
 
         Raises:
             DensecalInputError: if no image was added.

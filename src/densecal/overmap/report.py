@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from densecal.atomic import staged_directory
 from densecal.overmap.analysis import OvermapResult
 from densecal.overmap.evaluation import (
     accuracy_by_bin,
@@ -114,7 +115,7 @@ def write_overmap_outputs(out: str | Path, names: Sequence[str], classes: Sequen
     label, overlap, prediction, misleading reason from the manifest if any).
 
     Args:
-        out: output folder (created).
+        out: output folder, replaced as a whole (:func:`densecal.atomic.staged_directory`).
         names: image names.
         classes: class names.
         labels: ``(N,)`` given classes.
@@ -129,8 +130,18 @@ def write_overmap_outputs(out: str | Path, names: Sequence[str], classes: Sequen
     Returns:
         ``{"per_image", "audit", "metrics", "figure"}`` paths.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_directory(out, "overmap") as stage:
+        paths = _write_overmap_files(stage, names, classes, labels, result, images=images,
+                                     masks=masks, manifest=manifest, score=score,
+                                     n_bins=n_bins, k=k)
+    return {key: Path(out) / path.name for key, path in paths.items()}
+
+
+def _write_overmap_files(out: Path, names: Sequence[str], classes: Sequence[str],
+                         labels: np.ndarray, result: OvermapResult, *,
+                         images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                         manifest: Mapping[str, str] | None, score: str, n_bins: int,
+                         k: int | None) -> dict[str, Path]:
     reasons = [manifest.get(n, "") if manifest is not None else "" for n in names]
     misleading = np.array([bool(r) for r in reasons]) if manifest is not None else None
     rows = []

@@ -337,7 +337,7 @@ def test_sample_cli(car_run: Path, scenes: Path, tmp_path: Path) -> None:
             "--data", str(scenes), "--n", "3", "--out", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == [f"s{i}" for i in range(6)]
+    assert sorted(p.name for p in out.glob("s*")) == [f"s{i}" for i in range(6)]
     f = np.load(out / "s0" / "f.npy")
     samples = np.load(out / "s0" / "samples.npy")
     assert f.dtype == np.float32 and f.shape == (3, SIZE, SIZE)
