@@ -7,6 +7,7 @@ POSIX and Windows within one file system), so an interrupted run never leaves a 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import ctypes
 import errno
@@ -28,7 +29,7 @@ try:
 except ImportError:  # Windows: no locks, so leftover staging folders are kept
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["OUTPUT_MARKER", "atomic_path", "atomic_write_bytes", "atomic_write_text",
+__all__ = ["OUTPUT_MARKER", "TEXT_ERRORS", "atomic_path", "atomic_write_bytes", "atomic_write_text",
            "check_replaceable", "claim_workspace", "output_kind", "staged_dataset",
            "staged_directory"]
 
@@ -97,8 +98,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write ``text`` (UTF-8, :data:`TEXT_ERRORS`) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8", errors=TEXT_ERRORS))
+
+
+TEXT_ERRORS = "densecal.filename"
+"""Encoding error handler for every text file densecal writes: a file name that is not valid
+UTF-8 (Python holds its bytes as surrogates, e.g. ``b"caf\\xe9.png"`` as ``"caf\\udce9.png"``)
+is written as ``caf\\xe9.png``, so a result never fails on a name and stays valid UTF-8."""
+
+
+def _escape_name_bytes(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    text = exc.object[exc.start:exc.end]
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF
+                   else f"\\u{ord(c):04x}" for c in text), exc.end
+
+
+codecs.register_error(TEXT_ERRORS, _escape_name_bytes)
 
 
 OUTPUT_MARKER = ".densecal-output.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,10 +10,10 @@ import torch
 
 from densecal._checks import check_out_apart
 from densecal.apps.predict import load_segmenter, predicted
-from densecal.atomic import atomic_path
+from densecal.atomic import atomic_write_bytes
 from densecal.data.pairs import find_pairs
 from densecal.data.readers import read_label, read_mask
-from densecal.errors import input_error
+from densecal.errors import DensecalInputError, input_error
 from densecal.methods.engine.checkpoints import read_checkpoint
 from densecal.methods.segmentation.inference import predict_logits
 from densecal.posthoc.temperature import FitResult
@@ -34,7 +35,8 @@ def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pa
         checkpoint: a ``densecal train`` checkpoint.
         data: a folder dataset held out from training (e.g. the validation split).
         out: where to write the calibrated checkpoint (default: ``NAME-calibrated.ckpt`` beside
-            the input; the input is never modified unless ``out`` names it).
+            the input; the input is never modified unless ``out`` names it). An existing
+            ``out`` must be a densecal checkpoint; any other file is refused.
         batch_size: images per forward pass.
 
     Returns:
@@ -46,6 +48,7 @@ def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pa
         f"{checkpoint.stem}-calibrated{checkpoint.suffix}")
     check_out_apart(out, {"--data": data})
     module = load_segmenter(checkpoint)
+    _check_replaceable_checkpoint(out)
     pairs = [(p.name, p.image, p.mask) for p in find_pairs(data)]
 
     binary = module.task == "binary"
@@ -64,6 +67,26 @@ def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pa
     state, _ = read_checkpoint(checkpoint)
     for key, value in module.temperature.state_dict().items():
         state["state_dict"][f"temperature.{key}"] = value.cpu()
-    with atomic_path(out) as tmp:
-        torch.save(state, tmp)
+    buffer = io.BytesIO()  # serialised first: a full disk then fails as an OSError naming `out`
+    torch.save(state, buffer)
+    atomic_write_bytes(out, buffer.getvalue())
     return result, out
+
+
+def _check_replaceable_checkpoint(out: Path) -> None:
+    """Refuse an existing ``out`` that is not a densecal checkpoint (it may be the user's file).
+
+    Raises:
+        DensecalInputError: naming ``--out``.
+    """
+    if not out.exists():
+        return
+    if out.is_dir():
+        raise input_error("--out", f"{out} is a folder; name the checkpoint file to write")
+    try:
+        state, hparams = read_checkpoint(out)
+    except DensecalInputError:
+        state, hparams = {}, {}
+    if "state_dict" not in state or "config" not in hparams:
+        raise input_error("--out", f"{out} exists and is not a densecal checkpoint; densecal "
+                                   f"only replaces files it wrote, so choose a new file")

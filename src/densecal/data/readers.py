@@ -222,14 +222,27 @@ def read_label(path: str | Path) -> np.ndarray:
     return np.asarray(values, dtype=np.int64)
 
 
-def _read_npy_probabilities(path: Path) -> np.ndarray:
-    """Load a ``.npy`` probability map and validate dtype, shape, finiteness and range."""
+def _load_npy(path: Path) -> np.ndarray:
+    """``np.load`` of one ``.npy`` array, never unpickling; a ``.npz`` archive is refused.
+
+    Raises:
+        DensecalInputError: naming ``path``, when it is not a readable ``.npy`` array.
+    """
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise input_error(path, f"cannot be read as a .npy array: {detail}") from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+    if not isinstance(array, np.ndarray):  # an .npz archive (NpzFile) saved under .npy
+        array.close()
+        raise input_error(path, "is a .npz archive, not a .npy array (save one map with np.save)")
+    return array
+
+
+def _read_npy_probabilities(path: Path) -> np.ndarray:
+    """Load a ``.npy`` probability map and validate dtype, shape, finiteness and range."""
+    array = _load_npy(path)
+    if array.dtype.kind not in "biuf":
         raise input_error(path, f"expected a real-valued numeric array, got dtype {array.dtype}")
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
@@ -339,9 +352,5 @@ def read_distribution(path: str | Path, num_classes: int,
     path = Path(path)
     if not path.is_file():
         raise input_error(path, "missing file")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise input_error(path, f"cannot be read as a .npy array: {detail}") from None
+    array = _load_npy(path)
     return check_distribution(array, path, num_classes, shape)

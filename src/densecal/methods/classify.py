@@ -16,6 +16,7 @@ see :class:`ClassifierOptions`): ``pool`` (``"avg"``, default, or ``"max"``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +37,11 @@ from densecal.data.folder import split_indices
 from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
 from densecal.methods.config import TrainConfig, check_run_options, family_options
-from densecal.methods.engine.checkpoints import read_checkpoint, restore_weights
 from densecal.methods.engine.fit import fit_family_run
 from densecal.methods.engine.optim import adam_schedule
 from densecal.methods.engine.run_folder import resume_or_refuse
 from densecal.methods.engine.seeding import StepSeeded
+from densecal.methods.loading import load_module_checkpoint
 from densecal.methods.registry import register_trainer
 from densecal.models.classifiers import Classifier, classifier_names, create_classifier
 
@@ -156,7 +157,7 @@ def _splits(config: TrainConfig) -> tuple[ClassificationFolder, ClassificationFo
     return folder.subset(train_idx), folder.subset(val_idx)
 
 
-@register_trainer("classifier")
+@register_trainer("classifier", reader="densecal overmap --classifier")
 def train_classifier(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
                      progress: bool = True) -> Path:
     """Train a single-label classifier on ``config.data`` and return its last checkpoint.
@@ -177,7 +178,7 @@ def train_classifier(config: TrainConfig, run_dir: str | Path, *, resume: bool =
             is false; ``resume`` without a checkpoint.
     """
     run_dir = Path(run_dir)
-    config = resume_or_refuse(config, run_dir, resume)
+    config = resume_or_refuse(dataclasses.replace(config, method="classifier"), run_dir, resume)
     _check(config)
     train_folder, val_folder = _splits(config)
     train_set = ClassificationDataset(train_folder, config.image_size, augment=config.augment)
@@ -194,10 +195,9 @@ def load_classifier(checkpoint: str | Path, map_location: str | torch.device = "
     Raises:
         DensecalInputError: missing file, not a checkpoint, or not a classifier checkpoint.
     """
-    state, hparams = read_checkpoint(checkpoint, "densecal classifier checkpoint")
-    if set(hparams) != {"config", "classes"}:
-        raise input_error(checkpoint, "is not a densecal classifier checkpoint")
-    module = restore_weights(ClassifierModule(**hparams), state.get("state_dict"), checkpoint)
+    module = load_module_checkpoint(checkpoint, ClassifierModule,
+                                    family=lambda m: m == "classifier",
+                                    what="classifier checkpoint", required=("config", "classes"))
     return module.to(map_location)
 
 

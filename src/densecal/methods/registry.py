@@ -53,6 +53,8 @@ class Method:
     name: str
     objective: ObjectiveBuilder | None = None
     trainer: Trainer | None = None
+    reader: str = "densecal predict, evaluate or calibrate"
+    """The verbs that read this method's checkpoints (for messages)."""
 
 
 METHODS: Registry[Method] = Registry("method")
@@ -67,18 +69,19 @@ def register_objective(name: str) -> Callable[[ObjectiveBuilder], ObjectiveBuild
     return decorator
 
 
-def register_trainer(*names: str) -> Callable[[Trainer], Trainer]:
-    """Register a method family's training entry under each of ``names`` (decorator)."""
+def register_trainer(*names: str, reader: str) -> Callable[[Trainer], Trainer]:
+    """Register a method family's training entry under each of ``names`` (decorator);
+    ``reader`` names the verbs or functions that read its checkpoints."""
     def decorator(train: Trainer) -> Trainer:
         for name in names:
-            METHODS.register(name)(_family(name, train))
+            METHODS.register(name)(_family(name, train, reader))
         return train
 
     return decorator
 
 
-def _family(name: str, train: Trainer) -> Callable[[], Method]:
-    return lambda: Method(name, trainer=train)
+def _family(name: str, train: Trainer, reader: str) -> Callable[[], Method]:
+    return lambda: Method(name, trainer=train, reader=reader)
 
 
 def method_names() -> list[str]:

@@ -49,10 +49,10 @@ from densecal.losses.distillation import (
     uncertainty_attention,
 )
 from densecal.methods.config import TrainConfig, check_run_options, family_options
-from densecal.methods.engine.checkpoints import read_checkpoint, restore_weights
 from densecal.methods.engine.fit import fit_family_run
 from densecal.methods.engine.run_folder import resume_or_refuse
 from densecal.methods.engine.seeding import StepSeeded
+from densecal.methods.loading import load_module_checkpoint
 from densecal.methods.registry import register_trainer
 from densecal.metrics.calibration import PixelCalibration
 from densecal.metrics.multilabel import MultilabelMetrics
@@ -259,15 +259,9 @@ def load_ud(checkpoint: str | Path, map_location: str = "cpu") -> UDModule:
     Raises:
         DensecalInputError: missing file or not an uncertainty-distillation checkpoint.
     """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise input_error(path, "no such checkpoint")
-    state, hparams = read_checkpoint(path, "uncertainty-distillation checkpoint")
-    try:
-        module = UDModule(hparams["config"], list(hparams["classes"]))
-    except (KeyError, TypeError) as exc:
-        raise input_error(path, f"not an uncertainty-distillation checkpoint ({exc})") from None
-    module = restore_weights(module, state.get("state_dict"), path)
+    module = load_module_checkpoint(checkpoint, UDModule, family=lambda m: m.startswith("ud-"),
+                                    what="uncertainty-distillation checkpoint",
+                                    required=("config", "classes"))
     return module.to(map_location)
 
 
@@ -304,7 +298,8 @@ def _check(config: TrainConfig) -> None:
             raise input_error(options.teacher, "no such teacher checkpoint")
 
 
-@register_trainer("ud-teacher", "ud-student", "ud-gt")
+@register_trainer("ud-teacher", "ud-student", "ud-gt",
+                  reader="densecal.methods.ud.load_ud (benchmarks/ud_multilabel.py)")
 def train_ud(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
              progress: bool = True) -> Path:
     """Train ``ud-teacher``, ``ud-student`` or ``ud-gt`` on a classification folder.

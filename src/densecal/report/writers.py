@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from densecal.atomic import atomic_path, atomic_write_text
+from densecal.atomic import TEXT_ERRORS, atomic_path, atomic_write_text
 from densecal.errors import input_error
 
 __all__ = [
@@ -103,7 +103,7 @@ def write_json(path: str | Path, obj: Any) -> None:
         TypeError: if ``obj`` holds a non-serialisable object; ``path`` is then left as it was
             and no temporary file remains.
     """
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors=TEXT_ERRORS) as f:
         json.dump(to_jsonable(obj), f, indent=2, sort_keys=False, allow_nan=False,
                   ensure_ascii=False)
         f.write("\n")
@@ -144,7 +144,8 @@ def write_per_image_csv(path: str | Path, rows: Sequence[Mapping[str, object]]) 
             raise input_error(f"rows[{i}]", f"keys {list(row.keys())} differ from the first "
                                             f"row's {header}")
         lines.append([_csv_cell(row[k]) for k in header])
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors=TEXT_ERRORS,
+                                                newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(lines)

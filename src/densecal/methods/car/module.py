@@ -365,7 +365,7 @@ def _load_frozen_f(car: CAROptions, num_classes: int) -> torch.nn.Module:
     return f_module.net
 
 
-@register_trainer("car")
+@register_trainer("car", reader="densecal sample")
 def train_car(config: TrainConfig, run_dir: str | Path, *, car: CAROptions | None = None,
               resume: bool = False, progress: bool = True) -> Path:
     """Train CAR on a multi-class folder dataset and return ``RUN/checkpoints/last.ckpt``.

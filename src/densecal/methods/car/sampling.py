@@ -18,7 +18,7 @@ from densecal._checks import check_int
 from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
 from densecal.methods.car.module import CARModule
-from densecal.methods.engine.checkpoints import read_checkpoint, restore_weights
+from densecal.methods.loading import load_module_checkpoint
 
 __all__ = ["load_car", "sample_car", "sample_images"]
 
@@ -29,10 +29,8 @@ def load_car(checkpoint: str | Path, map_location: str | torch.device = "cpu") -
     Raises:
         DensecalInputError: missing file, unreadable, or not a CAR checkpoint.
     """
-    state, hparams = read_checkpoint(checkpoint, "CAR checkpoint")
-    if "config" not in hparams or hparams["config"].get("method") != "car":
-        raise input_error(checkpoint, "is not a densecal CAR checkpoint (train with method car)")
-    module = restore_weights(CARModule(hparams["config"]), state.get("state_dict"), checkpoint)
+    module = load_module_checkpoint(checkpoint, CARModule, family=lambda m: m == "car",
+                                    what="CAR checkpoint", required=("config",))
     return module.to(map_location)
 
 

@@ -4,6 +4,7 @@ A checkpoint is a Lightning ``.ckpt`` (a pickled dict with ``hyper_parameters`` 
 ``state_dict``). :func:`read_checkpoint` turns every way a file can fail to be one into a one-line
 :class:`~densecal.errors.DensecalInputError` naming the file; :func:`restore_weights` does the
 same for weights that do not fit the module rebuilt from the hyper-parameters.
+:func:`densecal.methods.loading.load_module_checkpoint` builds on both for every family.
 
 Untrusted files never run code: every checkpoint is unpickled with ``weights_only=True``, which
 admits tensors, plain containers, numbers and strings and nothing else (densecal's checkpoints

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
-from densecal.methods.engine.checkpoints import read_checkpoint, restore_weights
+from densecal.methods.loading import load_module_checkpoint
+from densecal.methods.registry import METHODS
 from densecal.methods.segmentation.module import SegmentationModule
 
 __all__ = ["load_module", "predict_class_probabilities", "predict_images", "predict_logits"]
@@ -29,14 +30,10 @@ def load_module(checkpoint: str | Path, map_location: str | torch.device = "cpu"
         DensecalInputError: the file is missing, is not a checkpoint, or was not written by
             ``densecal train`` (named in the message).
     """
-    state, hparams = read_checkpoint(checkpoint)
-    if "config" not in hparams or "num_train_images" not in hparams:
-        raise input_error(checkpoint, "is not a densecal training checkpoint")
-    module = SegmentationModule(**hparams)
-    weights = dict(state.get("state_dict") or {})
-    for key, value in module.temperature.state_dict().items():  # uncalibrated: T = 1
-        weights.setdefault(f"temperature.{key}", value)
-    restore_weights(module, weights, checkpoint)
+    module = load_module_checkpoint(
+        checkpoint, SegmentationModule, family=lambda m: METHODS.create(m).objective is not None,
+        what="segmentation checkpoint", required=("config", "num_train_images"),
+        optional=("train_names",))
     return module.eval().to(map_location)
 
 

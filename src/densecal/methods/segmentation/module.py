@@ -15,6 +15,7 @@ labels, which replace ``mask`` as the training target.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -94,6 +95,15 @@ class SegmentationModule(StepSeeded, L.LightningModule):
     def calibrated_logits(self, logits: Tensor) -> Tensor:
         """``logits / T`` with the fitted post-hoc temperature (T = 1 when not calibrated)."""
         return self.temperature(logits)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
+                        assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict``; weights saved before densecal had a post-hoc
+        temperature load with T = 1."""
+        weights = dict(state_dict)
+        for key, value in self.temperature.state_dict().items():
+            weights.setdefault(f"temperature.{key}", value)
+        return super().load_state_dict(weights, strict=strict, assign=assign)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self(batch["image"])
