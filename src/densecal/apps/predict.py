@@ -76,7 +76,7 @@ def iter_predictions(checkpoint: str | Path | SegmentationModule, data: str | Pa
                                                          batch_size):
         mask = read_mask(mask_path) if mask_path is not None else None
         if mask is not None and mask.shape != prob.shape:
-            raise input_error(name, f"mask size {mask.shape} differs from image size "
+            raise input_error(mask_path, f"mask size {mask.shape} differs from image size "
                               f"{prob.shape}")
         yield name, image, mask, prob
 

@@ -139,13 +139,28 @@ def _os_error_line(exc: OSError) -> str:
     return f"{target}: {reason}"
 
 
+#: Library argument names whose errors reach the command line, and the option the user typed.
+#: The library names its own parameters (``threshold: must lie in (0, 1]``); a user of the CLI
+#: must read the flag instead.
+OPTION_OF_ARGUMENT = {
+    "threshold": "--threshold", "target_type": "--target", "target": "--target",
+    "confidence": "--confidence", "n_bins": "--n-bins", "aggregate": "--aggregate",
+    "protocol": "--protocol", "fine_bins": "--n-bins", "ignore_index": "--ignore-index",
+    "num_classes": "--num-classes", "batch_size": "--batch-size", "n": "--n",
+}
+
+
 def _one_line(exc: DensecalInputError) -> str:
-    """The error's own message, also when a DataLoader worker wrapped it with its traceback."""
+    """The error's own message, also when a DataLoader worker wrapped it with its traceback;
+    a library argument name at its head is replaced by the option the user typed."""
     text = str(exc).strip()
     if "Original Traceback" in text:
         last = text.splitlines()[-1]
         text = last.split(": ", 1)[1] if last.startswith("densecal.errors.") else last
-    return text.splitlines()[0] if text else type(exc).__name__
+    text = text.splitlines()[0] if text else type(exc).__name__
+    where, sep, problem = text.partition(": ")
+    return f"{OPTION_OF_ARGUMENT[where]}: {problem}" if sep and where in OPTION_OF_ARGUMENT \
+        else text
 
 
 if __name__ == "__main__":

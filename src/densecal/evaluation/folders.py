@@ -8,7 +8,8 @@ asked), and an evaluator (:mod:`densecal.evaluation.binary` or
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import torch
 from densecal._checks import check_int
 from densecal.data.pairs import MASK_DIR_NAMES, find_prediction_pairs, find_predictions
 from densecal.data.readers import read_distribution, read_label, read_mask, read_prediction
-from densecal.errors import input_error
+from densecal.errors import DensecalInputError, input_error
 from densecal.evaluation.binary import Evaluator, evaluate_maps
 from densecal.evaluation.multiclass import MulticlassEvaluator
 from densecal.evaluation.options import EvaluationOptions, MulticlassOptions
@@ -49,8 +50,12 @@ def iter_prediction_pairs(pred_dir: str | Path, gt_dir: str | Path,
         PNG prediction comes as its uint8 levels (``v / 255``, see :meth:`Evaluator.add`),
         other predictions as float32 probabilities.
     """
+    return _decoded(find_prediction_pairs(pred_dir, gt_dir), num_workers)
+
+
+def _decoded(pairs: list[Any], num_workers: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     check_int("--num-workers", num_workers, low=0, high=1024)
-    dataset = _PredictionPairs(find_prediction_pairs(pred_dir, gt_dir))
+    dataset = _PredictionPairs(pairs)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
                                          num_workers=num_workers, collate_fn=_identity)
     yield from loader
@@ -120,15 +125,36 @@ def evaluate_prediction_folder(pred: str | Path, gt: str | Path,
                                ood: str | Path | None = None, num_workers: int = 0
                                ) -> dict[str, Evaluation]:
     """Evaluate saved maps against masks (split ``test``); ``ood`` maps against all-zero masks."""
-    evaluations = {"test": evaluate_maps(iter_prediction_pairs(pred, gt, num_workers), options,
-                                         name=Path(gt).name)}
+    pairs = find_prediction_pairs(pred, gt)
+    with _naming_files({p.name: _pair_files(p) for p in pairs}):
+        evaluations = {"test": evaluate_maps(_decoded(pairs, num_workers), options,
+                                             name=Path(gt).name)}
     if ood is not None:
         evaluator = Evaluator(options, name=Path(ood).name)
-        for name, path in find_predictions(ood):
-            p = read_prediction(path, keep_8bit=True)
-            evaluator.add(name, p, np.zeros(p.shape, np.float32))
+        maps = find_predictions(ood)
+        with _naming_files({name: str(path) for name, path in maps}):
+            for name, path in maps:
+                p = read_prediction(path, keep_8bit=True)
+                evaluator.add(name, p, np.zeros(p.shape, np.float32))
         evaluations["ood"] = evaluator.evaluation()
     return evaluations
+
+
+def _pair_files(pair: Any) -> str:
+    return f"{pair.image} (ground truth {pair.mask})"
+
+
+@contextlib.contextmanager
+def _naming_files(files: Mapping[str, str]) -> Iterator[None]:
+    """Re-raise an evaluator's error about image ``NAME`` (it knows only stems) as one naming
+    the files the user passed."""
+    try:
+        yield
+    except DensecalInputError as exc:
+        name, sep, problem = str(exc).partition(": ")
+        if not sep or name not in files:
+            raise
+        raise input_error(files[name], problem) from None
 
 
 def evaluate_class_prediction_folder(pred: str | Path, gt: str | Path, num_classes: int,
@@ -161,16 +187,19 @@ def evaluate_class_prediction_folder(pred: str | Path, gt: str | Path, num_class
     pairs = find_prediction_pairs(pred, gt)
     soft_dir = soft_truth_dir(gt if has_mask_folder(gt) else gt.parent)
     evaluator = class_evaluator(options, num_classes, ignore_index, gt.name, soft_dir)
-    for pair in pairs:
-        label = read_label(pair.mask)
-        add_class_image(evaluator, pair.name, _read_class_map(pair.image, num_classes, label),
-                         label, soft_dir)
+    with _naming_files({p.name: _pair_files(p) for p in pairs}):
+        for pair in pairs:
+            label = read_label(pair.mask)
+            add_class_image(evaluator, pair.name,
+                            _read_class_map(pair.image, num_classes, label), label, soft_dir)
     evaluations = {"test": evaluator.evaluation()}
     if ood is not None:
         ood_evaluator = class_evaluator(options, num_classes, ignore_index, Path(ood).name, None)
-        for name, path in find_predictions(ood):
-            probs = _read_class_map(path, num_classes)
-            ood_evaluator.add(name, probs, np.zeros(probs.shape[1:], np.int64))
+        maps = find_predictions(ood)
+        with _naming_files({name: str(path) for name, path in maps}):
+            for name, path in maps:
+                probs = _read_class_map(path, num_classes)
+                ood_evaluator.add(name, probs, np.zeros(probs.shape[1:], np.int64))
         evaluations["ood"] = ood_evaluator.evaluation()
     return evaluations
 
