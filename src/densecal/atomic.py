@@ -82,6 +82,24 @@ def _naming(path: Path) -> Iterator[None]:
             from exc
 
 
+@contextlib.contextmanager
+def _naming_output(stage: Path, given: Path) -> Iterator[None]:
+    """Re-raise a file-system error inside the staging folder as one naming the user's output
+    (``out/report.md: No space left on device``); one without a file name names ``given``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        name = os.fsdecode(exc.filename) if exc.filename is not None else ""
+        inside = name.startswith(os.fspath(stage) + os.sep)
+        if name and not inside:
+            raise
+        shown = given / Path(name).relative_to(stage) if inside else given
+        raise type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(shown)) \
+            from exc
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -170,7 +188,8 @@ def staged_directory(out_dir: str | Path, kind: str,
     lock = _lock(stage)
     try:
         os.chmod(stage, 0o777 & ~_umask())
-        yield stage
+        with _naming_output(stage, given):
+            yield stage
         with _naming(given):
             (stage / OUTPUT_MARKER).write_text(
                 json.dumps({"schema": OUTPUT_SCHEMA, "kind": kind}) + "\n", encoding="utf-8")

@@ -319,8 +319,8 @@ def test_load_car_refuses_other_files(tmp_path: Path) -> None:
     with pytest.raises(DensecalInputError, match="no such checkpoint"):
         load_car(tmp_path / "missing.ckpt")
     torch.save({"hyper_parameters": {"config": {"method": "ce"}}}, tmp_path / "x.ckpt")
-    with pytest.raises(DensecalInputError, match="x.ckpt: was trained with method ce, not a CAR "
-                                                 "checkpoint; use densecal predict"):
+    with pytest.raises(DensecalInputError, match=r"x\.ckpt: was trained with method ce, not a CAR "
+                                                 r"checkpoint; use densecal predict"):
         load_car(tmp_path / "x.ckpt")
 
 
