@@ -45,7 +45,7 @@ def load_module_checkpoint(path: str | Path, build: Callable[..., _M], *,
     state, hparams = read_checkpoint(path, f"densecal {what}")
     config = hparams.get("config")
     method = config.get("method") if isinstance(config, dict) else None
-    if isinstance(method, str) and not family(method):
+    if isinstance(method, str) and not _in_family(family, method):
         raise input_error(path, f"was trained with method {method}, not a {what}; "
                                 f"{_reader_of(method)}")
     missing = sorted(set(required) - set(hparams))
@@ -66,6 +66,13 @@ def load_module_checkpoint(path: str | Path, build: Callable[..., _M], *,
         raise input_error(path, f"its saved configuration cannot build the model ({first})") \
             from None
     return restore_weights(module, state.get("state_dict"), path)
+
+
+def _in_family(family: Callable[[str], bool], method: str) -> bool:
+    try:
+        return family(method)
+    except DensecalInputError:  # a method this densecal does not know
+        return False
 
 
 def _reason(exc: DensecalInputError) -> str:

@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from densecal.atomic import OUTPUT_MARKER
 from densecal.cli.main import main
 
 
@@ -51,6 +53,11 @@ class Ctx:
 
 Builder = Callable[[Ctx], Case]
 CASES: list[Builder] = []
+
+
+def _named(name: str, builder: Builder) -> Builder:
+    builder.__name__ = name
+    return builder
 
 
 def case(builder: Builder) -> Builder:
@@ -582,6 +589,263 @@ def data_coco_annotations_not_json(ctx: Ctx) -> Case:
     _png(images / "a.jpg", np.zeros((8, 8, 3), np.uint8))
     return Case(["data", "coco", "--annotations", str(ann), "--images", str(images),
                  "--out", str(out)], "instances_val2014.json", [ann, images], [out])
+
+
+# ------------------------------------------------------ issue 16: outputs densecal did not write
+
+def _user_folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "thesis.tex").write_text("the user's own file")
+    return path
+
+
+def _result_of(kind: str, path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "metrics.json").write_text("{}\n")
+    (path / OUTPUT_MARKER).write_text(json.dumps({"schema": "densecal.output/1", "kind": kind}))
+    return path
+
+
+@case
+def evaluate_out_user_folder(ctx: Ctx) -> Case:
+    c = _evaluate(ctx, _maps(ctx.tmp / "pred"), _dataset(ctx.tmp / "data"))
+    c.untouched.append(_user_folder(ctx.tmp / "out"))
+    c.absent = []
+    return _with(c, "out: is not empty and was not written by densecal")
+
+
+@case
+def evaluate_out_holds_predict_output(ctx: Ctx) -> Case:
+    c = _evaluate(ctx, _maps(ctx.tmp / "pred"), _dataset(ctx.tmp / "data"))
+    c.untouched.append(_result_of("predict", ctx.tmp / "out"))
+    c.absent = []
+    return _with(c, "holds densecal predict output, not evaluate output")
+
+
+@case
+def predict_out_user_folder(ctx: Ctx) -> Case:
+    c = _predict(ctx, _dataset(ctx.tmp / "data"))
+    c.untouched.append(_user_folder(ctx.tmp / "maps"))
+    c.absent = []
+    return _with(c, "maps: is not empty and was not written by densecal")
+
+
+@case
+def predict_out_holds_evaluate_result(ctx: Ctx) -> Case:
+    c = _predict(ctx, _dataset(ctx.tmp / "data"))
+    c.untouched.append(_result_of("evaluate", ctx.tmp / "maps"))
+    c.absent = []
+    return _with(c, "holds densecal evaluate output, not predict output")
+
+
+@case
+def sample_out_user_folder(ctx: Ctx) -> Case:
+    data, out = _dataset(ctx.tmp / "data"), _user_folder(ctx.tmp / "samples")
+    return Case(["sample", "--checkpoint", str(ctx.tmp / "car.ckpt"), "--data", str(data),
+                 "--out", str(out)], "samples: is not empty and was not written by densecal",
+                [data, out])
+
+
+@case
+def overmap_out_user_folder(ctx: Ctx) -> Case:
+    data, out = ctx.tmp / "cls", _user_folder(ctx.tmp / "overmap")
+    _png(data / "images" / "a.png", np.zeros((16, 16, 3), np.uint8))
+    (data / "labels.csv").write_text("name,label\na,0\n")
+    return Case(["overmap", "--classifier", str(ctx.tmp / "c.ckpt"), "--data", str(data),
+                 "--out", str(out)], "overmap: is not empty and was not written by densecal",
+                [data, out])
+
+
+@case
+def demo_out_user_folder(ctx: Ctx) -> Case:
+    out = _user_folder(ctx.tmp / "demo")
+    return Case(["demo", "--fast", "--out", str(out)], "demo: is not empty and was not written",
+                [out])
+
+
+@case
+def benchmark_out_user_folder(ctx: Ctx) -> Case:
+    data, out = ctx.tmp / "bench", _user_folder(ctx.tmp / "out")
+    for split in ("train", "val", "test"):
+        _dataset(data / split)
+    return Case(["benchmark", "--methods", "bce", "--seeds", "1", "--data", str(data),
+                 "--out", str(out)], "out: is not empty and was not written by densecal",
+                [data, out])
+
+
+@case
+def benchmark_out_holds_demo_workspace(ctx: Ctx) -> Case:
+    data, out = ctx.tmp / "bench", _result_of("demo-workspace", ctx.tmp / "out")
+    for split in ("train", "val", "test"):
+        _dataset(data / split)
+    return Case(["benchmark", "--methods", "bce", "--seeds", "1", "--data", str(data),
+                 "--out", str(out)], "holds densecal demo-workspace output", [data, out])
+
+
+@case
+def calibrate_out_user_file(ctx: Ctx) -> Case:
+    ckpt = _copy(ctx.checkpoint, ctx.tmp / "in" / "model.ckpt")
+    data, out = _dataset(ctx.tmp / "data"), ctx.tmp / "notes.ckpt"
+    out.write_text("the user's notes, named like a checkpoint")
+    return Case(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out)],
+                "notes.ckpt exists and is not a densecal checkpoint", [data, ckpt, out])
+
+
+@case
+def calibrate_out_is_a_folder(ctx: Ctx) -> Case:
+    ckpt = _copy(ctx.checkpoint, ctx.tmp / "in" / "model.ckpt")
+    data, out = _dataset(ctx.tmp / "data"), _user_folder(ctx.tmp / "cal")
+    return Case(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out)],
+                "cal is a folder", [data, ckpt, out])
+
+
+@case
+def calibrate_negative_batch_size(ctx: Ctx) -> Case:
+    ckpt = _copy(ctx.checkpoint, ctx.tmp / "in" / "model.ckpt")
+    data, out = _dataset(ctx.tmp / "data"), ctx.tmp / "cal.ckpt"
+    return Case(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--batch-size",
+                 "-1", "--out", str(out)], "--batch-size: must be an integer in [1, 65536]",
+                [data, ckpt], [out])
+
+
+# ------------------------------------------------ issue 16: checkpoints from elsewhere or later
+
+def _edited_checkpoint(ctx: Ctx, edit: Callable[[dict[str, Any]], None]) -> Path:
+    state = torch.load(ctx.checkpoint, map_location="cpu", weights_only=True)
+    edit(state)
+    path = ctx.tmp / "in" / "edited.ckpt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+def _checkpoint_case(edit: Callable[[dict[str, Any]], None], fragment: str,
+                     verb: str = "predict") -> Builder:
+    def build(ctx: Ctx) -> Case:
+        ckpt = _edited_checkpoint(ctx, edit)
+        data = _dataset(ctx.tmp / "data")
+        if verb == "predict":
+            return _with(_predict(ctx, data, checkpoint=ckpt), f"edited.ckpt: {fragment}")
+        out = ctx.tmp / "out"
+        return Case([verb, "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out)],
+                    f"edited.ckpt: {fragment}", [data, ckpt], [out])
+    return build
+
+
+def _newer_hparam(state: dict[str, Any]) -> None:
+    state["hyper_parameters"]["future_setting"] = 1
+
+
+def _newer_config_key(state: dict[str, Any]) -> None:
+    state["hyper_parameters"]["config"]["future_option"] = 1
+
+
+def _image_size_zero(state: dict[str, Any]) -> None:
+    state["hyper_parameters"]["config"]["image_size"] = 0
+
+
+def _car_method(state: dict[str, Any]) -> None:
+    state["hyper_parameters"]["config"]["method"] = "car"
+
+
+def _unknown_method(state: dict[str, Any]) -> None:
+    state["hyper_parameters"]["config"]["method"] = "from-the-future"
+
+
+def _no_weights(state: dict[str, Any]) -> None:
+    del state["state_dict"]
+
+
+_NEWER = "holds settings this densecal does not know (future_setting)"
+CASES.extend(_named(f"{verb}_checkpoint_{name}", _checkpoint_case(edit, fragment, verb))
+             for verb in ("predict", "evaluate", "calibrate")
+             for name, edit, fragment in [
+                 ("newer_hyper_parameter", _newer_hparam, _NEWER),
+                 ("newer_config_key", _newer_config_key, "its saved configuration is not valid: "
+                  "config: unknown keys future_option (a newer densecal wrote it"),
+                 ("image_size_zero", _image_size_zero, "its saved configuration is not valid: "
+                  "image_size: must be a positive integer"),
+                 ("of_car", _car_method, "was trained with method car, not a segmentation "
+                                         "checkpoint; use densecal sample"),
+                 ("unknown_method", _unknown_method, "was trained with method from-the-future, "
+                  "not a segmentation checkpoint; this densecal does not know that method"),
+                 ("without_weights", _no_weights, "holds no weights"),
+             ])
+
+
+@case
+def sample_checkpoint_names_the_verb_to_use(ctx: Ctx) -> Case:
+    ckpt = _copy(ctx.checkpoint, ctx.tmp / "in" / "aslp.ckpt")
+    data, out = _dataset(ctx.tmp / "data"), ctx.tmp / "samples"
+    return Case(["sample", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out)],
+                "was trained with method aslp, not a CAR checkpoint; use densecal predict",
+                [data, ckpt], [out])
+
+
+# ------------------------------------------------------- issue 16: files that are not what they say
+
+@case
+def evaluate_npz_saved_as_npy(ctx: Ctx) -> Case:
+    pred = _maps(ctx.tmp / "pred")
+    with open(pred / "im1.npy", "wb") as f:
+        np.savez(f, a=np.zeros((16, 16), np.float32))
+    return _with(_evaluate(ctx, pred, _dataset(ctx.tmp / "data")),
+                 "im1.npy: is a .npz archive, not a .npy array")
+
+
+@case
+def evaluate_ood_npz_saved_as_npy(ctx: Ctx) -> Case:
+    ood = _maps(ctx.tmp / "ood")
+    with open(ood / "im2.npy", "wb") as f:
+        np.savez(f, a=np.zeros((16, 16), np.float32))
+    c = _evaluate(ctx, _maps(ctx.tmp / "pred"), _dataset(ctx.tmp / "data"), "--ood", str(ood))
+    c.untouched.append(ood)
+    return _with(c, "im2.npy: is a .npz archive")
+
+
+@case
+def evaluate_size_mismatch_names_both_files(ctx: Ctx) -> Case:
+    pred = _maps(ctx.tmp / "pred")
+    np.save(pred / "im3.npy", np.full((16, 15), 0.5, np.float32))
+    return _with(_evaluate(ctx, pred, _dataset(ctx.tmp / "data")),
+                 f"{pred / 'im3.npy'} (ground truth {ctx.tmp / 'data' / 'masks' / 'im3.png'})")
+
+
+@case
+def evaluate_label_out_of_range_names_the_files(ctx: Ctx) -> Case:
+    data, pred = ctx.tmp / "mc", ctx.tmp / "pred"
+    pred.mkdir()
+    for i in range(2):
+        _png(data / "images" / f"s{i}.png", np.zeros((8, 8, 3), np.uint8))
+        _png(data / "masks" / f"s{i}.png", np.full((8, 8), 4 * i, np.uint8))
+        np.save(pred / f"s{i}.npy", np.full((3, 8, 8), 1 / 3, np.float32))
+    c = _evaluate(ctx, pred, data, "--num-classes", "3")
+    return _with(c, f"{pred / 's1.npy'} (ground truth {data / 'masks' / 's1.png'}): label "
+                    f"value 4 is not a class")
+
+
+@case
+def evaluate_threshold_zero_names_the_option(ctx: Ctx) -> Case:
+    return _with(_evaluate(ctx, _maps(ctx.tmp / "pred"), _dataset(ctx.tmp / "data"),
+                           "--threshold", "0"), "--threshold: must lie in (0, 1]")
+
+
+@case
+def evaluate_target_unknown_names_the_option(ctx: Ctx) -> Case:
+    return _with(_evaluate(ctx, _maps(ctx.tmp / "pred"), _dataset(ctx.tmp / "data"),
+                           "--target", "fuzzy"), "--target: expected one of")
+
+
+@case
+def predict_negative_batch_size(ctx: Ctx) -> Case:
+    return _with(_predict(ctx, _dataset(ctx.tmp / "data"), "--batch-size", "-1"),
+                 "--batch-size: must be an integer in [1, 65536]")
+
+
+@case
+def predict_zero_batch_size(ctx: Ctx) -> Case:
+    return _with(_predict(ctx, _dataset(ctx.tmp / "data"), "--batch-size", "0"),
+                 "--batch-size: must be an integer in [1, 65536]")
 
 
 # ----------------------------------------------------------------------------- the one test
