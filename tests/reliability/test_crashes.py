@@ -231,3 +231,22 @@ def test_two_runs_into_one_new_folder_both_finish(small: tuple[Path, Path],
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [OUTPUT_MARKER, "metrics.json", "per_image.csv", "reliability.png", "report.md"])
     assert _staging(tmp_path) == []
+
+
+def test_a_full_tmpdir_does_not_stop_training(tiny_demo: dict[str, Path], tmp_path: Path) -> None:
+    # Lightning's writer staged checkpoints in $TMPDIR (fsspec): an 8 KiB /tmp failed the run
+    # with "No space left on device" although the run folder had room
+    tmp = tmp_path / "tmp"
+    if not _mount(tmp, "size=8k"):
+        pytest.skip("needs root and mount for a real full disk")
+    try:
+        run = tmp_path / "run"
+        done = subprocess.run(
+            [sys.executable, "-m", "densecal", "train", "--data", str(tiny_demo["train"]),
+             "--epochs", "1", "--image-size", "32", "--batch-size", "4", "--val-fraction",
+             "0.25", "--out", str(run)], cwd=tmp_path, env={**_ENV, "TMPDIR": str(tmp)},
+            capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert (run / "checkpoints" / "last.ckpt").stat().st_size > 10_000
+    finally:
+        subprocess.run(["umount", "-l", str(tmp)], check=False)

@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 
-__all__ = ["EpochCheckpoint"]
+from densecal.atomic import atomic_write_bytes
+
+__all__ = ["EpochCheckpoint", "RunFolderCheckpointIO"]
+
+
+class RunFolderCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing only inside the run folder.
+
+    Lightning's own writer goes through fsspec, which stages the file in ``$TMPDIR``: a small
+    ``/tmp`` failed training although the run folder had room. Here the checkpoint is serialised
+    in memory and written beside its destination (:func:`densecal.atomic.atomic_write_bytes`), so
+    a full disk names the checkpoint file.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str],
+                        storage_options: Any | None = None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
 
 
 class EpochCheckpoint(Callback):

@@ -21,7 +21,7 @@ from densecal.errors import input_error
 from densecal.methods.config import TrainConfig, check_distributed, parse_devices
 from densecal.methods.engine.checkpoints import SAFE_LOAD
 from densecal.methods.engine.data_module import EpochData
-from densecal.methods.engine.epoch_checkpoint import EpochCheckpoint
+from densecal.methods.engine.epoch_checkpoint import EpochCheckpoint, RunFolderCheckpointIO
 from densecal.methods.engine.run_folder import last_checkpoint, run_folder
 
 __all__ = ["fit_family_run", "quiet_lightning", "run_trainer"]
@@ -97,6 +97,7 @@ def run_trainer(module: L.LightningModule, config: TrainConfig, data: EpochData,
             enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
             log_every_n_steps=1, default_root_dir=log_root, use_distributed_sampler=False,
             enable_checkpointing=False,  # EpochCheckpoint writes the run's only checkpoint
+            plugins=[RunFolderCheckpointIO()],  # never through $TMPDIR
         )
         if single_process and trainer.world_size > 1:
             raise input_error("--devices", f"method {config.method} trains in one process only; "
