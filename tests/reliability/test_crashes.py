@@ -85,24 +85,23 @@ def _mount(point: Path, *options: str) -> bool:
     return done.returncode == 0
 
 
+def _tmpfs(point: Path, size: str, why: str) -> Iterator[Path]:
+    if not _mount(point, f"size={size}"):
+        pytest.skip(f"needs root and mount for {why}")
+    yield point
+    subprocess.run(["umount", "-l", str(point)], check=False)
+
+
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 24 KiB tmpfs: room for a staging folder, not for a result."""
-    point = tmp_path / "disk"
-    if not _mount(point, "size=24k"):
-        pytest.skip("needs root and mount for a real full disk")
-    yield point
-    subprocess.run(["umount", "-l", str(point)], check=False)
+    yield from _tmpfs(tmp_path / "disk", "24k", "a real full disk")
 
 
 @pytest.fixture
 def read_only_disk(tmp_path: Path) -> Iterator[Path]:
-    """A tmpfs holding an earlier result, remounted read-only."""
-    point = tmp_path / "ro"
-    if not _mount(point, "size=4m"):
-        pytest.skip("needs root and mount for a real read-only file system")
-    yield point
-    subprocess.run(["umount", "-l", str(point)], check=False)
+    """A tmpfs the test remounts read-only."""
+    yield from _tmpfs(tmp_path / "ro", "4m", "a real read-only file system")
 
 
 def test_full_disk_names_the_output_and_leaves_nothing(small: tuple[Path, Path],
