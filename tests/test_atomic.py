@@ -152,3 +152,18 @@ def test_workspace_claim(tmp_path: Path) -> None:
     with pytest.raises(DensecalInputError, match="not written by densecal"):
         claim_workspace(tmp_path / "mine", "demo-workspace")
     assert _names(tmp_path / "mine") == ["notes.txt"]
+
+
+def test_replaced_result_left_by_a_kill_after_the_swap_is_removed(tmp_path: Path) -> None:
+    # two-rename swap killed after the new result is in place, before the old one is deleted
+    with staged_directory(tmp_path / "out", "t") as stage:
+        (stage / "metrics.json").write_text("new")
+    old = tmp_path / ".out.k2.old"
+    old.mkdir()
+    (old / "metrics.json").write_text("old")
+    with staged_directory(tmp_path / "other", "t") as stage:  # another result, same parent
+        (stage / "a.txt").write_text("1")
+    assert old.is_dir()  # only runs into `out` clean up after `out`
+    with staged_directory(tmp_path / "out", "t") as stage:
+        (stage / "metrics.json").write_text("newer")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "out"]

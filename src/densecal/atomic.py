@@ -191,8 +191,7 @@ def staged_directory(out_dir: str | Path, kind: str,
         with _naming_output(stage, given):
             yield stage
         with _naming(given):
-            (stage / OUTPUT_MARKER).write_text(
-                json.dumps({"schema": OUTPUT_SCHEMA, "kind": kind}) + "\n", encoding="utf-8")
+            (stage / OUTPUT_MARKER).write_text(_marker_text(kind), encoding="utf-8")
             _put_in_place(stage, target, given, kind, accept)
     finally:
         shutil.rmtree(stage, ignore_errors=True)  # the failed build, or the replaced result
@@ -234,13 +233,12 @@ def claim_workspace(out_dir: str | Path, kind: str) -> Path:
         DensecalInputError: ``out_dir`` is a file or a non-empty folder of something else.
         OSError: the folder cannot be created (its filename is ``out_dir``).
     """
-    given = check_out_dir(out_dir)
-    _check_replaceable(given.resolve(), given, kind, None)
+    given = check_replaceable(out_dir, kind)
     marker = given / OUTPUT_MARKER
     if not marker.is_file():
         with _naming(given):
             given.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(marker, json.dumps({"schema": OUTPUT_SCHEMA, "kind": kind}) + "\n")
+        atomic_write_text(marker, _marker_text(kind))
     return given
 
 
@@ -257,6 +255,10 @@ def check_replaceable(out_dir: str | Path, kind: str) -> Path:
     given = check_out_dir(out_dir)
     _check_replaceable(given.resolve(), given, kind, None)
     return given
+
+
+def _marker_text(kind: str) -> str:
+    return json.dumps({"schema": OUTPUT_SCHEMA, "kind": kind}) + "\n"
 
 
 def output_kind(folder: Path) -> str | None:
@@ -309,7 +311,8 @@ def _put_in_place(stage: Path, target: Path, given: Path, kind: str,
         except OSError:
             os.rename(old, target)  # someone put a result there meanwhile: keep theirs
             continue
-        os.rename(old, stage)
+        with contextlib.suppress(FileNotFoundError):  # a clean-up may have removed it already
+            os.rename(old, stage)
         return
     raise OSError(errno.EBUSY, "other runs keep replacing this folder", os.fspath(given))
 
@@ -343,35 +346,40 @@ def _renameat2() -> Callable[..., int] | None:
 
 
 def _lock(folder: Path) -> int | None:
-    """Hold an exclusive ``flock`` on ``folder`` while its run lives (None without fcntl)."""
+    """An exclusive ``flock`` on ``folder``, held until the returned descriptor is closed;
+    None when another process holds it, the folder is gone, or there is no fcntl."""
     if fcntl is None:
         return None
-    fd = os.open(folder, os.O_RDONLY)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
     return fd
 
 
 def _is_abandoned(folder: Path) -> bool:
     """True when no live process holds ``folder``'s lock (its run was killed)."""
-    if fcntl is None:
+    fd = _lock(folder)
+    if fd is None:
         return False
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+    os.close(fd)
+    return True
 
 
 def _clean_leftovers(target: Path) -> None:
-    """Remove ``target``'s staging folders whose run was killed; undo a half-done swap."""
-    prefix = f".{target.name}."
-    for path in sorted(target.parent.glob(f"{glob.escape(prefix)}*.staging")):
+    """Remove ``target``'s staging folders whose run was killed; undo a half-done swap.
+
+    The two-rename swap moves ``target`` to ``.NAME.XXXX.old`` while its staging folder
+    ``.NAME.XXXX.staging`` is locked; a killed run leaves either both (``target`` missing: the
+    old result is put back) or, after its new result is in place, only the ``.old`` folder.
+    """
+    prefix = glob.escape(f".{target.name}.")
+    for path in sorted(target.parent.glob(f"{prefix}*.staging")):
         old = path.with_suffix(".old")
         if not _is_abandoned(path):
             continue
@@ -379,6 +387,9 @@ def _clean_leftovers(target: Path) -> None:
             os.rename(old, target)  # killed between the two renames: the old result comes back
         shutil.rmtree(old, ignore_errors=True)
         shutil.rmtree(path, ignore_errors=True)
+    for old in sorted(target.parent.glob(f"{prefix}*.old")):
+        if target.exists() and not old.with_suffix(".staging").exists():
+            shutil.rmtree(old, ignore_errors=True)  # replaced result whose deletion was cut
 
 
 def _manifest_schema(path: Path) -> str | None:

@@ -144,6 +144,11 @@ class TrainConfig:
         return {"schema": CONFIG_SCHEMA, **dataclasses.asdict(self)}
 
     @classmethod
+    def unknown_keys(cls, data: dict[str, Any]) -> list[str]:
+        """The keys of ``data`` (a saved configuration) that are not options, sorted."""
+        return sorted(set(data) - {f.name for f in dataclasses.fields(cls)} - {"schema"})
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:
         """Build a config from a dict, refusing unknown keys.
 
@@ -154,8 +159,7 @@ class TrainConfig:
         schema = data.pop("schema", CONFIG_SCHEMA)
         if schema != CONFIG_SCHEMA:
             raise input_error(source, f"schema {schema!r} is not {CONFIG_SCHEMA!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = cls.unknown_keys(data)
         if unknown:
             raise input_error(source, f"unknown keys {', '.join(unknown)}")
         return cls(**data)

@@ -55,6 +55,11 @@ def load_module_checkpoint(path: str | Path, build: Callable[..., _M], *,
     if unknown:
         raise input_error(path, f"holds settings this densecal does not know ({', '.join(unknown)}"
                                 f"); a newer densecal wrote it, so upgrade densecal")
+    newer = TrainConfig.unknown_keys(config)
+    if newer:
+        raise input_error(path, f"its saved configuration is not valid: config: unknown keys "
+                                f"{', '.join(newer)} (a newer densecal wrote it, so upgrade "
+                                f"densecal)")
     try:
         check_run_options(TrainConfig.from_dict(config, source="config"))
         module = build(**hparams)
@@ -76,10 +81,8 @@ def _in_family(family: Callable[[str], bool], method: str) -> bool:
 
 
 def _reason(exc: DensecalInputError) -> str:
-    """A nested error's message with a newer-version hint for unknown configuration keys."""
+    """A nested error's message, naming the saved key rather than the training flag."""
     text = str(exc).splitlines()[0]
-    if "unknown keys" in text:
-        return f"{text} (a newer densecal wrote it, so upgrade densecal)"
     flag, sep, rest = text.partition(": ")
     if flag.startswith("--") and sep:  # name the saved key, not the training flag
         return f"{flag[2:].replace('-', '_')}: {rest}"
