@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,11 +9,10 @@ import torch
 
 from densecal._checks import check_out_apart
 from densecal.apps.predict import load_segmenter, predicted
-from densecal.atomic import atomic_write_bytes
 from densecal.data.pairs import find_pairs
 from densecal.data.readers import read_label, read_mask
 from densecal.errors import DensecalInputError, input_error
-from densecal.methods.engine.checkpoints import read_checkpoint
+from densecal.methods.engine.checkpoints import read_checkpoint, write_checkpoint
 from densecal.methods.segmentation.inference import predict_logits
 from densecal.posthoc.temperature import FitResult
 
@@ -67,9 +65,7 @@ def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pa
     state, _ = read_checkpoint(checkpoint)
     for key, value in module.temperature.state_dict().items():
         state["state_dict"][f"temperature.{key}"] = value.cpu()
-    buffer = io.BytesIO()  # serialised first: a full disk then fails as an OSError naming `out`
-    torch.save(state, buffer)
-    atomic_write_bytes(out, buffer.getvalue())
+    write_checkpoint(state, out)
     return result, out
 
 

@@ -15,6 +15,7 @@ is built. Lightning's resume reads ``last.ckpt`` the same way (:data:`SAFE_LOAD`
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,9 +23,10 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from densecal.atomic import atomic_write_bytes
 from densecal.errors import input_error
 
-__all__ = ["SAFE_LOAD", "read_checkpoint", "restore_weights"]
+__all__ = ["SAFE_LOAD", "read_checkpoint", "restore_weights", "write_checkpoint"]
 
 SAFE_LOAD = True
 """The ``weights_only`` of every checkpoint load (``torch.load``, ``Trainer.fit(ckpt_path=)``)."""
@@ -78,3 +80,16 @@ def restore_weights(module: _M, weights: dict[str, Any], path: str | Path) -> _M
         first = str(exc).splitlines()[0]
         raise input_error(path, f"weights do not match its configuration ({first})") from None
     return module.eval()
+
+
+def write_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """``torch.save`` of ``state`` to ``path``, atomically and only beside ``path``.
+
+    The state is serialised in memory first and written with
+    :func:`densecal.atomic.atomic_write_bytes`: nothing goes through ``$TMPDIR`` (Lightning's
+    fsspec writer stages there, so a small ``/tmp`` failed training), and a full disk raises an
+    ``OSError`` naming ``path`` (``torch.save`` to a file raises a bare ``RuntimeError``).
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())

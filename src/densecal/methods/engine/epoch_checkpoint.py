@@ -2,35 +2,26 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 
-from densecal.atomic import atomic_write_bytes
+from densecal.methods.engine.checkpoints import write_checkpoint
 
 __all__ = ["EpochCheckpoint", "RunFolderCheckpointIO"]
 
 
 class RunFolderCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, writing only inside the run folder.
-
-    Lightning's own writer goes through fsspec, which stages the file in ``$TMPDIR``: a small
-    ``/tmp`` failed training although the run folder had room. Here the checkpoint is serialised
-    in memory and written beside its destination (:func:`densecal.atomic.atomic_write_bytes`), so
-    a full disk names the checkpoint file.
-    """
+    """Lightning's checkpoint writer replaced by :func:`write_checkpoint`: atomic, written
+    beside its destination and never staged in ``$TMPDIR``."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str],
                         storage_options: Any | None = None) -> None:
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        write_checkpoint(checkpoint, path)
 
 
 class EpochCheckpoint(Callback):
@@ -40,8 +31,8 @@ class EpochCheckpoint(Callback):
     another checkpoint was saved in the same step, i.e. once at the end of training (Lightning
     2.6), so a killed run could not resume. Here every epoch ends with a complete checkpoint
     (weights, optimiser, schedulers, module buffers such as ASLP's alpha table, loop state)
-    written to a temporary file and renamed over the previous one: a kill at any moment leaves
-    the last finished epoch's checkpoint intact.
+    written atomically by :class:`RunFolderCheckpointIO` (the trainer's checkpoint plugin): a
+    kill at any moment leaves the last finished epoch's checkpoint intact.
     """
 
     def __init__(self, path: Path) -> None:
@@ -51,7 +42,4 @@ class EpochCheckpoint(Callback):
         """Lightning 2 runs the epoch's validation before this hook."""
         if trainer.sanity_checking or trainer.fast_dev_run:
             return
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp)  # collective; rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+        trainer.save_checkpoint(self.path)  # collective; rank 0 writes, atomically
