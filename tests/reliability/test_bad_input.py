@@ -113,6 +113,11 @@ def _evaluate(ctx: Ctx, pred: Path, data: Path, *extra: str) -> Case:
                 "", [pred, data], [out])
 
 
+def _calibrate(ckpt: Path, data: Path, out: Path, *extra: str) -> Case:
+    return Case(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), *extra, "--out",
+                 str(out)], "", [data, ckpt], [out])
+
+
 def _with(c: Case, fragment: str) -> Case:
     c.fragment = fragment
     return c
@@ -474,8 +479,7 @@ def calibrate_corrupt_checkpoint(ctx: Ctx) -> Case:
     ckpt = ctx.tmp / "model.ckpt"
     ckpt.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
     out = ctx.tmp / "cal.ckpt"
-    return Case(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out)],
-                "model.ckpt", [data, ckpt], [out])
+    return _with(_calibrate(ckpt, data, out), "model.ckpt")
 
 
 @case
@@ -485,8 +489,7 @@ def calibrate_empty_data(ctx: Ctx) -> Case:
     (data / "images").mkdir(parents=True)
     (data / "masks").mkdir()
     out = ctx.tmp / "cal.ckpt"
-    return Case(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out)],
-                "images", [data, ckpt], [out])
+    return _with(_calibrate(ckpt, data, out), "images")
 
 
 @case
@@ -495,8 +498,7 @@ def calibrate_disk_full(ctx: Ctx) -> Case:
     data = _dataset(ctx.tmp / "data")
     out = ctx.tmp / "cal" / "cal.ckpt"
     _disk_full(ctx, out.parent)
-    return Case(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out)],
-                f"{out}: No space left on device", [data, ckpt], [out])
+    return _with(_calibrate(ckpt, data, out), f"{out}: No space left on device")
 
 
 # ----------------------------------------------------------------------------- other verbs
@@ -687,25 +689,28 @@ def calibrate_out_user_file(ctx: Ctx) -> Case:
     ckpt = _copy(ctx.checkpoint, ctx.tmp / "in" / "model.ckpt")
     data, out = _dataset(ctx.tmp / "data"), ctx.tmp / "notes.ckpt"
     out.write_text("the user's notes, named like a checkpoint")
-    return Case(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out)],
-                "notes.ckpt exists and is not a densecal checkpoint", [data, ckpt, out])
+    c = _with(_calibrate(ckpt, data, out), "notes.ckpt exists and is not a densecal checkpoint")
+    c.untouched.append(out)
+    c.absent = []
+    return c
 
 
 @case
 def calibrate_out_is_a_folder(ctx: Ctx) -> Case:
     ckpt = _copy(ctx.checkpoint, ctx.tmp / "in" / "model.ckpt")
     data, out = _dataset(ctx.tmp / "data"), _user_folder(ctx.tmp / "cal")
-    return Case(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out)],
-                "cal is a folder", [data, ckpt, out])
+    c = _with(_calibrate(ckpt, data, out), "cal is a folder")
+    c.untouched.append(out)
+    c.absent = []
+    return c
 
 
 @case
 def calibrate_negative_batch_size(ctx: Ctx) -> Case:
     ckpt = _copy(ctx.checkpoint, ctx.tmp / "in" / "model.ckpt")
     data, out = _dataset(ctx.tmp / "data"), ctx.tmp / "cal.ckpt"
-    return Case(["calibrate", "--checkpoint", str(ckpt), "--data", str(data), "--batch-size",
-                 "-1", "--out", str(out)], "--batch-size: must be an integer in [1, 65536]",
-                [data, ckpt], [out])
+    return _with(_calibrate(ckpt, data, out, "--batch-size", "-1"),
+                 "--batch-size: must be an integer in [1, 65536]")
 
 
 # ------------------------------------------------ issue 16: checkpoints from elsewhere or later
