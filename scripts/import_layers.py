@@ -36,6 +36,7 @@ from pathlib import Path
 #: The floor plan: a package may import its own floor and the floors below it, never above.
 FLOORS: dict[str, int] = {
     "densecal.errors": 0, "densecal.atomic": 0, "densecal.registry": 0, "densecal._checks": 0,
+    "densecal.progress": 0,
     "densecal.types": 0, "densecal._deprecated": 0,
     "densecal.losses": 1, "densecal.metrics": 1, "densecal.posthoc": 1,
     "densecal.data": 2, "densecal.report": 2, "densecal.models": 2, "densecal.overmap": 2,

@@ -53,7 +53,7 @@ def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pa
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for (_, _, mask_path), _, logits in predicted(module, pairs, predict_logits,
-                                                       batch_size):
+                                                       batch_size, what="calibrate"):
             mask = read_mask(mask_path) if binary else read_label(mask_path)
             if mask.shape != tuple(logits.shape[-2:]):
                 raise input_error(mask_path, f"mask size {mask.shape} differs from image "

@@ -26,6 +26,7 @@ from densecal.methods.segmentation.inference import (
     predict_images,
 )
 from densecal.methods.segmentation.module import SegmentationModule
+from densecal.progress import track
 from densecal.types import StrEnum
 
 __all__ = ["FORMATS", "MapFormat", "iter_class_probabilities", "iter_predictions", "load_segmenter",
@@ -83,14 +84,22 @@ def iter_predictions(checkpoint: str | Path | SegmentationModule, data: str | Pa
 
 def predicted(module: SegmentationModule, items: Sequence[_Item],
                predictor: Callable[[SegmentationModule, list[np.ndarray], int], Iterator[Any]],
-               batch_size: int) -> Iterator[tuple[_Item, np.ndarray, Any]]:
+               batch_size: int, *, what: str = "predict"
+               ) -> Iterator[tuple[_Item, np.ndarray, Any]]:
     """Read the images of ``items`` (whose second field is the image path) batch by batch and
-    yield ``(item, image, predictor output)`` in order.
+    yield ``(item, image, predictor output)`` in order, with progress shown as ``what``
+    (:func:`densecal.progress.track`).
 
     Raises:
         DensecalInputError: ``batch_size`` is not an integer in ``[1, 65536]``.
     """
     check_int("--batch-size", batch_size, low=1, high=MAX_BATCH)
+    yield from track(_batched(module, items, predictor, batch_size), what, total=len(items))
+
+
+def _batched(module: SegmentationModule, items: Sequence[_Item],
+             predictor: Callable[[SegmentationModule, list[np.ndarray], int], Iterator[Any]],
+             batch_size: int) -> Iterator[tuple[_Item, np.ndarray, Any]]:
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         images = [read_image(item[1]) for item in chunk]

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 import typer
 
+from densecal import progress
 from densecal.cli import benchmark as benchmark_cli
 from densecal.cli import calibrate as calibrate_cli
 from densecal.cli import data as data_cli
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     interrupt into its own exit (Lightning exits with 1).
     """
     try:
-        with _watch_interrupts() as interrupted:
+        with _watch_interrupts() as interrupted, progress.reporting():
             code = app(args=list(argv) if argv is not None else None, prog_name="densecal",
                        standalone_mode=False)
     except SystemExit as exc:

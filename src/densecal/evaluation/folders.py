@@ -24,6 +24,7 @@ from densecal.evaluation.binary import Evaluator, evaluate_maps
 from densecal.evaluation.multiclass import MulticlassEvaluator
 from densecal.evaluation.options import EvaluationOptions, MulticlassOptions
 from densecal.evaluation.schema import Evaluation
+from densecal.progress import track
 
 __all__ = [
     "add_class_image",
@@ -58,7 +59,7 @@ def _decoded(pairs: list[Any], num_workers: int) -> Iterator[tuple[str, np.ndarr
     dataset = _PredictionPairs(pairs)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
                                          num_workers=num_workers, collate_fn=_identity)
-    yield from loader
+    yield from track(loader, "evaluate", total=len(pairs))
 
 
 class _PredictionPairs(torch.utils.data.Dataset):
@@ -133,7 +134,7 @@ def evaluate_prediction_folder(pred: str | Path, gt: str | Path,
         evaluator = Evaluator(options, name=Path(ood).name)
         maps = find_predictions(ood)
         with _naming_files({name: str(path) for name, path in maps}):
-            for name, path in maps:
+            for name, path in track(maps, "evaluate ood"):
                 p = read_prediction(path, keep_8bit=True)
                 evaluator.add(name, p, np.zeros(p.shape, np.float32))
         evaluations["ood"] = evaluator.evaluation()
@@ -188,7 +189,7 @@ def evaluate_class_prediction_folder(pred: str | Path, gt: str | Path, num_class
     soft_dir = soft_truth_dir(gt if has_mask_folder(gt) else gt.parent)
     evaluator = class_evaluator(options, num_classes, ignore_index, gt.name, soft_dir)
     with _naming_files({p.name: _pair_files(p) for p in pairs}):
-        for pair in pairs:
+        for pair in track(pairs, "evaluate"):
             label = read_label(pair.mask)
             add_class_image(evaluator, pair.name,
                             _read_class_map(pair.image, num_classes, label), label, soft_dir)
@@ -197,7 +198,7 @@ def evaluate_class_prediction_folder(pred: str | Path, gt: str | Path, num_class
         ood_evaluator = class_evaluator(options, num_classes, ignore_index, Path(ood).name, None)
         maps = find_predictions(ood)
         with _naming_files({name: str(path) for name, path in maps}):
-            for name, path in maps:
+            for name, path in track(maps, "evaluate ood"):
                 probs = _read_class_map(path, num_classes)
                 ood_evaluator.add(name, probs, np.zeros(probs.shape[1:], np.int64))
         evaluations["ood"] = ood_evaluator.evaluation()

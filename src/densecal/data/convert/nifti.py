@@ -49,6 +49,7 @@ from densecal.data.convert.slicing import (
     write_slice,
 )
 from densecal.errors import DensecalInputError, input_error
+from densecal.progress import track
 
 __all__ = [
     "LABEL_DIR_NAMES",
@@ -384,7 +385,7 @@ def convert_nifti_folder(root: str | Path, out_dir: str | Path, axis: str = "axi
     counts: dict[str, int] = {}
     n_soft = 0
     with staged_dataset(out_dir, NIFTI_SCHEMA) as stage:
-        for pair in pairs:
+        for pair in track(pairs, "slice volumes", unit="volumes"):
             counts[pair.name] = 0
             for piece in nifti_slices(pair.image, pair.label, axis, size=size,
                                       skip_empty=skip_empty, num_classes=num_classes):

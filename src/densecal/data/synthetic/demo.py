@@ -29,6 +29,7 @@ from densecal.data.synthetic.ood import load_ood_textures, make_ood_scene
 from densecal.data.synthetic.scene import SceneParams, make_scene
 from densecal.data.synthetic.textures import BACKGROUND_NAMES, OOD_TEXTURE_NAMES, load_texture
 from densecal.errors import input_error
+from densecal.progress import track
 
 __all__ = ["DEMO_DATA_SCHEMA", "SPLITS", "DemoConfig", "make_demo_split", "make_scene",
            "write_demo_dataset"]
@@ -105,13 +106,14 @@ def make_demo_split(split: str, config: DemoConfig = DemoConfig()) -> list[Sampl
     rng = _split_rng(config, split)
     if split == "ood":
         textures = load_ood_textures()
-        scenes = [make_ood_scene(rng, textures, config.size, config.scene) for _ in range(n)]
+        scenes = [make_ood_scene(rng, textures, config.size, config.scene)
+                  for _ in track(range(n), f"scenes {split}", unit="scenes")]
     else:
         backgrounds = [load_texture(name) for name in BACKGROUND_NAMES]
         pool = split_garments(split)[0]
         chosen = rng.choice(len(pool), size=n, replace=n > len(pool))
         scenes = [make_scene(rng, pool[k], backgrounds, config.size, config.scene)
-                  for k in chosen]
+                  for k in track(chosen, f"scenes {split}", unit="scenes")]
     return [(f"{split}_{i:04d}", image, mask) for i, (image, mask) in enumerate(scenes)]
 
 
