@@ -65,3 +65,15 @@ def test_resume_from_another_directory(tiny_demo: dict[str, Path], tmp_path: Pat
     assert sorted(p.name for p in (work / "run" / "logs").iterdir()) == ["version_0",
                                                                          "version_1"]
     assert os.path.isabs(json.loads((work / "run" / "config.json").read_text())["data"])
+
+
+def test_resume_says_which_typed_options_the_saved_run_keeps(
+        run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    saved = json.loads((run / "config.json").read_text())
+    main(["train", "--out", str(run), "--epochs", "3", "--resume", "--lr", "0.5",
+          "--batch-size", str(saved["batch_size"]), "--seed", str(saved["seed"] + 1)])
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert notes == [f"densecal: note: --resume keeps the run's saved lr {saved['lr']!r} (not "
+                     f"0.5), seed {saved['seed']!r} (not {saved['seed'] + 1}); only --epochs "
+                     f"changes a resumed run"]
+    assert json.loads((run / "config.json").read_text())["lr"] == saved["lr"]

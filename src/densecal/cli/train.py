@@ -33,7 +33,31 @@ def parse_settings(settings: list[str]) -> dict[str, dict[str, Any]]:
     return extra
 
 
+def _resume_note(ctx: typer.Context, config_path: Path, requested: dict[str, object]) -> None:
+    """With ``--resume``, say which options typed on the command line the saved run overrides
+    (only ``--epochs`` changes a resumed run); silent when ``config.json`` cannot be read (the
+    resume itself then fails with one line)."""
+    from densecal.errors import DensecalInputError
+    from densecal.methods.config import load_config
+
+    try:
+        saved = load_config(config_path).to_dict()
+    except (DensecalInputError, OSError):
+        return
+    typed = [name for name in requested if name in saved and name != "epochs"
+             and getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"]
+    for name in ("data", "val_data"):  # saved absolute; compare what the user meant
+        if requested.get(name):
+            requested[name] = str(Path(str(requested[name])).resolve())
+    kept = [f"{name} {saved[name]!r} (not {requested[name]!r})" for name in typed
+            if saved[name] != requested[name]]
+    if kept:
+        typer.echo(f"densecal: note: --resume keeps the run's saved {', '.join(kept)}; only "
+                   f"--epochs changes a resumed run", err=True)
+
+
 def train(
+    ctx: typer.Context,
     method: str = typer.Option("bce", "--method",
                                help="Segmentation: bce, ce, ls, slp, aslp, focal, ecp, mbls, "
                                     "svls, vls (bce, slp, aslp: binary only; vls: multi-class "
@@ -148,6 +172,8 @@ def train(
                          extra=parse_settings(settings))
     if teacher is not None:
         config.extra.setdefault("ud", {})["teacher"] = str(teacher)
+    if resume:
+        _resume_note(ctx, out / "config.json", config.to_dict())
     ckpt = run_training(config, out, resume=resume)
     if is_primary_process():  # once, not once per DDP rank
         typer.echo(f"checkpoint: {ckpt}")
