@@ -128,3 +128,25 @@ def test_no_images_is_an_input_error() -> None:
 def test_bad_protocol_option() -> None:
     with pytest.raises(DensecalInputError, match="--protocol"):
         EvaluationOptions(protocol="matlab")
+
+
+def test_a_map_larger_than_the_free_memory_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from densecal.evaluation import binary
+
+    calls: list[int] = []
+
+    def free() -> int:
+        calls.append(1)
+        return 1 << 30
+
+    monkeypatch.setattr(binary, "_available_memory", free)
+    small = np.zeros((64, 64), np.float32)
+    binary.Evaluator().add("small", small, small)
+    assert calls == []  # maps below 4 Mpx are not checked
+    big = np.zeros((4000, 4000), np.float32)
+    with pytest.raises(DensecalInputError, match=r"^big: a 4000x4000 map needs about 1\.5 GiB "
+                                                 r"to evaluate \(100 bytes per pixel\), 1\.0 "
+                                                 r"GiB are free"):
+        binary.Evaluator().add("big", big, big)
+    monkeypatch.setattr(binary, "_available_memory", lambda: None)  # not Linux: not checked
+    binary.check_memory("big", big.size, big.shape)

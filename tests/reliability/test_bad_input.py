@@ -853,6 +853,21 @@ def predict_zero_batch_size(ctx: Ctx) -> Case:
                  "--batch-size: must be an integer in [1, 65536]")
 
 
+@case
+def evaluate_map_larger_than_the_free_memory(ctx: Ctx) -> Case:
+    from densecal.evaluation import binary
+
+    pred, data = ctx.tmp / "pred", ctx.tmp / "data"
+    pred.mkdir()
+    np.save(pred / "huge.npy", np.zeros((2048, 2048), np.float32))
+    _png(data / "images" / "huge.png", np.zeros((8, 8, 3), np.uint8))
+    _png(data / "masks" / "huge.png", np.zeros((2048, 2048), np.uint8))
+    ctx.monkeypatch.setattr(binary, "_available_memory", lambda: 64 << 20)  # 64 MiB free
+    return _with(_evaluate(ctx, pred, data),
+                 f"{pred / 'huge.npy'} (ground truth {data / 'masks' / 'huge.png'}): a 2048x2048 "
+                 f"map needs about 0.4 GiB to evaluate")
+
+
 # ----------------------------------------------------------------------------- the one test
 
 def _digest(paths: list[Path]) -> dict[str, str]:

@@ -31,7 +31,47 @@ from densecal.evaluation.schema import EVALUATE_SCHEMA, Evaluation
 from densecal.metrics.calibration import PixelCalibration
 from densecal.metrics.segmentation import SODMetrics
 
-__all__ = ["Evaluator", "evaluate_maps", "official_quantise"]
+__all__ = ["BYTES_PER_PIXEL", "Evaluator", "evaluate_maps", "official_quantise"]
+
+BYTES_PER_PIXEL = 100
+"""Peak memory of evaluating one binary map, per pixel, above a fixed ~0.5 GiB (measured by
+``benchmarks/evaluate_memory.py``: 94-100 bytes for 1000² to 4000² maps, 45 of them in
+pysodmetrics' weighted F-measure). Memory does not grow with the number of maps."""
+
+#: Maps from this many pixels on are checked against the memory the machine has free.
+_LARGE_MAP = 4_000_000
+
+
+def check_memory(name: str, pixels: int, shape: tuple[int, ...]) -> None:
+    """Refuse, with one line naming ``name``, a map too large for the free memory.
+
+    A map of ``pixels`` needs about ``pixels * BYTES_PER_PIXEL`` bytes; on Linux the free memory
+    is ``MemAvailable`` of ``/proc/meminfo`` (elsewhere nothing is checked). Without the check a
+    20000 x 20000 map would end in the kernel's out-of-memory killer, not an error.
+
+    Raises:
+        DensecalInputError: the map needs more memory than is available.
+    """
+    if pixels < _LARGE_MAP:
+        return
+    free = _available_memory()
+    need = pixels * BYTES_PER_PIXEL
+    if free is not None and need > free:
+        raise input_error(name, f"a {'x'.join(map(str, shape))} map needs about "
+                                f"{need / 2**30:.1f} GiB to evaluate ({BYTES_PER_PIXEL} bytes per "
+                                f"pixel), {free / 2**30:.1f} GiB are free; downsample the maps "
+                                f"or use a machine with more memory")
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 
@@ -92,11 +132,13 @@ class Evaluator:
             The image's row of the per-image table.
 
         Raises:
-            DensecalInputError: shape mismatch, NaN or values outside [0, 1] (naming ``name``).
+            DensecalInputError: shape mismatch, NaN or values outside [0, 1], or a map larger
+                than the free memory allows (:func:`check_memory`), naming ``name``.
         """
         if pred.shape != gt.shape:
             raise input_error(name, f"prediction size {tuple(pred.shape)} does not match ground "
                               f"truth size {tuple(gt.shape)}")
+        check_memory(name, pred.size, pred.shape)
         levels = pred if pred.dtype == np.uint8 else None
         if levels is not None:  # 8-bit levels: always valid probabilities
             pred = (levels / 255.0).astype(np.float32)  # = read_mask's reading of the PNG
