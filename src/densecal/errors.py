@@ -7,9 +7,11 @@ users can catch it like any ``ValueError``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-__all__ = ["DensecalInputError", "input_error"]
+__all__ = ["DensecalInputError", "input_error", "naming_sources"]
 
 
 class DensecalInputError(ValueError):
@@ -36,3 +38,23 @@ def input_error(where: str | Path, problem: str) -> DensecalInputError:
         densecal.errors.DensecalInputError: masks/a.png: cannot be decoded as an image
     """
     return DensecalInputError(f"{where}: {problem}")
+
+
+@contextlib.contextmanager
+def naming_sources(sources: Mapping[str, str]) -> Iterator[None]:
+    """Re-raise an error about an internal name as one naming what the user passed.
+
+    Inner code often knows an image only by its stem (``im0``) or an index (``batches[3]``);
+    inside this block a :class:`DensecalInputError` whose ``<where>`` is a key of ``sources``
+    is raised again with ``sources[where]`` (e.g. ``pred/im0.npy (ground truth gt/im0.png)``).
+
+    Raises:
+        DensecalInputError: the re-named error; any other error passes unchanged.
+    """
+    try:
+        yield
+    except DensecalInputError as exc:
+        where, sep, problem = str(exc).partition(": ")
+        if not sep or where not in sources:
+            raise
+        raise input_error(sources[where], problem) from None

@@ -245,3 +245,24 @@ def test_multiclass_evaluator_hand_computed() -> None:
     # top-label: 3 pixels at confidence 0.5, 2 correct -> |0.5 - 2/3| = 1/6
     assert result["calibration"]["ece"] == pytest.approx(1 / 6)
     assert result["dataset"]["n_pixels"] == 3
+
+
+def test_calibrate_label_out_of_range_names_the_files(mc_run: Path, scenes: Path,
+                                                      tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # the temperature fit knows its inputs only as batches[i]; the error names the files
+    root = tmp_path / "bad"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(2):
+        Image.open(scenes / "images" / f"s{i}.png").save(root / "images" / f"s{i}.png")
+        label = np.asarray(Image.open(scenes / "masks" / f"s{i}.png")).copy()
+        label[5, 5] = 7 if i == 1 else label[5, 5]
+        Image.fromarray(label).save(root / "masks" / f"s{i}.png")
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "--checkpoint", str(mc_run / "checkpoints" / "last.ckpt"), "--data",
+              str(root), "--out", str(tmp_path / "cal.ckpt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1, err
+    assert f"{root / 'images' / 's1.png'} (mask {root / 'masks' / 's1.png'}):" in err[0], err
+    assert not (tmp_path / "cal.ckpt").exists()

@@ -11,7 +11,7 @@ from densecal._checks import check_out_apart
 from densecal.apps.predict import load_segmenter, predicted
 from densecal.data.pairs import find_pairs
 from densecal.data.readers import read_label, read_mask
-from densecal.errors import DensecalInputError, input_error
+from densecal.errors import DensecalInputError, input_error, naming_sources
 from densecal.methods.engine.checkpoints import read_checkpoint, write_checkpoint
 from densecal.methods.segmentation.inference import predict_logits
 from densecal.posthoc.temperature import FitResult
@@ -60,8 +60,10 @@ def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pa
                                   f"size {tuple(logits.shape[-2:])}")
             yield logits[None].cpu(), torch.from_numpy(mask)[None]
 
-    result = module.temperature.fit(
-        batches(), cache_logits=True, ignore_index=None if binary else module.config.ignore_index)
+    with naming_sources({f"batches[{i}]": f"{image} (mask {mask})"
+                         for i, (_, image, mask) in enumerate(pairs)}):
+        result = module.temperature.fit(batches(), cache_logits=True,
+                                        ignore_index=None if binary else module.config.ignore_index)
     state, _ = read_checkpoint(checkpoint)
     for key, value in module.temperature.state_dict().items():
         state["state_dict"][f"temperature.{key}"] = value.cpu()

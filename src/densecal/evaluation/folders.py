@@ -8,8 +8,7 @@ asked), and an evaluator (:mod:`densecal.evaluation.binary` or
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import torch
 from densecal._checks import check_int
 from densecal.data.pairs import MASK_DIR_NAMES, find_prediction_pairs, find_predictions
 from densecal.data.readers import read_distribution, read_label, read_mask, read_prediction
-from densecal.errors import DensecalInputError, input_error
+from densecal.errors import input_error, naming_sources
 from densecal.evaluation.binary import Evaluator, evaluate_maps
 from densecal.evaluation.multiclass import MulticlassEvaluator
 from densecal.evaluation.options import EvaluationOptions, MulticlassOptions
@@ -127,13 +126,13 @@ def evaluate_prediction_folder(pred: str | Path, gt: str | Path,
                                ) -> dict[str, Evaluation]:
     """Evaluate saved maps against masks (split ``test``); ``ood`` maps against all-zero masks."""
     pairs = find_prediction_pairs(pred, gt)
-    with _naming_files({p.name: _pair_files(p) for p in pairs}):
+    with naming_sources({p.name: _pair_files(p) for p in pairs}):
         evaluations = {"test": evaluate_maps(_decoded(pairs, num_workers), options,
                                              name=Path(gt).name)}
     if ood is not None:
         evaluator = Evaluator(options, name=Path(ood).name)
         maps = find_predictions(ood)
-        with _naming_files({name: str(path) for name, path in maps}):
+        with naming_sources({name: str(path) for name, path in maps}):
             for name, path in track(maps, "evaluate ood"):
                 p = read_prediction(path, keep_8bit=True)
                 evaluator.add(name, p, np.zeros(p.shape, np.float32))
@@ -143,19 +142,6 @@ def evaluate_prediction_folder(pred: str | Path, gt: str | Path,
 
 def _pair_files(pair: Any) -> str:
     return f"{pair.image} (ground truth {pair.mask})"
-
-
-@contextlib.contextmanager
-def _naming_files(files: Mapping[str, str]) -> Iterator[None]:
-    """Re-raise an evaluator's error about image ``NAME`` (it knows only stems) as one naming
-    the files the user passed."""
-    try:
-        yield
-    except DensecalInputError as exc:
-        name, sep, problem = str(exc).partition(": ")
-        if not sep or name not in files:
-            raise
-        raise input_error(files[name], problem) from None
 
 
 def evaluate_class_prediction_folder(pred: str | Path, gt: str | Path, num_classes: int,
@@ -188,7 +174,7 @@ def evaluate_class_prediction_folder(pred: str | Path, gt: str | Path, num_class
     pairs = find_prediction_pairs(pred, gt)
     soft_dir = soft_truth_dir(gt if has_mask_folder(gt) else gt.parent)
     evaluator = class_evaluator(options, num_classes, ignore_index, gt.name, soft_dir)
-    with _naming_files({p.name: _pair_files(p) for p in pairs}):
+    with naming_sources({p.name: _pair_files(p) for p in pairs}):
         for pair in track(pairs, "evaluate"):
             label = read_label(pair.mask)
             add_class_image(evaluator, pair.name,
@@ -197,7 +183,7 @@ def evaluate_class_prediction_folder(pred: str | Path, gt: str | Path, num_class
     if ood is not None:
         ood_evaluator = class_evaluator(options, num_classes, ignore_index, Path(ood).name, None)
         maps = find_predictions(ood)
-        with _naming_files({name: str(path) for name, path in maps}):
+        with naming_sources({name: str(path) for name, path in maps}):
             for name, path in track(maps, "evaluate ood"):
                 probs = _read_class_map(path, num_classes)
                 ood_evaluator.add(name, probs, np.zeros(probs.shape[1:], np.int64))
