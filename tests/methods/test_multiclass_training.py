@@ -188,18 +188,23 @@ def test_cli_aslp_multiclass_exits_2_one_line(scenes: Path, tmp_path: Path,
     assert not (tmp_path / "r").exists()
 
 
+def _with_bad_label(scenes: Path, root: Path, n: int, bad: int) -> Path:
+    """The first ``n`` scenes, with label value 7 (not a class) in scene ``bad``."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        Image.open(scenes / "images" / f"s{i}.png").save(root / "images" / f"s{i}.png")
+        label = np.asarray(Image.open(scenes / "masks" / f"s{i}.png")).copy()
+        if i == bad:
+            label[5, 5] = 7
+        Image.fromarray(label).save(root / "masks" / f"s{i}.png")
+    return root
+
+
 def test_label_out_of_range_names_the_file(scenes: Path, tmp_path: Path) -> None:
     from densecal.methods import train
 
-    root = tmp_path / "bad"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for i in range(4):
-        Image.open(scenes / "images" / f"s{i}.png").save(root / "images" / f"s{i}.png")
-        label = np.asarray(Image.open(scenes / "masks" / f"s{i}.png")).copy()
-        if i == 2:
-            label[5, 5] = 7
-        Image.fromarray(label).save(root / "masks" / f"s{i}.png")
+    root = _with_bad_label(scenes, tmp_path / "bad", n=4, bad=2)
     config = TrainConfig(method="ce", num_classes=3, ignore_index=IGNORE, data=str(root),
                          val_fraction=0.25, epochs=1, image_size=32, batch_size=4)
     with pytest.raises(DensecalInputError, match=r"s2\.png: label value 7 is not a class"):
@@ -251,14 +256,7 @@ def test_calibrate_label_out_of_range_names_the_files(mc_run: Path, scenes: Path
                                                       tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     # the temperature fit knows its inputs only as batches[i]; the error names the files
-    root = tmp_path / "bad"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for i in range(2):
-        Image.open(scenes / "images" / f"s{i}.png").save(root / "images" / f"s{i}.png")
-        label = np.asarray(Image.open(scenes / "masks" / f"s{i}.png")).copy()
-        label[5, 5] = 7 if i == 1 else label[5, 5]
-        Image.fromarray(label).save(root / "masks" / f"s{i}.png")
+    root = _with_bad_label(scenes, tmp_path / "bad", n=2, bad=1)
     with pytest.raises(SystemExit) as info:
         main(["calibrate", "--checkpoint", str(mc_run / "checkpoints" / "last.ckpt"), "--data",
               str(root), "--out", str(tmp_path / "cal.ckpt")])
