@@ -34,8 +34,8 @@ identical; float64 sums differ from the torch path only by summation order (rela
 Out-of-range values never index outside the histograms (the cell is clamped), so unchecked
 bad input gives wrong sums, never a crash.
 
-numba is optional (extra ``fast``); without it, or with ``DENSECAL_FUSED=0`` in the
-environment, every update takes the torch path.
+numba is a core dependency; on a platform without numba wheels (it is then missing), for CUDA
+tensors, or with ``DENSECAL_FUSED=0`` in the environment, every update takes the torch path.
 """
 
 from __future__ import annotations
