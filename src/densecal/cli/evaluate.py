@@ -25,9 +25,12 @@ def evaluate(
     confidence: str = typer.Option("top-label", "--confidence", help="top-label or positive."),
     aggregate: str = typer.Option("pooled", "--aggregate", help="pooled or per-image."),
     protocol: str = typer.Option("raw", "--protocol", help="raw or official (ASLP code)."),
+    measures: str = typer.Option("all", "--measures",
+                                 help="all, or calibration (skip the S/E/F-measures)."),
     target: str = typer.Option("hard", "--target", help="hard or soft ground truth (raw)."),
     threshold: float = typer.Option(0.5, "--threshold"),
-    num_workers: int = typer.Option(0, "--num-workers", help="Decoding workers for --pred."),
+    num_workers: int = typer.Option(0, "--num-workers", help="Worker processes for --pred: "
+                                    "decoding and the S/E/F-measures."),
     num_classes: int | None = typer.Option(
         None, "--num-classes", help="With --pred: K-class maps (NAME.npy of shape (K, H, W)) "
                                     "scored against label maps; a checkpoint knows its K."),
@@ -51,7 +54,8 @@ def evaluate(
     )
 
     options = EvaluationOptions(n_bins=n_bins, confidence=confidence, aggregate=aggregate,
-                                protocol=protocol, threshold=threshold, target=target)
+                                protocol=protocol, threshold=threshold, target=target,
+                                measures=measures)
     check_out_apart(out, {"--checkpoint": checkpoint, "--data": data, "--pred": pred,
                           "--gt": gt, "--ood": ood})
     check_replaceable(out, "evaluate")

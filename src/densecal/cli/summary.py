@@ -19,10 +19,15 @@ def result_line(result: dict[str, Any]) -> str:
         >>> result_line({"calibration": {"ece": 0.0125, "oe": 0.01, "accuracy": 0.9},
         ...               "segmentation": {"mae": 0.05, "max_f": 0.8}})
         'ECE 1.25%  OE 1.00%  acc 90.00%  MAE 0.0500  max-F 0.8000'
+        >>> result_line({"calibration": {"ece": 0.0125, "oe": 0.01, "accuracy": 0.9},
+        ...               "segmentation": {"mae": None, "max_f": None}})
+        'ECE 1.25%  OE 1.00%  acc 90.00%'
     """
     c, s = result["calibration"], result["segmentation"]
     line = f"ECE {_pct(c['ece'])}  OE {_pct(c['oe'])}  acc {_pct(c['accuracy'])}  "
     if "dice_class" not in s:
+        if s["mae"] is None:  # --measures calibration
+            return line.rstrip()
         return line + f"MAE {s['mae']:.4f}  max-F {s['max_f']:.4f}"
     line = (f"ECE {_pct(c['ece'])}  fg-ECE {_pct(c['ece_foreground'])}  OE {_pct(c['oe'])}  "
             f"acc {_pct(c['accuracy'])}  Dice {s['dice']:.4f}  IoU {s['iou']:.4f}")

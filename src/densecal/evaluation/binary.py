@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from densecal.errors import input_error
+from densecal.errors import DensecalInputError, input_error
 from densecal.evaluation.options import EvaluationOptions
 from densecal.evaluation.schema import EVALUATE_SCHEMA, Evaluation
 from densecal.metrics.calibration import PixelCalibration
-from densecal.metrics.segmentation import SODMetrics
+from densecal.metrics.segmentation import SOD_KEYS, ImageSOD, SODMetrics
 
-__all__ = ["BYTES_PER_PIXEL", "Evaluator", "evaluate_maps", "official_quantise"]
+__all__ = ["BYTES_PER_PIXEL", "Evaluator", "evaluate_maps", "measure_sod", "official_quantise",
+           "sod_map"]
 
 BYTES_PER_PIXEL = 100
 """Peak memory of evaluating one binary map, per pixel, above a fixed ~0.5 GiB (measured by
@@ -92,6 +93,27 @@ def official_quantise(pred: np.ndarray) -> np.ndarray:
     return (np.round(pred * 255.0) / 255.0).astype(np.float32)
 
 
+def sod_map(pred: np.ndarray, protocol: str) -> np.ndarray:
+    """The float map the SOD measures see: 8-bit levels as ``v / 255`` (float32, as
+    ``read_mask`` reads a PNG), and under the ``official`` protocol :func:`official_quantise`."""
+    if pred.dtype == np.uint8:
+        pred = (pred / 255.0).astype(np.float32)
+    return official_quantise(pred) if protocol == "official" else pred
+
+
+def measure_sod(metric: SODMetrics, pred: np.ndarray, gt: np.ndarray) -> ImageSOD | None:
+    """One pair's SOD measures as :meth:`Evaluator.add` would compute them, or None when the
+    pair is bad input (:meth:`Evaluator.add` then reports it, naming the files). Runs in
+    decoding workers: ``metric`` must have the evaluation's protocol and threshold."""
+    try:
+        if pred.shape != gt.shape:
+            return None
+        check_memory("", pred.size, pred.shape)
+        return metric.measure(sod_map(pred, metric.protocol), gt)
+    except DensecalInputError:
+        return None
+
+
 class Evaluator:
     """Streaming evaluator: :meth:`add` one (prediction, ground truth) pair at a time.
 
@@ -117,7 +139,8 @@ class Evaluator:
         """Time spent in :meth:`add` on calibration and on the SOD measures (for reports)."""
         self._created = time.perf_counter()
 
-    def add(self, name: str, pred: np.ndarray, gt: np.ndarray) -> dict[str, Any]:
+    def add(self, name: str, pred: np.ndarray, gt: np.ndarray, sod: ImageSOD | None = None
+            ) -> dict[str, Any]:
         """Score one map.
 
         Args:
@@ -127,6 +150,9 @@ class Evaluator:
                 ``read_prediction(keep_8bit=True)`` gives them). Both give the same numbers;
                 8-bit maps with a ``hard`` target take the exact one-pass histogram path.
             gt: ground-truth mask ``(H, W)`` in [0, 1] (soft allowed).
+            sod: this pair's SOD measures, already computed (in a decoding worker, by
+                :func:`measure_sod`); None computes them here. Unused with
+                ``measures="calibration"``.
 
         Returns:
             The image's row of the per-image table.
@@ -148,7 +174,8 @@ class Evaluator:
             raise input_error(name, f"prediction values outside [0, 1] (min {pred.min():.4g}, "
                               f"max {pred.max():.4g}); probabilities expected")
         if self.options.protocol == "official":
-            pred, levels = official_quantise(pred), None
+            levels = None  # the map is re-quantised below: no 8-bit shortcut
+        pred = sod_map(pred, self.options.protocol)
         start = time.perf_counter()
         p, y = self._calibration_inputs(pred, levels, gt)
         # one pass: the image's own state gives its row and is merged into the dataset state
@@ -161,13 +188,18 @@ class Evaluator:
         else:
             self.calibration.merge_state(own_metric)
         middle = time.perf_counter()
-        seg = self.segmentation.update(pred, gt)
+        if self.options.measures != "all":
+            seg: dict[str, Any] = dict.fromkeys(("mae", "s_measure", "dice", "iou"))
+        elif sod is not None:
+            seg = self.segmentation.add(sod)
+        else:
+            seg = self.segmentation.update(pred, gt)
         self.seconds["calibration"] += middle - start
         self.seconds["segmentation"] += time.perf_counter() - middle
         self.n_pixels += int(pred.size)
         row: dict[str, Any] = {"name": name}
         row.update({k: float(own[k]) for k in ("ece", "oe", "mce", "accuracy", "brier", "nll")})
-        row.update({k: float(v) for k, v in seg.items()})
+        row.update(seg)
         self.rows.append(row)
         return row
 
@@ -204,16 +236,19 @@ class Evaluator:
                         "n_pixels": self.n_pixels},
             "protocol": self.options.to_dict(),
             "calibration": calibration,
-            "segmentation": {k: float(v) for k, v in self.segmentation.compute().items()},
+            "segmentation": (self.segmentation.compute() if self.options.measures == "all"
+                             else dict.fromkeys(SOD_KEYS)),
             "reliability": reliability,
         }
         seconds = {"total": time.perf_counter() - self._created, **self.seconds}
         return Evaluation(result, list(self.rows), seconds)
 
 
-def evaluate_maps(pairs: Iterable[tuple[str, np.ndarray, np.ndarray]],
-                  options: EvaluationOptions | None = None, name: str = "") -> Evaluation:
-    """Evaluate a stream of ``(name, prediction (H, W), ground truth (H, W))`` triples.
+def evaluate_maps(pairs: Iterable[tuple[Any, ...]], options: EvaluationOptions | None = None,
+                  name: str = "") -> Evaluation:
+    """Evaluate a stream of ``(name, prediction (H, W), ground truth (H, W))`` triples (or
+    ``(name, prediction, ground truth, ImageSOD)`` with the SOD measures already computed; see
+    :meth:`Evaluator.add`).
 
     Example:
         >>> import numpy as np

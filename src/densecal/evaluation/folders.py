@@ -19,10 +19,11 @@ from densecal._checks import check_int
 from densecal.data.pairs import MASK_DIR_NAMES, find_prediction_pairs, find_predictions
 from densecal.data.readers import read_distribution, read_label, read_mask, read_prediction
 from densecal.errors import input_error, naming_sources
-from densecal.evaluation.binary import Evaluator, evaluate_maps
+from densecal.evaluation.binary import Evaluator, evaluate_maps, measure_sod
 from densecal.evaluation.multiclass import MulticlassEvaluator
 from densecal.evaluation.options import EvaluationOptions, MulticlassOptions
 from densecal.evaluation.schema import Evaluation
+from densecal.metrics.segmentation import SODMetrics
 from densecal.progress import track
 
 __all__ = [
@@ -53,9 +54,12 @@ def iter_prediction_pairs(pred_dir: str | Path, gt_dir: str | Path,
     return _decoded(find_prediction_pairs(pred_dir, gt_dir), num_workers)
 
 
-def _decoded(pairs: list[Any], num_workers: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+def _decoded(pairs: list[Any], num_workers: int, sod: SODMetrics | None = None
+             ) -> Iterator[tuple[Any, ...]]:
+    """Decoded pairs in name order; with ``sod``, each also carries its SOD measures, computed
+    in the worker that decoded it (:func:`~densecal.evaluation.binary.measure_sod`)."""
     check_int("--num-workers", num_workers, low=0, high=1024)
-    dataset = _PredictionPairs(pairs)
+    dataset = _PredictionPairs(pairs, sod)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
                                          num_workers=num_workers, collate_fn=_identity)
     yield from track(loader, "evaluate", total=len(pairs))
@@ -64,15 +68,19 @@ def _decoded(pairs: list[Any], num_workers: int) -> Iterator[tuple[str, np.ndarr
 class _PredictionPairs(torch.utils.data.Dataset):
     """Decodes (prediction, mask) pairs; module-level so DataLoader workers can pickle it."""
 
-    def __init__(self, pairs: list[Any]) -> None:
+    def __init__(self, pairs: list[Any], sod: SODMetrics | None = None) -> None:
         self.pairs = pairs
+        self.sod = sod
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, i: int) -> tuple[str, np.ndarray, np.ndarray]:
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
         pair = self.pairs[i]
-        return pair.name, read_prediction(pair.image, keep_8bit=True), read_mask(pair.mask)
+        pred, gt = read_prediction(pair.image, keep_8bit=True), read_mask(pair.mask)
+        if self.sod is None:
+            return pair.name, pred, gt
+        return pair.name, pred, gt, measure_sod(self.sod, pred, gt)
 
 
 def _identity(item: Any) -> Any:
@@ -125,9 +133,13 @@ def evaluate_prediction_folder(pred: str | Path, gt: str | Path,
                                ood: str | Path | None = None, num_workers: int = 0
                                ) -> dict[str, Evaluation]:
     """Evaluate saved maps against masks (split ``test``); ``ood`` maps against all-zero masks."""
+    options = options or EvaluationOptions()
     pairs = find_prediction_pairs(pred, gt)
+    # with workers, the SOD measures (most of the time) run in them, beside the decoding
+    sod = (SODMetrics(protocol=options.protocol, threshold=options.threshold)
+           if num_workers > 0 and options.measures == "all" else None)
     with naming_sources({p.name: _pair_files(p) for p in pairs}):
-        evaluations = {"test": evaluate_maps(_decoded(pairs, num_workers), options,
+        evaluations = {"test": evaluate_maps(_decoded(pairs, num_workers, sod), options,
                                              name=Path(gt).name)}
     if ood is not None:
         evaluator = Evaluator(options, name=Path(ood).name)

@@ -8,9 +8,20 @@ from typing import Any
 from densecal._checks import parse_choice
 from densecal.errors import input_error
 from densecal.metrics.functional.calibration import MAX_BINS
-from densecal.types import Protocol
+from densecal.types import Protocol, StrEnum
 
-__all__ = ["PROTOCOLS", "EvaluationOptions", "MulticlassOptions"]
+__all__ = ["PROTOCOLS", "EvaluationOptions", "Measures", "MulticlassOptions"]
+
+
+class Measures(StrEnum):
+    """Which measures ``densecal evaluate`` computes (``--measures``).
+
+    ``ALL``: calibration and the SOD accuracy measures. ``CALIBRATION``: calibration only; the
+    S/E/F-measures (most of the time on saved maps) are skipped and written as ``null``.
+    """
+
+    ALL = "all"
+    CALIBRATION = "calibration"
 
 PROTOCOLS = tuple(p.value for p in Protocol)
 
@@ -27,6 +38,7 @@ class EvaluationOptions:
         protocol: ``raw`` or ``official`` (see the module docstring).
         threshold: foreground decision threshold on q.
         target: ``hard`` or ``soft`` ground truth (the ``official`` protocol uses ``strict``).
+        measures: ``all`` or ``calibration`` (:class:`Measures`).
     """
 
     n_bins: int = 10
@@ -35,11 +47,15 @@ class EvaluationOptions:
     protocol: Protocol | str = "raw"
     threshold: float = 0.5
     target: str = "hard"
+    measures: Measures | str = "all"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "protocol", parse_choice(
             Protocol, self.protocol, "--protocol",
             message="unknown protocol {value}; choose raw or official").value)
+        object.__setattr__(self, "measures", parse_choice(
+            Measures, self.measures, "--measures",
+            message="unknown value {value}; choose all or calibration").value)
         if self.n_bins < 1:
             raise input_error("--n-bins", f"must be at least 1, got {self.n_bins}")
         if self.n_bins > MAX_BINS:

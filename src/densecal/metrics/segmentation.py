@@ -32,6 +32,7 @@ Degenerate inputs, where the reference code leaves [0, 1] (see ``docs/methods.md
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,7 @@ from densecal.metrics.functional.segmentation import (
 )
 from densecal.types import Protocol
 
-__all__ = ["SOD_KEYS", "SODMetrics", "dice_iou"]
+__all__ = ["SOD_KEYS", "ImageSOD", "SODMetrics", "dice_iou"]
 
 #: Keys of :meth:`SODMetrics.compute`, in report order.
 SOD_KEYS: tuple[str, ...] = (
@@ -85,6 +86,34 @@ class _GuardedSmeasure(Smeasure):
         if pred.size == 0:
             return 0.0
         return float(super().ssim(pred, gt))
+
+
+@dataclass(frozen=True)
+class ImageSOD:
+    """One image's SOD measures, as :meth:`SODMetrics.measure` gives them and
+    :meth:`SODMetrics.add` merges them (picklable, for worker processes).
+
+    Attributes:
+        f_curve: ``(256,)`` F-measure at the thresholds of pysodmetrics' curve.
+        adaptive_f: F-measure at the adaptive threshold.
+        e_curve: ``(256,)`` E-measure curve (averaged over H·W pixels).
+        weighted_f: weighted F-measure.
+        mae, s_measure, dice, iou: the per-image values of the per-image table.
+    """
+
+    f_curve: np.ndarray
+    adaptive_f: float
+    e_curve: np.ndarray
+    weighted_f: float
+    mae: float
+    s_measure: float
+    dice: float
+    iou: float
+
+    def row(self) -> dict[str, float]:
+        """``{"mae", "s_measure", "dice", "iou"}`` (the per-image table's SOD columns)."""
+        return {"mae": self.mae, "s_measure": self.s_measure, "dice": self.dice,
+                "iou": self.iou}
 
 
 class SODMetrics:
@@ -132,20 +161,19 @@ class SODMetrics:
 
     def reset(self) -> None:
         """Forget every image added so far."""
-        self._fm = FmeasureV2(
-            {"fm": FmeasureHandler(with_dynamic=True, with_adaptive=True, beta=_F_BETA2)}
-        )
+        # pysodmetrics objects used one image at a time: each step's entry is popped at once
+        self._f_handler = FmeasureHandler(with_dynamic=True, with_adaptive=True, beta=_F_BETA2)
+        self._fm = FmeasureV2({"fm": self._f_handler})
         self._em = _PaperEmeasure()
         self._wfm = WeightedFmeasure()
         self._mae = MAE()
         self._sm = _GuardedSmeasure(alpha=_S_ALPHA)
-        self._per_image: dict[str, list[float]] = {k: [] for k in ("mae", "s_measure", "dice",
-                                                                   "iou")}
+        self._images: list[ImageSOD] = []
 
     @property
     def n_images(self) -> int:
         """Number of images added since the last :meth:`reset`."""
-        return len(self._per_image["mae"])
+        return len(self._images)
 
     def _prepare(self, q: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Map validated float maps to pysodmetrics' normalised form (float pred, bool gt)."""
@@ -155,8 +183,42 @@ class SODMetrics:
         y8 = np.rint(y * 255.0).astype(np.uint8)
         return prepare_data(q8, y8)
 
+    def measure(self, pred: Any, gt: Any) -> ImageSOD:
+        """One image's measures, without adding them (:meth:`add` does; a worker process can
+        measure and the main process add, with the same result as :meth:`update`).
+
+        Args:
+            pred: predicted foreground probabilities q, shape ``(H, W)``, values in [0, 1].
+            gt: ground truth y, shape ``(H, W)``, values in [0, 1] (may be soft).
+
+        Raises:
+            DensecalInputError: on shape mismatch, non-2-D input, NaN/inf or values outside
+                [0, 1].
+        """
+        q, y = check_pair(pred, gt)
+        p, g = self._prepare(q, y)
+        # Every pysodmetrics measure receives the same prepared maps (normalize=False), so the
+        # "official" normalisation is done once, exactly as each measure would do it.
+        self._fm.step(p, g, normalize=False)
+        self._em.step(p, g, normalize=False)
+        self._wfm.step(p, g, normalize=False)
+        self._em.adaptive_ems.pop()  # not reported
+        dice, iou = binary_dice_iou(p >= self.threshold, g)
+        return ImageSOD(f_curve=np.asarray(self._f_handler.dynamic_results.pop()),
+                        adaptive_f=float(self._f_handler.adaptive_results.pop()),
+                        e_curve=np.asarray(self._em.changeable_ems.pop()),
+                        weighted_f=float(self._wfm.weighted_fms.pop()),
+                        mae=float(self._mae.cal_mae(p, g)), s_measure=float(self._sm.cal_sm(p, g)),
+                        dice=dice, iou=iou)
+
+    def add(self, image: ImageSOD) -> dict[str, float]:
+        """Add one image's measures (from :meth:`measure`); returns its per-image row
+        ``{"mae", "s_measure", "dice", "iou"}``."""
+        self._images.append(image)
+        return image.row()
+
     def update(self, pred: Any, gt: Any) -> dict[str, float]:
-        """Add one image.
+        """Add one image: :meth:`add` of :meth:`measure`.
 
         Args:
             pred: predicted foreground probabilities q, shape ``(H, W)``, values in [0, 1].
@@ -170,23 +232,14 @@ class SODMetrics:
             DensecalInputError: on shape mismatch, non-2-D input, NaN/inf or values outside
                 [0, 1].
         """
-        q, y = check_pair(pred, gt)
-        p, g = self._prepare(q, y)
-        # Every pysodmetrics measure receives the same prepared maps (normalize=False), so the
-        # "official" normalisation is done once, exactly as each measure would do it.
-        self._fm.step(p, g, normalize=False)
-        self._em.step(p, g, normalize=False)
-        self._wfm.step(p, g, normalize=False)
-        mae = float(self._mae.cal_mae(p, g))
-        s = float(self._sm.cal_sm(p, g))
-        dice, iou = binary_dice_iou(p >= self.threshold, g)
-        values = {"mae": mae, "s_measure": s, "dice": dice, "iou": iou}
-        for key, value in values.items():
-            self._per_image[key].append(value)
-        return values
+        return self.add(self.measure(pred, gt))
 
     def compute(self) -> dict[str, float]:
         """Dataset-level measures over every image added.
+
+        The F- and E-measure curves are means over images of the per-image curves, reduced as
+        pysodmetrics reduces them (``np.mean`` of a float64 stack), so the numbers equal
+        pysodmetrics' own to the last bit.
 
         Returns:
             ``{"mae", "max_f", "mean_f", "adaptive_f", "max_e", "mean_e", "s_measure",
@@ -197,20 +250,24 @@ class SODMetrics:
         """
         if self.n_images == 0:
             raise input_error("SODMetrics.compute", "no image was added with update()")
-        fm = self._fm.get_results()["fm"]
-        em = self._em.get_results()["em"]
-        f_curve = np.asarray(fm["dynamic"], dtype=np.float64)
-        e_curve = np.asarray(em["curve"], dtype=np.float64)
+
+        def mean(key: str) -> Any:
+            return np.mean(np.array([getattr(i, key) for i in self._images], np.float64), axis=0)
+
+        def fsum_mean(key: str) -> float:
+            return math.fsum(getattr(i, key) for i in self._images) / self.n_images
+
+        f_curve, e_curve = mean("f_curve"), mean("e_curve")
         out = {
-            "mae": math.fsum(self._per_image["mae"]) / self.n_images,
+            "mae": fsum_mean("mae"),
             "max_f": float(f_curve.max()),
             "mean_f": float(f_curve.mean()),
-            "adaptive_f": float(fm["adaptive"]),
+            "adaptive_f": float(mean("adaptive_f")),
             "max_e": float(e_curve.max()),
             "mean_e": float(e_curve.mean()),
-            "s_measure": math.fsum(self._per_image["s_measure"]) / self.n_images,
-            "weighted_f": float(self._wfm.get_results()["wfm"]),
-            "dice": math.fsum(self._per_image["dice"]) / self.n_images,
-            "iou": math.fsum(self._per_image["iou"]) / self.n_images,
+            "s_measure": fsum_mean("s_measure"),
+            "weighted_f": float(mean("weighted_f")),
+            "dice": fsum_mean("dice"),
+            "iou": fsum_mean("iou"),
         }
         return {k: out[k] for k in SOD_KEYS}
