@@ -68,7 +68,7 @@ def test_predict_and_evaluate_end_to_end(tiny_demo: dict[str, Path], tiny_checkp
         assert (from_ckpt / name).is_file(), name
     a = json.loads((from_maps / "metrics.json").read_text())
     b = json.loads((from_ckpt / "metrics.json").read_text())
-    assert a["schema"] == "densecal.evaluate/1"
+    assert a["schema"] == "densecal.evaluate/2"
     # 8-bit PNG maps vs float maps: quantisation moves ECE by at most half a grey level.
     assert abs(a["calibration"]["ece"] - b["calibration"]["ece"]) < 1 / 255
     assert a["dataset"]["n_images"] == 6

@@ -27,6 +27,7 @@ from densecal.metrics.functional import pixel_calibration, reliability_bins
 
 KEYS = ("ece", "mce", "oe", "ace", "brier", "nll", "accuracy")
 CLASS_KEYS = ("ece_class", "classwise_ece", "marginal_ece")
+FAILURE_KEYS = ("aurc", "eaurc", "auroc", "fpr95")  # tested in test_failure_detection.py
 FINE = 1 << 16  # fine bins: far narrower than the spacing of the test confidences
 TOL = 1e-12
 IGNORE = 255
@@ -129,8 +130,8 @@ def reference(task, p, y, valid, *, per_image, include_background=True, **kw):
 
 
 def assert_matches(got: dict, want: dict, tol: float = TOL) -> None:
-    assert set(got) == set(KEYS + CLASS_KEYS)
-    for k in got:
+    assert set(got) == set(KEYS + FAILURE_KEYS + CLASS_KEYS)
+    for k in want:
         np.testing.assert_allclose(got[k].numpy(), want[k], atol=tol, rtol=0, err_msg=k)
 
 
@@ -475,7 +476,7 @@ def test_state_is_constant_and_binary_state_unchanged():
     size = mc.state_size()
     mc.update(torch.softmax(torch.randn(2, 19, 16, 16), 1), torch.randint(0, 19, (2, 16, 16)))
     assert mc.state_size() == size == binary.state_size() + 3 * 19 * 15 + 2 * 19 + 2
-    assert set(pixel_calibration(torch.rand(2, 4), torch.rand(2, 4))) == set(KEYS)
+    assert set(pixel_calibration(torch.rand(2, 4), torch.rand(2, 4))) == set(KEYS + FAILURE_KEYS)
 
 
 def test_float32_half_probabilities():

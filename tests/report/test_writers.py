@@ -34,7 +34,8 @@ def _result(ece: float = 0.03125, mae: float = 0.0625) -> dict:
         "protocol": {"n_bins": 4, "confidence": "top-label", "threshold": 0.5,
                      "aggregate": "pooled", "protocol": "raw", "target": "hard"},
         "calibration": {"ece": ece, "mce": 0.25, "oe": 0.015625, "ace": 0.0390625,
-                        "brier": 0.046875, "nll": 1.5, "accuracy": 0.9375},
+                        "brier": 0.046875, "nll": 1.5, "accuracy": 0.9375, "aurc": 0.0625,
+                        "eaurc": 0.03125, "auroc": 0.75, "fpr95": 0.5},
         "segmentation": {"mae": mae, "max_f": 0.875, "mean_f": 0.75, "adaptive_f": 0.8125,
                          "max_e": 0.96875, "mean_e": 0.9, "s_measure": 0.84375,
                          "weighted_f": 0.8, "dice": 0.9, "iou": 0.8125},
@@ -62,7 +63,7 @@ def test_write_json_round_trip_nan_becomes_null(tmp_path: Path) -> None:
     write_json(path, result)
     text = path.read_text(encoding="utf-8")
     assert "NaN" not in text and text.endswith("}\n")
-    assert text.startswith('{\n  "schema": "densecal.evaluate/1",\n  "dataset": {')  # key order
+    assert text.startswith('{\n  "schema": "densecal.evaluate/2",\n  "dataset": {')  # key order
     loaded = _strict_load(text)
     assert loaded["reliability"]["confidence"] == [None, None, 0.625, 0.9375]
     assert loaded["reliability"]["accuracy"] == [None, None, 0.5, 0.9375]

@@ -8,7 +8,7 @@ resumes from its last checkpoint. ``--out`` is a workspace
 given), ``runs/`` and ``report/``, which at the end is replaced as a whole with:
 
 * ``benchmark.json`` (schema ``densecal.benchmark/1``: one record per method, seed and split with
-  the ``calibration`` and ``segmentation`` blocks of ``densecal.evaluate/1``),
+  the ``calibration`` and ``segmentation`` blocks of ``densecal.evaluate/2``),
 * ``runs.csv`` (the same records, one row each),
 * ``benchmark.md`` (mean ± std over seeds per method and split),
 * ``ece_vs_maxf.png`` (test ECE against max-F, one point per run).

@@ -39,7 +39,7 @@ def evaluate(
 ) -> None:
     """Write metrics.json, report.md, reliability.png, per_image.csv.
 
-    Binary maps: schema densecal.evaluate/1. Multi-class maps (a multi-class checkpoint, or
+    Binary maps: schema densecal.evaluate/2. Multi-class maps (a multi-class checkpoint, or
     --pred with --num-classes): schema densecal.evaluate-multiclass/2 with foreground-only ECE,
     per-volume means (stems VOLUME__SLICE) and soft-truth calibration when DATA/soft/ exists.
     """

@@ -3,7 +3,7 @@
 The data path goes straight through: pairs of (prediction map, ground-truth mask) stream in one at
 a time, update constant-memory calibration state (:class:`~densecal.metrics.PixelCalibration`)
 and the SOD accuracy measures (:class:`~densecal.metrics.segmentation.SODMetrics`), and come out
-as one result dict of schema ``densecal.evaluate/1`` plus a per-image table.
+as one result dict of schema ``densecal.evaluate/2`` plus a per-image table.
 
 Protocols (``docs/methods.md``, *Evaluation protocols*):
 
@@ -220,7 +220,7 @@ class Evaluator:
         return _tensor(pred, np.float32), y
 
     def evaluation(self) -> Evaluation:
-        """The accumulated result (schema ``densecal.evaluate/1``) and per-image rows.
+        """The accumulated result (schema ``densecal.evaluate/2``) and per-image rows.
 
         Raises:
             DensecalInputError: no image was added.

@@ -1,13 +1,15 @@
-"""The results ``densecal evaluate`` produces: schemas ``densecal.evaluate/1`` (binary maps) and
+"""The results ``densecal evaluate`` produces: schemas ``densecal.evaluate/2`` (binary maps) and
 ``densecal.evaluate-multiclass/2`` (K-class maps), the :class:`Evaluation` that carries one, and
 the exact check of the binary schema.
 
-``densecal.evaluate/1`` (every value a fraction in [0, 1], never a percentage)::
+``densecal.evaluate/2`` (every value a fraction in [0, 1], never a percentage; ``/2`` added the
+failure-detection keys ``aurc``, ``eaurc``, ``auroc``, ``fpr95`` to ``calibration``)::
 
-    {"schema": "densecal.evaluate/1",
+    {"schema": "densecal.evaluate/2",
      "dataset": {"name", "n_images", "n_pixels"},
      "protocol": {"n_bins", "confidence", "threshold", "aggregate", "protocol", "target"},
-     "calibration": {"ece", "mce", "oe", "ace", "brier", "nll", "accuracy"},
+     "calibration": {"ece", "mce", "oe", "ace", "brier", "nll", "accuracy",
+                     "aurc", "eaurc", "auroc", "fpr95"},
      "segmentation": {"mae", "max_f", "mean_f", "adaptive_f", "max_e", "mean_e", "s_measure",
                       "weighted_f", "dice", "iou"},
      "reliability": {"bin_lower", "bin_upper", "count", "confidence", "accuracy"}}
@@ -35,13 +37,14 @@ __all__ = [
 ]
 
 EVALUATE_MULTICLASS_SCHEMA = "densecal.evaluate-multiclass/2"
-EVALUATE_SCHEMA = "densecal.evaluate/1"
+EVALUATE_SCHEMA = "densecal.evaluate/2"
 
 #: Exact key sets of each section of an evaluate result.
 EVALUATE_SECTIONS: dict[str, tuple[str, ...]] = {
     "dataset": ("name", "n_images", "n_pixels"),
     "protocol": ("n_bins", "confidence", "threshold", "aggregate", "protocol", "target"),
-    "calibration": ("ece", "mce", "oe", "ace", "brier", "nll", "accuracy"),
+    "calibration": ("ece", "mce", "oe", "ace", "brier", "nll", "accuracy", "aurc", "eaurc",
+                    "auroc", "fpr95"),
     "segmentation": ("mae", "max_f", "mean_f", "adaptive_f", "max_e", "mean_e", "s_measure",
                      "weighted_f", "dice", "iou"),
     "reliability": ("bin_lower", "bin_upper", "count", "confidence", "accuracy"),
@@ -81,7 +84,7 @@ def _check_fraction(section: str, key: str, x: Any) -> None:
 
 
 def validate_evaluate_result(d: Mapping[str, Any]) -> None:
-    """Check that ``d`` follows schema ``densecal.evaluate/1`` exactly.
+    """Check that ``d`` follows schema ``densecal.evaluate/2`` exactly.
 
     Checks the exact key set of the top level and of every section, the schema string, that
     metric values are numbers (or ``None``/NaN) in [0, 1] (NLL >= 0 without upper bound), and
@@ -123,7 +126,7 @@ def validate_evaluate_result(d: Mapping[str, Any]) -> None:
 def check_result_values(d: Mapping[str, Any]) -> None:
     """Check, before anything is written, that every metric value of a result is in range.
 
-    A binary result (``densecal.evaluate/1``) gets :func:`validate_evaluate_result`. In a
+    A binary result (``densecal.evaluate/2``) gets :func:`validate_evaluate_result`. In a
     multi-class result (``densecal.evaluate-multiclass/2``) every number in ``calibration``,
     ``segmentation``, ``soft_truth`` and ``per_volume.mean``/``std`` (lists element-wise) must be
     ``None``/NaN or a fraction in [0, 1]; NLL keys only >= 0 and multi-class Brier scores (a sum
@@ -153,7 +156,7 @@ def _check_multiclass_value(section: str, key: str, x: float) -> None:
 
 @dataclass
 class Evaluation:
-    """The outcome of evaluating one dataset: ``result`` (schema ``densecal.evaluate/1``),
+    """The outcome of evaluating one dataset: ``result`` (schema ``densecal.evaluate/2``),
     ``per_image`` rows (name plus per-image calibration and accuracy values) and ``seconds``:
     wall-clock time of the whole pass (``total``, from the evaluator's creation, so decoding
     that is not overlapped is included) and of its ``calibration`` and ``segmentation``

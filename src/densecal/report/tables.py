@@ -155,7 +155,7 @@ def metrics_table(
     """One Markdown row per (run, split) of evaluate results.
 
     Args:
-        runs: run name -> split name -> an evaluate result dict (schema ``densecal.evaluate/1``,
+        runs: run name -> split name -> an evaluate result dict (schema ``densecal.evaluate/2``,
             see :mod:`densecal.report.writers`), e.g. ``{"bce": {"test": r1, "ood": r2}}``.
             Rows follow the mappings' order.
         columns: ``(label, section, key)`` triples, e.g. ``("ECE %", "calibration", "ece")``.

@@ -1,15 +1,16 @@
-"""Result files: ``metrics.json`` (schema ``densecal.evaluate/1``), per-image CSV, ``report.md``.
+"""Result files: ``metrics.json`` (schema ``densecal.evaluate/2``), per-image CSV, ``report.md``.
 
 Every writer is atomic (:mod:`densecal.atomic`): a file appears whole or not at all, and a
 failure while serialising leaves an earlier file of the same name untouched.
 
 The evaluate result (the contract of ``densecal evaluate``, docs/methods.md section 8) is::
 
-    {"schema": "densecal.evaluate/1",
+    {"schema": "densecal.evaluate/2",
      "dataset": {"name": str, "n_images": int, "n_pixels": int},
      "protocol": {"n_bins": int, "confidence": str, "threshold": float, "aggregate": str,
                   "protocol": str, "target": str},
-     "calibration": {"ece", "mce", "oe", "ace", "brier", "nll", "accuracy"},
+     "calibration": {"ece", "mce", "oe", "ace", "brier", "nll", "accuracy",
+                     "aurc", "eaurc", "auroc", "fpr95"},
      "segmentation": {"mae", "max_f", "mean_f", "adaptive_f", "max_e", "mean_e", "s_measure",
                       "weighted_f", "dice", "iou"},
      "reliability": {"bin_lower": [...], "bin_upper": [...], "count": [...],

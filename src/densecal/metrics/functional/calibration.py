@@ -213,7 +213,7 @@ def state_compute(state: Mapping[str, Tensor], options: CalibrationOptions) -> d
     """The metrics of a sum state (the keys of :func:`pixel_calibration`)."""
     top, classes = _states(state)
     if classes is None:
-        return binary_compute(top, options.aggregate)
+        return binary_compute(top, options.aggregate, options.confidence)
     return class_compute(top, classes, options)
 
 
@@ -402,7 +402,7 @@ def pixel_calibration(
                      ignore_index, fine_bins, task, num_classes, include_background)
     if options.task is Task.BINARY:
         state = binary_update(preds, target, options, validate=validate_args)
-        return binary_compute(state, options.aggregate)
+        return binary_compute(state, options.aggregate, options.confidence)
     return class_compute(*class_update(preds, target, options, validate=validate_args), options)
 
 

@@ -20,7 +20,8 @@ from densecal.metrics.functional._calibration.binning import (
     equal_mass_ace,
     uniform_bin_errors,
 )
-from densecal.metrics.functional._calibration.options import Aggregate
+from densecal.metrics.functional._calibration.failure import FAILURE_KEYS, failure_detection
+from densecal.metrics.functional._calibration.options import Aggregate, Confidence
 
 __all__ = ["METRIC_KEYS", "CalibrationState", "bin_table"]
 
@@ -96,13 +97,28 @@ def add_part(state: CalibrationState, part: ChunkStatistics) -> None:
         acc.add_(new)
 
 
-def binary_compute(state: CalibrationState, aggregate: Aggregate) -> dict[str, Tensor]:
+def binary_compute(state: CalibrationState, aggregate: Aggregate,
+                   confidence: Confidence = Confidence.TOP_LABEL) -> dict[str, Tensor]:
     """Metrics from accumulated statistics (NaN when no pixel was seen).
 
     Pooled: ECE/MCE/OE from the equal-width bins, ACE from the fine histogram regrouped into
     ``n_bins`` equal-mass bins (``n_bins`` = length of ``state.bin_count``), Brier/NLL/accuracy
-    as pixel means. Per-image: mean over images of each image's values.
+    as pixel means. Per-image: mean over images of each image's values. Then the failure-
+    detection keys ``aurc, eaurc, auroc, fpr95`` from the pooled fine histogram
+    (:func:`~densecal.metrics.functional._calibration.failure.failure_detection`; always pooled,
+    NaN for the ``positive`` confidence, which does not rank correctness).
     """
+    out = _calibration_keys(state, aggregate)
+    if confidence is Confidence.TOP_LABEL:
+        found = failure_detection(state.fine_count.cpu().numpy(), state.fine_acc.cpu().numpy())
+    else:
+        found = dict.fromkeys(FAILURE_KEYS, float("nan"))
+    for key in FAILURE_KEYS:
+        out[key] = torch.tensor(found[key], dtype=torch.float64, device=state.count.device)
+    return out
+
+
+def _calibration_keys(state: CalibrationState, aggregate: Aggregate) -> dict[str, Tensor]:
     if aggregate is Aggregate.PER_IMAGE:
         means = state.image_sums / state.image_count
         return {k: means[i] for i, k in enumerate(METRIC_KEYS)}

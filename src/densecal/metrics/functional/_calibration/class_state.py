@@ -216,7 +216,7 @@ def class_compute(
 ) -> dict[str, Tensor]:
     """Metrics of C-channel maps: the top-label keys, then ``ece_class``, ``classwise_ece``
     and ``marginal_ece`` (see :func:`densecal.metrics.functional.pixel_calibration`)."""
-    out = binary_compute(state, options.aggregate)
+    out = binary_compute(state, options.aggregate, options.confidence)
     first = 0 if options.include_background else 1
     if options.aggregate is Aggregate.PER_IMAGE:
         ece_class = cstate.image_class_ece / cstate.image_class_count
