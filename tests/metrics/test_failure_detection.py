@@ -110,3 +110,23 @@ def test_undefined_cases_are_nan() -> None:
     all_wrong = failure_detection(np.array([3.0, 2.0]), np.array([0.0, 0.0]))
     assert all_wrong["aurc"] == pytest.approx(1.0) and all_wrong["eaurc"] == pytest.approx(0.0)
     assert np.isnan(all_wrong["auroc"]) and np.isnan(all_wrong["fpr95"])
+
+
+def test_risk_coverage_curve_ends_at_the_error_rate() -> None:
+    import torch
+
+    from densecal.metrics.calibration import PixelCalibration
+
+    m = PixelCalibration()
+    p = torch.rand(2, 24, 24, generator=torch.Generator().manual_seed(0))
+    m.update(p, torch.rand(2, 24, 24, generator=torch.Generator().manual_seed(1)) < p)
+    curve = m.risk_coverage()
+    error = 1.0 - float(m.compute()["accuracy"])
+    assert curve["coverage"][-1] == pytest.approx(1.0)
+    assert curve["risk"][-1] == pytest.approx(error) == curve["oracle_risk"][-1]
+    assert all(a < b for a, b in zip(curve["coverage"], curve["coverage"][1:], strict=False))
+    assert curve["oracle_risk"][0] == 0.0  # the most confident pixels are right for an oracle
+    # a coarse sum under the step curve is close to AURC
+    cov = np.diff([0.0, *curve["coverage"]])
+    assert float(np.sum(cov * np.asarray(curve["risk"]))) == pytest.approx(
+        float(m.compute()["aurc"]), abs=0.01)

@@ -228,7 +228,8 @@ def test_two_runs_into_one_new_folder_both_finish(small: tuple[Path, Path],
     text = (out / "metrics.json").read_text()
     assert ('"n_bins": 5' in text) != ('"n_bins": 9' in text)  # one whole result won
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [OUTPUT_MARKER, "metrics.json", "per_image.csv", "reliability.png", "report.md"])
+        [OUTPUT_MARKER, "metrics.json", "per_image.csv", "reliability.png", "report.md",
+         "risk_coverage.png"])
     assert _staging(tmp_path) == []
 
 

@@ -79,7 +79,8 @@ def test_a_new_result_leaves_no_file_of_the_earlier_one(tmp_path: Path) -> None:
     assert (out / "metrics_ood.json").is_file()
     _run(["evaluate", "--pred", str(pred), "--gt", str(gt), "--out", str(out)])
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [OUTPUT_MARKER, "metrics.json", "per_image.csv", "reliability.png", "report.md"])
+        [OUTPUT_MARKER, "metrics.json", "per_image.csv", "reliability.png", "report.md",
+         "risk_coverage.png"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gt", "out", "pred"]
 
 

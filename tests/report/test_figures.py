@@ -10,7 +10,12 @@ import pytest
 from PIL import Image
 
 from densecal.errors import DensecalInputError
-from densecal.report.figures import plot_reliability, save_prediction_grid, save_reliability_grid
+from densecal.report.figures import (
+    plot_reliability,
+    save_prediction_grid,
+    save_reliability_grid,
+    save_risk_coverage_grid,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NAN = math.nan
@@ -107,6 +112,20 @@ def test_save_reliability_grid_leaves_nothing_on_error(tmp_path: Path) -> None:
     with pytest.raises(DensecalInputError, match="ece"):
         save_reliability_grid({"BCE": REL}, path, ece={"bce": 0.1})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_save_risk_coverage_grid(tmp_path: Path) -> None:
+    curve = {"coverage": [0.25, 0.5, 1.0], "risk": [0.0, 0.1, 0.3], "oracle_risk": [0.0, 0.0, 0.3]}
+    path = tmp_path / "rc.png"
+    save_risk_coverage_grid({"test": curve, "ood": curve}, path, aurc={"test": 0.12})
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    with Image.open(path) as im:
+        assert im.size[0] > im.size[1]  # two panels side by side
+    with pytest.raises(DensecalInputError, match="differ in length"):
+        save_risk_coverage_grid({"x": {**curve, "risk": [0.1]}}, tmp_path / "bad.png")
+    with pytest.raises(DensecalInputError, match="aurc"):
+        save_risk_coverage_grid({"x": curve}, tmp_path / "bad.png", aurc={"y": 0.1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rc.png"]
 
 
 def test_failure_while_rendering_keeps_previous_file(tmp_path: Path, monkeypatch) -> None:

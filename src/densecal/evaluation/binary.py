@@ -241,7 +241,9 @@ class Evaluator:
             "reliability": reliability,
         }
         seconds = {"total": time.perf_counter() - self._created, **self.seconds}
-        return Evaluation(result, list(self.rows), seconds)
+        curve = (self.calibration.risk_coverage() if self.options.confidence == "top-label"
+                 else {})
+        return Evaluation(result, list(self.rows), seconds, curve)
 
 
 def evaluate_maps(pairs: Iterable[tuple[Any, ...]], options: EvaluationOptions | None = None,

@@ -308,4 +308,4 @@ class MulticlassEvaluator:
             result["soft_truth"] = {key: float(soft[key]) for key in _SOFT_KEYS}
         if any("__" in row["name"] for row in self.rows):
             result["per_volume"] = self._per_volume()
-        return Evaluation(result, list(self.rows))
+        return Evaluation(result, list(self.rows), risk_coverage=self.total.all.risk_coverage())

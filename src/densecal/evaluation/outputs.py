@@ -13,7 +13,7 @@ from typing import Any
 
 from densecal.atomic import staged_directory
 from densecal.evaluation.schema import Evaluation, check_result_values
-from densecal.report.figures import save_reliability_grid
+from densecal.report.figures import save_reliability_grid, save_risk_coverage_grid
 from densecal.report.tables import format_percent, markdown_table, metrics_table
 from densecal.report.writers import write_json, write_per_image_csv, write_report_md
 
@@ -28,6 +28,8 @@ SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
     ("NLL", "calibration", "nll"),
     ("Brier", "calibration", "brier"),
     ("Acc %", "calibration", "accuracy"),
+    ("AURC %", "calibration", "aurc"),
+    ("AUROC %", "calibration", "auroc"),
     ("MAE", "segmentation", "mae"),
     ("max-F", "segmentation", "max_f"),
     ("S-m", "segmentation", "s_measure"),
@@ -150,8 +152,9 @@ def write_evaluation_outputs(out_dir: str | Path, evaluations: Mapping[str, Eval
     """Write one evaluation per split into ``out_dir``.
 
     The first split gets ``metrics.json`` and ``per_image.csv``; any further split ``S`` (e.g.
-    ``ood``) gets ``metrics_S.json`` and ``per_image_S.csv``. ``reliability.png`` has one panel
-    per split and ``report.md`` one table row per split.
+    ``ood``) gets ``metrics_S.json`` and ``per_image_S.csv``. ``reliability.png`` and, with the
+    top-label confidence, ``risk_coverage.png`` have one panel per split and ``report.md`` one
+    table row per split.
 
     Args:
         out_dir: output folder (created).
@@ -178,6 +181,19 @@ def write_evaluation_outputs(out_dir: str | Path, evaluations: Mapping[str, Eval
             stage / "reliability.png",
             ece={split: ev.result["calibration"]["ece"] for split, ev in evaluations.items()},
         )
+        curves = {split: ev.risk_coverage for split, ev in evaluations.items()
+                  if ev.risk_coverage.get("coverage")}
+        failure = []
+        if curves:
+            save_risk_coverage_grid(curves, stage / "risk_coverage.png", aurc={
+                s: evaluations[s].result["calibration"]["aurc"] for s in curves
+                if "aurc" in evaluations[s].result["calibration"]})
+            names.append("risk_coverage.png")
+            failure = [("Failure detection", "How well the top-label confidence ranks correct "
+                        "pixels above misclassified ones: AURC (area under the risk-coverage "
+                        "curve, lower is better; oracle dashed), E-AURC, AUROC of detecting "
+                        "errors and FPR at 95 % TPR are in `metrics.json` under `calibration`."
+                        "\n\n![risk-coverage curves](risk_coverage.png)")]
         first = next(iter(evaluations.values())).result
         datasets = "\n".join(
             f"- `{s}`: {ev.result['dataset']['name']} — {ev.result['dataset']['n_images']} "
@@ -193,6 +209,7 @@ def write_evaluation_outputs(out_dir: str | Path, evaluations: Mapping[str, Eval
             ("Data", datasets),
             *results,
             ("Reliability", "![reliability diagrams](reliability.png)"),
+            *failure,
         ])
         names += ["reliability.png", "report.md"]
     return [out_dir / n for n in names]

@@ -165,6 +165,9 @@ class Evaluation:
     result: dict[str, Any]
     per_image: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    risk_coverage: dict[str, list[float]] = field(default_factory=dict)
+    """The risk-coverage curve behind ``aurc`` (``{"coverage", "risk", "oracle_risk"}``, see
+    :meth:`densecal.metrics.PixelCalibration.risk_coverage`); empty when not top-label."""
 
     def throughput_line(self) -> str:
         """``"N images in T s (R images/s; calibration C s, segmentation S s)"``."""

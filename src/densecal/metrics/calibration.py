@@ -8,6 +8,7 @@ from typing import Any
 from torch import Tensor
 from torchmetrics import Metric
 
+from densecal.metrics.functional._calibration.failure import risk_coverage
 from densecal.metrics.functional.calibration import (
     calibration_state,
     parse_options,
@@ -136,6 +137,26 @@ class PixelCalibration(Metric):
             pixel was seen.
         """
         return state_compute(self._sums(), self.options)
+
+    def risk_coverage(self) -> dict[str, list[float]]:
+        """Risk-coverage curve of the top-label confidence from the pooled fine histogram
+        (synced across ranks; see
+        :func:`~densecal.metrics.functional._calibration.failure.risk_coverage`).
+
+        Returns:
+            ``{"coverage", "risk", "oracle_risk"}``: lists of fractions, one entry per
+            non-empty fine cell from the most confident (``aurc`` averages the risk over every
+            pixel's coverage, ties in expectation, so it is close to, not equal to, the area
+            under this step curve).
+        """
+        with self.sync_context(
+            dist_sync_fn=self.dist_sync_fn,
+            should_sync=self._to_sync,
+            should_unsync=self._should_unsync,
+        ):
+            sums = self._sums()
+            return risk_coverage(sums["fine_count"].cpu().numpy(),
+                                 sums["fine_acc"].cpu().numpy())
 
     def reliability(self) -> dict[str, Tensor]:
         """Reliability table of the pooled equal-width bins (synced across ranks).

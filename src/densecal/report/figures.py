@@ -34,6 +34,7 @@ __all__ = [
     "save_figure",
     "save_prediction_grid",
     "save_reliability_grid",
+    "save_risk_coverage_grid",
 ]
 
 _RELIABILITY_KEYS = ("bin_lower", "bin_upper", "count", "confidence", "accuracy")
@@ -236,6 +237,57 @@ def save_reliability_grid(
         if ece is not None and name in ece:
             title = f"{title} — ECE {format_percent(ece[name], sign=True)}"
         plot_reliability(rel, ax, title=title)
+    save_figure(fig, path, fmt)
+
+
+def save_risk_coverage_grid(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    path: str | Path,
+    *,
+    aurc: Mapping[str, float] | None = None,
+) -> None:
+    """Save risk-coverage curves side by side (one panel per run or split), atomically.
+
+    Each panel plots the error rate among the most confident pixels (risk) against the share of
+    pixels kept (coverage), with the oracle that ranks every error last dashed; the area under
+    the solid curve is AURC (Geifman et al., ICLR 2019). Coverage and risk in %.
+
+    Args:
+        curves: name -> ``{"coverage", "risk", "oracle_risk"}`` lists of fractions (as
+            :meth:`densecal.metrics.PixelCalibration.risk_coverage` gives them).
+        path: destination ``.png`` (120 dpi), ``.pdf`` or ``.svg``; folder created if missing.
+        aurc: name -> AURC as a fraction, appended to the title as a percentage.
+
+    Raises:
+        DensecalInputError: for no curves, an unsupported suffix, a name in ``aurc`` that is
+            not a curve, or lists of different lengths. Nothing is written.
+    """
+    fmt = figure_format(path)
+    if len(curves) == 0:
+        raise input_error("curves", "is empty; nothing to plot")
+    _check_names(aurc, curves, "aurc")
+    for name, curve in curves.items():
+        lengths = {len(curve[k]) for k in ("coverage", "risk", "oracle_risk")}
+        if len(lengths) != 1:
+            raise input_error(f"curves[{name!r}]", "coverage, risk and oracle_risk differ in "
+                                                   "length")
+    fig = new_figure((4.2 * len(curves), 4.0))
+    axes = fig.subplots(1, len(curves), squeeze=False)[0]
+    for ax, (name, curve) in zip(axes, curves.items(), strict=True):
+        cov = 100 * np.concatenate(([0.0], np.asarray(curve["coverage"], np.float64)))
+        risk = np.asarray(curve["risk"], np.float64)
+        oracle = np.asarray(curve["oracle_risk"], np.float64)
+        if len(risk):
+            ax.step(cov, 100 * np.concatenate((risk[:1], risk)), where="pre",
+                    color=_ACC_COLOR, label="model")
+            ax.step(cov, 100 * np.concatenate((oracle[:1], oracle)), where="pre",
+                    color="0.4", linestyle="--", label="oracle")
+        title = name
+        if aurc is not None and name in aurc:
+            title = f"{name} — AURC {format_percent(aurc[name])} %"
+        ax.set(xlim=(0, 100), ylim=(0, None), xlabel="coverage (%)", ylabel="risk (%)",
+               title=title)
+        ax.legend(loc="upper left", fontsize="small")
     save_figure(fig, path, fmt)
 
 

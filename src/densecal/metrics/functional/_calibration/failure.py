@@ -35,7 +35,7 @@ import math
 import numpy as np
 from scipy.special import digamma
 
-__all__ = ["FAILURE_KEYS", "failure_detection"]
+__all__ = ["FAILURE_KEYS", "failure_detection", "risk_coverage"]
 
 FAILURE_KEYS = ("aurc", "eaurc", "auroc", "fpr95")
 """Keys of the failure-detection metrics, in report order."""
@@ -99,3 +99,28 @@ def _aurc(n: np.ndarray, e: np.ndarray) -> tuple[float, float, float]:
     # errors last: a/(m + i) for i <= c, then (a + i - c)/(m + i)
     last = a * _harmonic_gap(m, m + c) + (n - c) + (a - c - m) * _harmonic_gap(m + c, m + n)
     return float(expected.sum()), float(first.sum()), float(last.sum())
+
+
+def risk_coverage(count: np.ndarray, correct: np.ndarray) -> dict[str, list[float]]:
+    """The risk-coverage curve at the cell boundaries, most confident cells first.
+
+    Args:
+        count: ``(K,)`` pixels per confidence cell, cells in ascending confidence.
+        correct: ``(K,)`` correctly classified pixels per cell.
+
+    Returns:
+        ``{"coverage", "risk", "oracle_risk"}``: for each non-empty cell (from the most
+        confident), the share of pixels kept, the error rate among them, and the error rate an
+        oracle ranking every error last would have at that coverage. Empty lists without pixels.
+    """
+    n = np.asarray(count, np.float64)[::-1]
+    e = n - np.asarray(correct, np.float64)[::-1]
+    keep = n > 0
+    kept, errors = np.cumsum(n[keep]), np.cumsum(e[keep])
+    total = float(n.sum())
+    if total == 0:
+        return {"coverage": [], "risk": [], "oracle_risk": []}
+    right = total - float(e.sum())
+    oracle = np.maximum(kept - right, 0.0) / kept
+    return {"coverage": (kept / total).tolist(), "risk": (errors / kept).tolist(),
+            "oracle_risk": oracle.tolist()}
