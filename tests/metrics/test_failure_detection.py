@@ -130,3 +130,16 @@ def test_risk_coverage_curve_ends_at_the_error_rate() -> None:
     cov = np.diff([0.0, *curve["coverage"]])
     assert float(np.sum(cov * np.asarray(curve["risk"]))) == pytest.approx(
         float(m.compute()["aurc"]), abs=0.01)
+
+
+def test_failure_detection_can_be_left_out() -> None:
+    import torch
+
+    from densecal.metrics.calibration import PixelCalibration
+
+    p = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(2))
+    full, light = PixelCalibration(), PixelCalibration(failure_detection=False)
+    for m in (full, light):
+        m.update(p, p > 0.3)
+    assert set(full.compute()) - set(light.compute()) == {"aurc", "eaurc", "auroc", "fpr95"}
+    assert all(torch.equal(full.compute()[k], v) for k, v in light.compute().items())

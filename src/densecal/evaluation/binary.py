@@ -129,7 +129,8 @@ class Evaluator:
         self.options = options or EvaluationOptions()
         self.name = name
         self.calibration = PixelCalibration(**self.options.metric_kwargs())
-        self._own = PixelCalibration(**{**self.options.metric_kwargs(), "aggregate": "pooled"})
+        self._own = PixelCalibration(**{**self.options.metric_kwargs(), "aggregate": "pooled"},
+                                     failure_detection=False)  # per-image rows do not use them
         self.segmentation = SODMetrics(protocol=self.options.protocol,
                                        threshold=self.options.threshold)
         self.rows: list[dict[str, Any]] = []

@@ -56,6 +56,8 @@ class PixelCalibration(Metric):
         include_background: False: foreground-only top-label metrics and class 0 left out
             of ``classwise_ece`` / ``marginal_ece`` (MONAI convention).
         validate_args: check values on every update (one host sync per update).
+        failure_detection: add ``aurc, eaurc, auroc, fpr95`` to :meth:`compute` (about 1 ms
+            per call for 4096 fine bins; switch off for per-image values).
         **kwargs: passed to :class:`torchmetrics.Metric` (``sync_on_compute``, ...).
 
     Raises:
@@ -89,9 +91,11 @@ class PixelCalibration(Metric):
         num_classes: int | None = None,
         include_background: bool = True,
         validate_args: bool = True,
+        failure_detection: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.failure_detection = failure_detection
         self.options = parse_options(
             n_bins=n_bins, input=input, confidence=confidence, aggregate=aggregate,
             target_type=target_type, threshold=threshold, ignore_index=ignore_index,
@@ -129,14 +133,16 @@ class PixelCalibration(Metric):
             setattr(self, name, getattr(self, name) + value)
 
     def compute(self) -> dict[str, Tensor]:
-        """Metrics over everything seen: keys ``ece, mce, oe, ace, brier, nll, accuracy``
-        (multiclass / multilabel: then ``ece_class``, ``classwise_ece``, ``marginal_ece``).
+        """Metrics over everything seen: keys ``ece, mce, oe, ace, brier, nll, accuracy``, then
+        (with ``failure_detection``) ``aurc, eaurc, auroc, fpr95`` of the top-label confidence
+        from the pooled fine histogram (``docs/methods.md`` §7), then for multiclass /
+        multilabel ``ece_class``, ``classwise_ece``, ``marginal_ece``.
 
         Returns:
             0-dim float64 tensors (``ece_class``: ``(C,)``), fractions in [0, 1]; NaN when no
             pixel was seen.
         """
-        return state_compute(self._sums(), self.options)
+        return state_compute(self._sums(), self.options, failure=self.failure_detection)
 
     def risk_coverage(self) -> dict[str, list[float]]:
         """Risk-coverage curve of the top-label confidence from the pooled fine histogram

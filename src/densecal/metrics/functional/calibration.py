@@ -209,12 +209,14 @@ def _states(state: Mapping[str, Tensor]) -> tuple[CalibrationState, ClasswiseSta
     return top, ClasswiseState(*(state[name] for name in ClasswiseState._fields))
 
 
-def state_compute(state: Mapping[str, Tensor], options: CalibrationOptions) -> dict[str, Tensor]:
-    """The metrics of a sum state (the keys of :func:`pixel_calibration`)."""
+def state_compute(state: Mapping[str, Tensor], options: CalibrationOptions, *,
+                  failure: bool = True) -> dict[str, Tensor]:
+    """The metrics of a sum state (the keys of :func:`pixel_calibration`; without the failure-
+    detection keys when ``failure`` is false)."""
     top, classes = _states(state)
     if classes is None:
-        return binary_compute(top, options.aggregate, options.confidence)
-    return class_compute(top, classes, options)
+        return binary_compute(top, options.aggregate, options.confidence, failure=failure)
+    return class_compute(top, classes, options, failure=failure)
 
 
 def state_reliability(state: Mapping[str, Tensor], *, per_class: bool = False

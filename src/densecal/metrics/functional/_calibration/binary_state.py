@@ -98,7 +98,8 @@ def add_part(state: CalibrationState, part: ChunkStatistics) -> None:
 
 
 def binary_compute(state: CalibrationState, aggregate: Aggregate,
-                   confidence: Confidence = Confidence.TOP_LABEL) -> dict[str, Tensor]:
+                   confidence: Confidence = Confidence.TOP_LABEL, *,
+                   failure: bool = True) -> dict[str, Tensor]:
     """Metrics from accumulated statistics (NaN when no pixel was seen).
 
     Pooled: ECE/MCE/OE from the equal-width bins, ACE from the fine histogram regrouped into
@@ -106,9 +107,12 @@ def binary_compute(state: CalibrationState, aggregate: Aggregate,
     as pixel means. Per-image: mean over images of each image's values. Then the failure-
     detection keys ``aurc, eaurc, auroc, fpr95`` from the pooled fine histogram
     (:func:`~densecal.metrics.functional._calibration.failure.failure_detection`; always pooled,
-    NaN for the ``positive`` confidence, which does not rank correctness).
+    NaN for the ``positive`` confidence, which does not rank correctness); ``failure=False``
+    leaves them out (per-image rows that never report them).
     """
     out = _calibration_keys(state, aggregate)
+    if not failure:
+        return out
     if confidence is Confidence.TOP_LABEL:
         found = failure_detection(state.fine_count.cpu().numpy(), state.fine_acc.cpu().numpy())
     else:

@@ -212,11 +212,12 @@ def class_update(
 
 
 def class_compute(
-    state: CalibrationState, cstate: ClasswiseState, options: CalibrationOptions
+    state: CalibrationState, cstate: ClasswiseState, options: CalibrationOptions, *,
+    failure: bool = True,
 ) -> dict[str, Tensor]:
     """Metrics of C-channel maps: the top-label keys, then ``ece_class``, ``classwise_ece``
     and ``marginal_ece`` (see :func:`densecal.metrics.functional.pixel_calibration`)."""
-    out = binary_compute(state, options.aggregate, options.confidence)
+    out = binary_compute(state, options.aggregate, options.confidence, failure=failure)
     first = 0 if options.include_background else 1
     if options.aggregate is Aggregate.PER_IMAGE:
         ece_class = cstate.image_class_ece / cstate.image_class_count
