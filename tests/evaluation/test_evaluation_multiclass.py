@@ -225,7 +225,7 @@ def test_blocks_absent_without_volumes_or_soft_truth(images: dict) -> None:
     for i, (p, y, _) in enumerate(images.values()):
         ev.add(f"img{i}", p, y)
     result = ev.evaluation().result
-    assert result["schema"] == EVALUATE_MULTICLASS_SCHEMA == "densecal.evaluate-multiclass/2"
+    assert result["schema"] == EVALUATE_MULTICLASS_SCHEMA == "densecal.evaluate-multiclass/3"
     assert "per_volume" not in result and "soft_truth" not in result
 
 
@@ -320,7 +320,7 @@ def test_cli_pred_gt_end_to_end(folder: tuple[Path, Path], images: dict, tmp_pat
                              "--out", str(out)], capsys)
     assert code == 0, err
     result = json.loads((out / "metrics.json").read_text())
-    assert result["schema"] == "densecal.evaluate-multiclass/2"
+    assert result["schema"] == "densecal.evaluate-multiclass/3"
     assert {"ece_foreground", "mce_foreground", "oe_foreground",
             "classwise_ece_foreground"} <= set(result["calibration"])
     assert set(result["soft_truth"]) == {"ece", "mce", "oe", "classwise_ece", "brier", "nll"}
@@ -392,7 +392,7 @@ def test_evaluate_checkpoint_multiclass_with_soft_truth(folder: tuple[Path, Path
     module = SegmentationModule(config.to_dict(), num_train_images=1).eval()
     data, _ = folder
     result = evaluate_checkpoint(module, data)["test"].result
-    assert result["schema"] == "densecal.evaluate-multiclass/2"
+    assert result["schema"] == "densecal.evaluate-multiclass/3"
     assert result["dataset"]["n_images"] == 4 and result["per_volume"]["n_volumes"] == 3
     assert 0.0 <= result["soft_truth"]["ece"] <= 1.0
     assert 0.0 <= result["calibration"]["ece_foreground"] <= 1.0

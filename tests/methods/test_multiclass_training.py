@@ -221,7 +221,7 @@ def test_cli_evaluate_multiclass_checkpoint(mc_run: Path, scenes: Path, tmp_path
                      "--data", str(scenes), "--out", str(out)], capsys)
     assert code == 0, err
     result = json.loads((out / "metrics.json").read_text())
-    assert result["schema"] == "densecal.evaluate-multiclass/2"
+    assert result["schema"] == "densecal.evaluate-multiclass/3"
     assert result["protocol"]["num_classes"] == 3 and result["protocol"]["ignore_index"] == 255
     assert len(result["calibration"]["ece_class"]) == 3
     assert len(result["segmentation"]["dice_class"]) == 3

@@ -17,7 +17,7 @@ Methods are the training methods of :mod:`densecal.methods` plus ``NAME+ts``: th
 with post-hoc temperature scaling fitted on the validation split (binary runs).
 
 Multi-class data (``num_classes >= 2``, e.g. ``densecal data brain``) keeps every block of
-``densecal.evaluate-multiclass/2`` that the evaluation reports (``calibration``,
+``densecal.evaluate-multiclass/3`` that the evaluation reports (``calibration``,
 ``segmentation``, ``soft_truth`` with a ``soft/`` folder, ``per_volume`` means and stds); the
 table shows Dice, all-pixel / foreground / soft-truth / class-wise ECE, NLL and the soft-truth
 Brier score, the scatter plot ECE against Dice, and with soft truth ``example_slice.png`` shows

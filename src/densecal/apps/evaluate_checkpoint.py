@@ -35,7 +35,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
     """Evaluate a checkpoint on a folder dataset (split ``test``) and optionally ``ood``.
 
     Binary checkpoints give ``densecal.evaluate/2`` results; multi-class checkpoints
-    ``densecal.evaluate-multiclass/2`` (see :mod:`densecal.evaluation.multiclass`), with the
+    ``densecal.evaluate-multiclass/3`` (see :mod:`densecal.evaluation.multiclass`), with the
     label folders read as class indices, the checkpoint's ``ignore_index``, foreground and
     per-volume metrics, and calibration against ``DATA/soft/STEM.npy`` when ``DATA/soft``
     exists.

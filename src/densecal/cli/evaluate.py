@@ -40,7 +40,7 @@ def evaluate(
     """Write metrics.json, report.md, reliability.png, per_image.csv.
 
     Binary maps: schema densecal.evaluate/2. Multi-class maps (a multi-class checkpoint, or
-    --pred with --num-classes): schema densecal.evaluate-multiclass/2 with foreground-only ECE,
+    --pred with --num-classes): schema densecal.evaluate-multiclass/3 with foreground-only ECE,
     per-volume means (stems VOLUME__SLICE) and soft-truth calibration when DATA/soft/ exists.
     """
     from densecal._checks import check_out_apart

@@ -174,7 +174,7 @@ def evaluate_class_prediction_folder(pred: str | Path, gt: str | Path, num_class
             labels.
 
     Returns:
-        ``{"test": ..., ["ood": ...]}`` evaluations of schema ``densecal.evaluate-multiclass/2``.
+        ``{"test": ..., ["ood": ...]}`` evaluations of schema ``densecal.evaluate-multiclass/3``.
 
     Raises:
         DensecalInputError: unpaired or unreadable files, ``.png`` predictions (label maps

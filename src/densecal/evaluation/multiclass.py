@@ -4,14 +4,15 @@ The multi-class counterpart of :mod:`densecal.evaluation.binary`, following the 
 customs of calibrated medical segmentation (``docs/methods.md``, CALSeg: ECE on all pixels and on
 foreground pixels, pooled and per-volume means, Dice per class, class-wise ECE). Images stream in
 one at a time as (class probabilities ``(K, H, W)``, label map ``(H, W)``[, soft truth
-``(K, H, W)``]); the result follows schema ``densecal.evaluate-multiclass/2``:
+``(K, H, W)``]); the result follows schema ``densecal.evaluate-multiclass/3``:
 
-    {"schema": "densecal.evaluate-multiclass/2",
+    {"schema": "densecal.evaluate-multiclass/3",
      "dataset": {"name", "n_images", "n_pixels"},
      "protocol": {"n_bins", "confidence": "top-label", "aggregate", "num_classes",
                   "ignore_index", "include_background", "foreground", "volume",
                   "soft_truth", "per_volume_std"},
      "calibration": {"ece", "mce", "oe", "ace", "brier", "nll", "accuracy",
+                     "aurc", "eaurc", "auroc", "fpr95",       # /3: failure detection
                      "classwise_ece", "marginal_ece", "ece_class": [K values],
                      "ece_foreground", "mce_foreground", "oe_foreground",
                      "classwise_ece_foreground"},
@@ -67,7 +68,7 @@ __all__ = ["MulticlassEvaluator", "volume_of"]
 
 _ROW_KEYS = ("ece", "oe", "mce", "accuracy", "brier", "nll", "classwise_ece")
 _DATASET_KEYS = ("ece", "mce", "oe", "ace", "brier", "nll", "accuracy", "classwise_ece",
-                 "marginal_ece")
+                 "marginal_ece", "aurc", "eaurc", "auroc", "fpr95")
 _FOREGROUND_KEYS = ("ece", "mce", "oe", "classwise_ece")
 _SOFT_KEYS = ("ece", "mce", "oe", "classwise_ece", "brier", "nll")
 
@@ -99,10 +100,12 @@ class _Image:
 class _Group:
     """Calibration states (all pixels, foreground, soft truth) and Dice counts of some images."""
 
-    def __init__(self, options: MulticlassOptions, soft: bool, aggregate: str = "pooled") -> None:
+    def __init__(self, options: MulticlassOptions, soft: bool, aggregate: str = "pooled", *,
+                 failure: bool = False) -> None:
         kwargs = options.metric_kwargs(aggregate)
-        coarse = {**kwargs, "fine_bins": options.n_bins}
-        self.all = PixelCalibration(**kwargs)
+        coarse = {**kwargs, "fine_bins": options.n_bins, "failure_detection": False}
+        # the failure-detection keys are reported for the whole dataset only (``failure``)
+        self.all = PixelCalibration(**kwargs, failure_detection=failure)
         self.fg = PixelCalibration(**{**coarse, "include_background": False})
         self.soft = PixelCalibration(**coarse, target_type="soft") if soft else None
         self.counts = np.zeros((3, options.num_classes), np.int64)
@@ -184,7 +187,7 @@ class MulticlassEvaluator:
         self.options = options
         self.name = name
         self.soft_truth = soft_truth
-        self.total = _Group(options, soft_truth, options.aggregate)
+        self.total = _Group(options, soft_truth, options.aggregate, failure=True)
         self.volumes: dict[str, _Group] = {}
         self.rows: list[dict[str, Any]] = []
         self.n_pixels = 0
@@ -277,7 +280,7 @@ class MulticlassEvaluator:
                 "volumes": volumes}
 
     def evaluation(self) -> Evaluation:
-        """The accumulated result (schema ``densecal.evaluate-multiclass/2``) and rows.
+        """The accumulated result (schema ``densecal.evaluate-multiclass/3``) and rows.
 
         Raises:
             DensecalInputError: no image was added.

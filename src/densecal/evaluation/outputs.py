@@ -107,7 +107,7 @@ def _cell(label: str, value: Any) -> str:
 
 
 def multiclass_sections(evaluations: Mapping[str, Evaluation]) -> list[tuple[str, str]]:
-    """Markdown sections of multi-class results (schema ``densecal.evaluate-multiclass/2``).
+    """Markdown sections of multi-class results (schema ``densecal.evaluate-multiclass/3``).
 
     ``Results`` (pooled, one row per split, with the protocol note), ``Per class`` (Dice, IoU,
     class-wise ECE), and when present ``Soft truth`` and ``Per volume`` (mean ± std).

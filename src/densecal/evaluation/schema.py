@@ -1,5 +1,5 @@
 """The results ``densecal evaluate`` produces: schemas ``densecal.evaluate/2`` (binary maps) and
-``densecal.evaluate-multiclass/2`` (K-class maps), the :class:`Evaluation` that carries one, and
+``densecal.evaluate-multiclass/3`` (K-class maps), the :class:`Evaluation` that carries one, and
 the exact check of the binary schema.
 
 ``densecal.evaluate/2`` (every value a fraction in [0, 1], never a percentage; ``/2`` added the
@@ -14,7 +14,7 @@ failure-detection keys ``aurc``, ``eaurc``, ``auroc``, ``fpr95`` to ``calibratio
                       "weighted_f", "dice", "iou"},
      "reliability": {"bin_lower", "bin_upper", "count", "confidence", "accuracy"}}
 
-``densecal.evaluate-multiclass/2`` is described in :mod:`densecal.evaluation.multiclass`.
+``densecal.evaluate-multiclass/3`` is described in :mod:`densecal.evaluation.multiclass`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = [
     "validate_evaluate_result",
 ]
 
-EVALUATE_MULTICLASS_SCHEMA = "densecal.evaluate-multiclass/2"
+EVALUATE_MULTICLASS_SCHEMA = "densecal.evaluate-multiclass/3"
 EVALUATE_SCHEMA = "densecal.evaluate/2"
 
 #: Exact key sets of each section of an evaluate result.
@@ -127,7 +127,7 @@ def check_result_values(d: Mapping[str, Any]) -> None:
     """Check, before anything is written, that every metric value of a result is in range.
 
     A binary result (``densecal.evaluate/2``) gets :func:`validate_evaluate_result`. In a
-    multi-class result (``densecal.evaluate-multiclass/2``) every number in ``calibration``,
+    multi-class result (``densecal.evaluate-multiclass/3``) every number in ``calibration``,
     ``segmentation``, ``soft_truth`` and ``per_volume.mean``/``std`` (lists element-wise) must be
     ``None``/NaN or a fraction in [0, 1]; NLL keys only >= 0 and multi-class Brier scores (a sum
     over classes) in [0, 2].
