@@ -11,9 +11,9 @@ from a perturbed threshold of the same field (int64, the labels torchmetrics exp
 
 Timing: every metric consumes the maps in batches of ``batch_size`` (update per batch, one
 compute at the end, as in an evaluation loop); one warm-up call on the first batch, then the best
-of 3 full passes. On the CPU densecal runs its fused numba kernel when numba is installed (extra
-``fast``); ``densecal_top_label_torch_path`` times the same metric with it disabled. "read
-pass" is ``preds.sum()`` and ``target.sum()`` over the same batches,
+of 3 full passes. On the CPU densecal runs its fused numba kernel (numba is a core
+dependency, so every install has it); ``densecal_top_label_torch_path`` times the same metric
+with it disabled. "read pass" is ``preds.sum()`` and ``target.sum()`` over the same batches,
 timed the same way. ``densecal_top_label_uint8`` times the same metric on 8-bit copies of the
 maps (``round(255 q)`` as uint8, made before timing; the metric reads v as v / 255), the form of
 saved PNG predictions: an extra row, not comparable value for value with the float32 rows;
