@@ -233,3 +233,43 @@ def test_unchecked_bad_values_stay_in_range() -> None:
         assert state.count.item() == 6
         assert state.bin_count.sum().item() == 6
         assert state.fine_count.sum().item() == 6
+
+
+@pytest.mark.parametrize("confidence", ["top-label", "positive"])
+def test_subnormal_probabilities_equal_torch_path(confidence, torch_path) -> None:
+    """Probabilities computed in float64 and stored as float32 are subnormal (0 < q < 2^-126)
+    for logits in (-103, -87): the kernel reads them as 0 only in the edge test (a faster
+    path), which must not change a single count or sum."""
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.empty(4, 64, 64, dtype=torch.float64).uniform_(-104.0, 104.0, generator=gen)
+    preds = torch.sigmoid(logits).float()
+    tiny = torch.finfo(torch.float32).tiny
+    subnormal = (preds > 0) & (preds < tiny)
+    assert 0.05 < subnormal.float().mean().item() < 0.15
+    preds.view(-1)[:5] = torch.tensor([tiny, tiny / 2, 2.0**-149, 0.0, 1.0])
+    target = torch.rand(preds.shape, generator=gen) < 0.5
+    for n_bins in (15, 10):
+        options = _options(n_bins=n_bins, confidence=confidence)
+        _state_close(binary_update(preds, target, options),
+                     torch_path(binary_update, preds, target, options))
+
+
+def test_profiling_parts_leave_the_full_kernel_unchanged() -> None:
+    """maps_kernel without the subnormal guard (a profiling variant) gives the same counts and
+    sums as the kernel densecal runs, on subnormal-rich maps; without ``count`` nothing is
+    counted."""
+    q = torch.sigmoid(torch.linspace(-104.0, 20.0, 4099)).numpy()
+    t = (np.arange(q.size) % 3 == 0).astype(np.int64)
+
+    def run(parts: frozenset[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        count, conf, sums = np.zeros(8 * 65, np.int64), np.zeros(2 * 65), np.zeros(2)
+        bad = _fused.maps_kernel(True, parts, cache=False)(
+            q, t, np.float32(15), np.float32(0.5), np.float32(0.5), 64, count, conf, sums)
+        return count, conf, sums, bad
+
+    full = run(_fused.PARTS)
+    unguarded = run(_fused.PARTS - {"subnormal_guard"})
+    assert np.array_equal(full[0], unguarded[0]) and full[0].sum() == q.size
+    assert np.array_equal(full[1], unguarded[1]) and np.array_equal(full[2], unguarded[2])
+    assert full[3] == unguarded[3] == 0
+    assert run(_fused.PARTS - {"count"})[0].sum() == 0

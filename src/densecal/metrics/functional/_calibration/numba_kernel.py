@@ -16,10 +16,22 @@ Brier, NLL). On the CPU :func:`fused_cells` makes ONE pass over the maps, in blo
    order: results do not depend on the machine), one ``log`` per 32 terms of a lane as in
    ``binary_kernel.sum_neg_log``.
 
-Measured on 2 vCPUs of an AMD EPYC (Zen 3, AVX2), 384 x 384 float32 maps, one thread: 3.8
-ns/pixel against 5.5-7 for the former one-loop scalar kernel; replacing the float32 division
-of the edge by a reciprocal multiplication or splitting the histograms into 2-4 interleaved
-copies did not change the time (checked, not kept).
+Profile (``benchmarks/kernel_profile.py``, ``results/kernel_profile.json``; one thread of an
+Intel Xeon (Emerald Rapids) at 2.96 GHz, 384 x 384 float32 maps, int64 targets): 3.2 ns = 9.5
+cycles per pixel, the same with the data in L2 (compute bound, not memory bound). Step 1 takes
+4.4 cycles against the 3.5 its 10.5 vector instructions per pixel need on 3 vector ports (of
+which checks 0.6, NLL factors 0.7); step 2's two adds 4.3 cycles against the 1.3 its 4 loads
+per pixel need (a 328 KB histogram misses L1, and runs of equal keys chain each add to the
+previous one through memory); step 3 1.4 cycles (the product chains, four logs per block).
+Tried and not kept (measured): 2-4 interleaved sub-histograms (+18 % on smooth maps, -21 % on
+saturated ones), 8 product lanes, a 16-lane vectorised step 3, one packed add for count and
+label, int32 counts (-5 %), 512-bit vectors (-3 to -11 %, only with LLVM's 256-bit preference
+switched off for the whole process).
+
+A positive subnormal float32 q (below 2^-126: probabilities computed in float64 and stored as
+float32, logits in (-103, -87)) costs a microcode assist of about 150 cycles in float32
+arithmetic; step 1 reads it as 0 in the edge test, which gives the same edge and side (tested),
+at 0.3 cycles per pixel: 4.4 instead of 5.7 ns/pixel on maps with 3 % subnormals.
 
 :func:`fused_codes` is the 8-bit path: a joint histogram of (value, label) codes of uint8 maps,
 the sufficient statistic of everything the metrics sum (see ``binary_kernel.code_statistics``).
@@ -71,6 +83,9 @@ _MIN_PIECE = 1 << 16
 _BLOCK = 128
 """Pixels per block: 4 NLL lanes of 32 factors (one log each, products >= 1e-224)."""
 
+_TINY32 = float(np.finfo(np.float32).tiny)
+"""Smallest normal float32, 2^-126."""
+
 
 class _Kernels(NamedTuple):
     top_label: Callable[..., int]  # float maps, top-label confidence
@@ -78,76 +93,100 @@ class _Kernels(NamedTuple):
     codes: Callable[..., int]  # uint8 maps
 
 
-@functools.lru_cache(maxsize=1)  # kept across _kernel.cache_clear(): compiled once
-def _compile() -> _Kernels:  # pragma: no cover - compiled code is not traced by coverage
+PARTS = frozenset({"validate", "nll", "count", "conf_sum", "reduce", "subnormal_guard"})
+"""Parts of :func:`maps_kernel`; ``benchmarks/kernel_profile.py`` times it with parts left out."""
+
+
+def maps_kernel(  # pragma: no cover - compiled code is not traced by coverage
+    top: bool, parts: frozenset[str] = PARTS, cache: bool = True
+) -> Callable[..., int]:
+    """Compile the float-map kernel for one confidence mode (``top``: top-label).
+
+    ``parts`` switches pieces off at compile time, for profiling only (every part on is the
+    kernel densecal runs): ``validate`` (the input checks), ``nll`` (the NLL factors of step
+    1), ``count`` and ``conf_sum`` (the two adds of step 2), ``reduce`` (step 3),
+    ``subnormal_guard`` (the edge test reads positive subnormal q as 0; same result). ``cache``:
+    keep the compiled code on disk (numba caches a closure only if it calls no other closure).
+    """
     import numba
 
-    jit = functools.partial(numba.njit, nogil=True, boundscheck=False)
     block = _BLOCK
+    validate, nll_on, count_on = "validate" in parts, "nll" in parts, "count" in parts
+    conf_on, reduce_on = "conf_sum" in parts, "reduce" in parts
+    guard = "subnormal_guard" in parts
 
-    def make_maps(top: bool) -> Callable[..., int]:
-        # one self-contained function per confidence mode (``top`` and ``block`` are
-        # compile-time constants: the branches on them leave the SIMD loop; numba caches a
-        # closure on disk only if it calls no other closure)
-        @jit(cache=True)
-        def maps(q: Any, t: Any, n_bins: Any, half: Any, thr: Any, n_cells: int,
-                 count: Any, conf_sum: Any, sums: Any) -> int:
-            # q: (P,) float32/64 probabilities; t: (P,) integer labels; n_bins, half, thr in
-            # q's dtype. count: (8 (n_cells + 1),) int64 by key ((cell, above), prediction,
-            # label); conf_sum: (2 (n_cells + 1),) float64 by (cell, above); sums: (2,) Brier,
-            # NLL. Returns the number of pixels failing the input checks.
-            keys = np.empty(block, np.int32)
-            confs = np.empty(block, np.float64)
-            gaps = np.zeros(block, np.float64)
-            probs = np.ones(block, np.float64)
-            g = np.float64(n_cells)
-            brier = 0.0
-            nll = 0.0
-            bad = 0
-            n = q.shape[0]
-            for start in range(0, n, block):
-                m = min(block, n - start)
-                qb = q[start:start + m]
-                tb = t[start:start + m]
-                if m < block:  # last block: neutral terms past the end
-                    gaps[:] = 0.0
-                    probs[:] = 1.0
-                for j in range(m):  # step 1 (SIMD)
-                    qi = qb[j]
-                    q64 = np.float64(qi)
-                    r64 = 1.0 - q64
-                    conf = max(q64, r64) if top else q64
-                    cf = conf * g  # binning.cell_index; clamped (NaN -> 0): keys in range
-                    cf = cf if cf >= 0.0 else 0.0
-                    cf = cf if cf <= g else g
-                    edge = np.rint(qi * n_bins) / n_bins  # binning.conf_above_edge, q's dtype
-                    if top:  # confidence side of the edge (see binning._above_nearest)
-                        above = (qi - edge) * (qi - half) > 0
-                    else:
-                        above = qi > edge
-                    ti = tb[j]
-                    label = ti >= 1  # integer labels: >= 0.5 is >= 1
-                    key = np.int32(cf) * 8
-                    if above:
-                        key += 4
-                    if qi >= thr:
-                        key += 2
-                    if label:
-                        key += 1
-                    keys[j] = key
-                    confs[j] = conf
-                    gap = r64 if label else q64
-                    gaps[j] = gap * gap
+    # ``top``, ``block`` and the parts are compile-time constants: their branches leave the
+    # SIMD loop
+    @numba.njit(nogil=True, boundscheck=False, cache=cache)
+    def maps(q: Any, t: Any, n_bins: Any, half: Any, thr: Any, n_cells: int,
+             count: Any, conf_sum: Any, sums: Any) -> int:
+        # q: (P,) float32/64 probabilities; t: (P,) integer labels; n_bins, half, thr in
+        # q's dtype. count: (8 (n_cells + 1),) int64 by key ((cell, above), prediction,
+        # label); conf_sum: (2 (n_cells + 1),) float64 by (cell, above); sums: (2,) Brier,
+        # NLL. Returns the number of pixels failing the input checks.
+        keys = np.zeros(block, np.int32)
+        confs = np.empty(block, np.float64)
+        gaps = np.zeros(block, np.float64)
+        probs = np.ones(block, np.float64)
+        g = np.float64(n_cells)
+        tiny = q.dtype.type(_TINY32)
+        zero = q.dtype.type(0.0)
+        brier = 0.0
+        nll = 0.0
+        bad = 0
+        n = q.shape[0]
+        for start in range(0, n, block):
+            m = min(block, n - start)
+            qb = q[start:start + m]
+            tb = t[start:start + m]
+            if m < block:  # last block: neutral terms past the end
+                gaps[:] = 0.0
+                probs[:] = 1.0
+            for j in range(m):  # step 1 (SIMD)
+                qi = qb[j]
+                q64 = np.float64(qi)
+                r64 = 1.0 - q64
+                conf = max(q64, r64) if top else q64
+                cf = conf * g  # binning.cell_index; clamped (NaN -> 0): keys in range
+                cf = cf if cf >= 0.0 else 0.0
+                cf = cf if cf <= g else g
+                # binning.conf_above_edge in q's dtype, on qe: a positive subnormal float32 q
+                # (below 2^-126, from sigmoid of logits below -87) is read as 0 there, which
+                # gives the same edge and side and avoids a microcode assist per value
+                qe = zero if guard and (qi > zero) & (qi < tiny) else qi
+                edge = np.rint(qe * n_bins) / n_bins
+                if top:  # confidence side of the edge (see binning._above_nearest)
+                    above = (qe - edge) * (qe - half) > 0
+                else:
+                    above = qi > edge
+                ti = tb[j]
+                label = ti >= 1  # integer labels: >= 0.5 is >= 1
+                key = np.int32(cf) * 8
+                if above:
+                    key += 4
+                if qi >= thr:
+                    key += 2
+                if label:
+                    key += 1
+                keys[j] = key
+                confs[j] = conf
+                gap = r64 if label else q64
+                gaps[j] = gap * gap
+                if nll_on:
                     clamped = min(max(q64, 1e-7), 1.0 - 1e-7)  # binary_kernel.NLL_EPS
                     low = 1.0 - clamped  # binary_kernel._brier_nll's formula, same roundings:
                     probs[j] = low + (2.0 * clamped - 1.0) if label else low
+                if validate:
                     ok = (q64 >= 0.0) & (q64 <= 1.0) & (ti >= 0) & (ti <= 1)
                     bad += np.int64(not ok)
-                for j in range(m):  # step 2
-                    key = np.uint32(keys[j])
+            for j in range(m):  # step 2
+                key = np.uint32(keys[j])
+                if count_on:
                     count[key] += 1
+                if conf_on:
                     conf_sum[key >> np.uint32(2)] += confs[j]
-                b0 = b1 = b2 = b3 = 0.0  # step 3
+            if reduce_on:  # step 3
+                b0 = b1 = b2 = b3 = 0.0
                 p0 = p1 = p2 = p3 = 1.0
                 for j in range(0, block, 4):
                     b0 += gaps[j]
@@ -160,13 +199,18 @@ def _compile() -> _Kernels:  # pragma: no cover - compiled code is not traced by
                     p3 *= probs[j + 3]
                 brier += (b0 + b1) + (b2 + b3)
                 nll -= (np.log(p0) + np.log(p1)) + (np.log(p2) + np.log(p3))
-            sums[0] += brier
-            sums[1] += nll
-            return bad
+        sums[0] += brier
+        sums[1] += nll
+        return bad
 
-        return maps
+    return maps
 
-    @jit(cache=True)
+
+def codes_kernel(cache: bool = True) -> Callable[..., int]:  # pragma: no cover - compiled
+    """Compile the uint8 kernel (``cache``: keep the compiled code on disk)."""
+    import numba
+
+    @numba.njit(nogil=True, boundscheck=False, cache=cache)
     def codes(v: Any, t: Any, hist: Any) -> int:
         # v: (P,) uint8 values; t: (P,) integer labels; hist: (4, 512) int64 counts of
         # code 2 v + label, 4 interleaved copies (a run of equal codes is no dependency
@@ -185,7 +229,12 @@ def _compile() -> _Kernels:  # pragma: no cover - compiled code is not traced by
             bad += np.int64((ti < 0) | (ti > 1))
         return bad
 
-    return _Kernels(make_maps(True), make_maps(False), codes)
+    return codes
+
+
+@functools.lru_cache(maxsize=1)  # kept across _kernel.cache_clear(): compiled once
+def _compile() -> _Kernels:  # pragma: no cover - compiled code is not traced by coverage
+    return _Kernels(maps_kernel(True), maps_kernel(False), codes_kernel())
 
 
 @functools.lru_cache(maxsize=1)
