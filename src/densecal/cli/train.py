@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-__all__ = ["parse_settings", "train"]
+__all__ = ["parse_settings", "train", "with_recipe"]
 
 
 def parse_settings(settings: list[str]) -> dict[str, dict[str, Any]]:
@@ -54,6 +54,18 @@ def _resume_note(ctx: typer.Context, config_path: Path, requested: dict[str, obj
     if kept:
         typer.echo(f"densecal: note: --resume keeps the run's saved {', '.join(kept)}; only "
                    f"--epochs changes a resumed run", err=True)
+
+
+def with_recipe(ctx: typer.Context, config: Any) -> Any:
+    """``config`` with the official ASLP recipe's values for every option not typed on the
+    command line (``densecal.methods.config.OFFICIAL_ASLP_RECIPE``)."""
+    import dataclasses
+
+    from densecal.methods.config import OFFICIAL_ASLP_RECIPE
+
+    values = {name: value for name, value in OFFICIAL_ASLP_RECIPE.items()
+              if getattr(ctx.get_parameter_source(name), "name", None) != "COMMANDLINE"}
+    return dataclasses.replace(config, **values)
 
 
 def train(
@@ -102,10 +114,26 @@ def train(
     aslp_lr: float = typer.Option(0.002, "--aslp-lr", help="Alpha step size eta."),
     aslp_penalty: float = typer.Option(2000.0, "--aslp-penalty", help="Penalty weight lambda."),
     lr_decay: float = typer.Option(1.0, "--lr-decay",
-                                   help="LR factor every --lr-decay-every epochs (ASLP recipe: "
-                                        "0.95)."),
+                                   help="Learning-rate decay factor d in (0, 1] (1: none; "
+                                        "official ASLP recipe: 0.95, compound)."),
     lr_decay_every: int = typer.Option(10, "--lr-decay-every",
-                                       help="Epochs between learning-rate decays."),
+                                       help="The k of --lr-decay-rule."),
+    lr_decay_rule: str = typer.Option("step", "--lr-decay-rule",
+                                      help="step: lr d^(e//k) in 0-based epoch e; compound: the "
+                                           "official ASLP adjust_lr, lr multiplied by d^(j//k) "
+                                           "after every epoch j (0.215 lr in epoch 30)."),
+    aslp_val_rule: str = typer.Option("binarised", "--aslp-val-rule",
+                                      help="ASLP's validation accuracy: binarised (truth >= 0.5 "
+                                           "at the training size) or strict (official: 8-bit "
+                                           "maps at the original size, soft truth pixels "
+                                           "wrong)."),
+    normalize: str = typer.Option("none", "--normalize",
+                                  help="none or imagenet (mean/std per channel, the official "
+                                       "ASLP recipe)."),
+    recipe: str = typer.Option("densecal", "--recipe",
+                               help="densecal (defaults as listed) or official: every value of "
+                                    "the official ASLP training recipe (docs/methods.md 1.3); "
+                                    "options typed here override it."),
     vls_samples: int = typer.Option(8, "--vls-samples",
                                     help="VLS: posterior samples m per training image."),
     vls_tau: float = typer.Option(2.0, "--vls-tau", help="VLS: softmax temperature tau."),
@@ -163,13 +191,17 @@ def train(
                          alpha=alpha, technique=technique, beta=beta,
                          beta_convention=beta_convention, aslp_objective=aslp_objective,
                          aslp_warmup=aslp_warmup, aslp_lr=aslp_lr, aslp_penalty=aslp_penalty,
-                         lr_decay=lr_decay, lr_decay_every=lr_decay_every, augment=augment,
+                         lr_decay=lr_decay, lr_decay_every=lr_decay_every,
+                         lr_decay_rule=lr_decay_rule, aslp_val_rule=aslp_val_rule,
+                         normalize=normalize, recipe=recipe, augment=augment,
                          num_workers=num_workers, accelerator=accelerator, devices=devices,
                          num_nodes=num_nodes, strategy=strategy, deterministic=deterministic,
                          vls_samples=vls_samples, vls_tau=vls_tau, vls_mix=vls_mix,
                          vls_latent=vls_latent, vls_stage1_epochs=vls_stage1_epochs,
                          vls_stage1=str(vls_stage1) if vls_stage1 else None,
                          extra=parse_settings(settings))
+    if recipe == "official":
+        config = with_recipe(ctx, config)
     if teacher is not None:
         config.extra.setdefault("ud", {})["teacher"] = str(teacher)
     if resume:

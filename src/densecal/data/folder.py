@@ -28,7 +28,7 @@ from densecal.data.readers import read_image, read_label, read_mask
 from densecal.data.transforms import image_to_tensor, pair_to_tensors, random_augment, resize
 from densecal.errors import input_error
 
-__all__ = ["FolderDataset", "augment_labels", "resize_labels", "split_indices"]
+__all__ = ["FolderDataset", "augment_labels", "collate_items", "resize_labels", "split_indices"]
 
 
 class FolderDataset(Dataset):
@@ -49,6 +49,8 @@ class FolderDataset(Dataset):
             equals ``ignore_index``; ``None`` skips the check.
         ignore_index: with ``labels``, the "unlabelled" value; also fills the corners that a
             rotation brings in (0 when ``None``).
+        keep_original: add the mask at its original size (binary masks; for ASLP's ``strict``
+            validation accuracy); batch such items with :func:`collate_items`.
 
     Each item is a dict:
 
@@ -57,7 +59,8 @@ class FolderDataset(Dataset):
       ``(S, S)`` int64 class indices;
     - ``"index"``: int, the position in this dataset (the key of ASLP's per-image alpha);
     - ``"name"``: str, the file stem;
-    - ``"size"``: ``(2,)`` int64 tensor, the original ``(H, W)``.
+    - ``"size"``: ``(2,)`` int64 tensor, the original ``(H, W)``;
+    - ``"original"`` (with ``keep_original``): ``(H, W)`` float32 mask at its original size.
 
     Raises:
         DensecalInputError: from :func:`find_pairs` when scanning; when reading an item, from
@@ -69,7 +72,7 @@ class FolderDataset(Dataset):
                  image_dir: str | Path | None = None, mask_dir: str | Path | None = None,
                  augment: bool = False, pairs: Sequence[Pair] | None = None,
                  labels: bool = False, num_classes: int | None = None,
-                 ignore_index: int | None = None) -> None:
+                 ignore_index: int | None = None, keep_original: bool = False) -> None:
         if image_size is not None:
             check_int("image_size", image_size, low=1)
         if pairs is None:
@@ -83,6 +86,7 @@ class FolderDataset(Dataset):
         self.labels = labels
         self.num_classes = num_classes
         self.ignore_index = ignore_index
+        self.keep_original = keep_original and not labels
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -109,13 +113,16 @@ class FolderDataset(Dataset):
                 image, mask = random_augment(image, mask)
             if self.image_size is not None:
                 image, mask = resize(image, self.image_size), resize(mask, self.image_size)
-        return {
+        item: dict[str, object] = {
             "image": image,
             "mask": mask,
             "index": int(index) % len(self.pairs),
             "name": pair.name,
             "size": torch.tensor(mask_np.shape, dtype=torch.int64),
         }
+        if self.keep_original:
+            item["original"] = torch.from_numpy(np.ascontiguousarray(mask_np, dtype=np.float32))
+        return item
 
 
     def _check_labels(self, pair: Pair, label: np.ndarray) -> None:
@@ -141,6 +148,19 @@ class FolderDataset(Dataset):
         if self.image_size is not None:
             image, label = resize(image, self.image_size), resize_labels(label, self.image_size)
         return image, label
+
+
+def collate_items(items: list[dict[str, object]]) -> dict[str, object]:
+    """Batch :class:`FolderDataset` items as the default collate does, except ``"original"``
+    (masks of different sizes), which stays a list of ``(H, W)`` tensors."""
+    from torch.utils.data import default_collate
+
+    originals = [item["original"] for item in items] if "original" in items[0] else None
+    batch = default_collate([{k: v for k, v in item.items() if k != "original"}
+                             for item in items])
+    if originals is not None:
+        batch["original"] = originals
+    return batch
 
 
 def resize_labels(label: torch.Tensor, size: int) -> torch.Tensor:

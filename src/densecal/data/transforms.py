@@ -19,11 +19,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["image_to_tensor", "pair_to_tensors", "random_augment", "resize"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "image_to_tensor", "normalize_images",
+           "pair_to_tensors", "random_augment", "resize"]
 
 MAX_BORDER_CROP = 30
 ROTATION_PROBABILITY = 0.2
 MAX_ROTATION_DEG = 15.0
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""Per-channel RGB mean of ImageNet (the official ASLP recipe's ``transforms.Normalize``)."""
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""Per-channel RGB standard deviation of ImageNet."""
+
+
+def normalize_images(image: torch.Tensor, kind: str) -> torch.Tensor:
+    """Images ``(N, 3, H, W)`` in [0, 1] as the network sees them: unchanged for ``none``,
+    ``(x - mean) / std`` per channel for ``imagenet`` (:data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`).
+
+    Example:
+        >>> normalize_images(torch.full((1, 3, 1, 1), 0.485), "imagenet")[0, 0].item()
+        0.0
+    """
+    if kind == "none":
+        return image
+    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return (image - mean) / std
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:

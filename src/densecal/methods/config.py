@@ -20,11 +20,13 @@ from densecal.errors import input_error
 
 __all__ = [
     "CONFIG_SCHEMA",
+    "OFFICIAL_ASLP_RECIPE",
     "TrainConfig",
     "check_distributed",
     "check_run_options",
     "family_options",
     "load_config",
+    "lr_factor",
     "parse_devices",
     "save_config",
 ]
@@ -54,11 +56,19 @@ class TrainConfig:
         batch_size: images per step.
         image_size: images and masks are resized to ``image_size x image_size`` for training.
         lr: Adam learning rate.
-        lr_decay: multiplicative learning-rate decay applied every ``lr_decay_every`` epochs (the
-            ASLP recipe uses 0.95 every 10 epochs; 1.0 disables it).
-        lr_decay_every: epochs between decays.
+        lr_decay: learning-rate decay factor ``d`` (1.0 disables decay; the official ASLP recipe
+            uses 0.95 with ``lr_decay_every`` 10 and the ``compound`` rule).
+        lr_decay_every: the ``k`` of :attr:`lr_decay_rule`.
+        lr_decay_rule: ``step``: the learning rate of (0-based) epoch ``e`` is
+            ``lr * d ** (e // k)``; ``compound``: the official ASLP code's ``adjust_lr``, which
+            multiplies the learning rate by ``d ** (j // k)`` after every (1-based) epoch ``j``,
+            so epoch ``e`` runs at ``lr * d ** sum(j // k for j in 1..e)`` (0.95 in epoch 11,
+            0.599 in 20, 0.215 in 30 of the official run; ``step`` gives 0.9025 in 30).
         seed: global seed (weights, sampling order, augmentation, perturbation coins).
         augment: random flips/crops/rotations as the ASLP recipe.
+        normalize: ``none`` (images in [0, 1] go to the network) or ``imagenet`` (the official
+            ASLP recipe: each channel minus ImageNet's mean, divided by its standard deviation;
+            applied inside the model, so prediction does the same). Segmentation methods.
         num_workers: DataLoader worker processes.
         deterministic: ask PyTorch for deterministic kernels (slower on GPU).
         eps: label-smoothing factor ε for ``ls`` (binary target (1 − ε)·y + ε/2).
@@ -72,6 +82,14 @@ class TrainConfig:
         aslp_penalty: ASLP's penalty weight λ (default 2000).
         aslp_warmup: epochs before α starts to adapt (default 5).
         aslp_objective: ``calibration`` (ASLP_MC, the official code) or ``conservative``.
+        aslp_val_rule: how ASLP's validation accuracy ``A_val`` is measured: ``binarised``
+            (densecal's default: at the training resolution, ground truth ``y >= 0.5``) or
+            ``strict`` (the official code: each map upsampled to its image's original size,
+            written as 8-bit levels with round-half-even, predicted 1 at level >= 128, and a
+            pixel counts as correct only when its ground truth is exactly 0 or 1 and matches;
+            soft ground-truth pixels are always wrong).
+        recipe: ``densecal`` or ``official`` (the options were set by ``--recipe official``,
+            :data:`OFFICIAL_ASLP_RECIPE`); recorded for the reader, it changes nothing itself.
         gamma: focal-loss γ (``focal``).
         beta_h: entropy-penalty weight β_H (``ecp``).
         margin: MbLS margin m on logit distances (``mbls``).
@@ -109,8 +127,10 @@ class TrainConfig:
     lr: float = 1e-3
     lr_decay: float = 1.0
     lr_decay_every: int = 10
+    lr_decay_rule: str = "step"
     seed: int = 0
     augment: bool = True
+    normalize: str = "none"
     num_workers: int = 0
     deterministic: bool = False
     eps: float = 0.1
@@ -122,6 +142,8 @@ class TrainConfig:
     aslp_penalty: float = 2000.0
     aslp_warmup: int = 5
     aslp_objective: str = "calibration"
+    aslp_val_rule: str = "binarised"
+    recipe: str = "densecal"
     gamma: float = 3.0
     beta_h: float = 0.1
     margin: float = 10.0
@@ -163,6 +185,48 @@ class TrainConfig:
         if unknown:
             raise input_error(source, f"unknown keys {', '.join(unknown)}")
         return cls(**data)
+
+
+#: The official ASLP training recipe (Liu et al., ICCV 2023; github.com/Carlisle-Liu/ASLP,
+#: ``main_ASLP.py`` argument defaults, ``utils.adjust_lr``, ``data.py`` transforms), as
+#: ``TrainConfig`` values; ``densecal train --recipe official`` starts from these and options
+#: typed on the command line override them. Not reproducible here: the network (a ResNet-50
+#: with ImageNet weights in the official code; choose ``--model``) and the data (DUTS-TR).
+OFFICIAL_ASLP_RECIPE: dict[str, Any] = {
+    "method": "aslp",
+    "epochs": 30,  # --epoch 30
+    "lr": 2.5e-5,  # --lr_gen, Adam with torch's default betas
+    "batch_size": 10,  # --batchsize
+    "image_size": 384,  # --trainsize / --testsize
+    "lr_decay": 0.95,  # --decay_rate
+    "lr_decay_every": 10,  # --decay_epoch
+    "lr_decay_rule": "compound",  # adjust_lr after every epoch: lr *= 0.95 ** (epoch // 10)
+    "beta": 2.0,  # --beta (the code's b: targets (1 - 2b) y + b, i.e. -1 and 2)
+    "beta_convention": "code",  # paper beta = 2 b = 4; alpha clipped to 1 / (2 b) - 0.01
+    "technique": "hard_inversion",
+    "aslp_lr": 0.002,  # --eta
+    "aslp_penalty": 2000.0,  # --lbd
+    "aslp_warmup": 5,  # alpha moves from epoch 6 on ("if epoch > 5", epochs counted from 1)
+    "aslp_objective": "calibration",  # train_ASLP_MC
+    "aslp_val_rule": "strict",  # acc_val: 8-bit maps at the original size, ECE.py's accuracy
+    "augment": True,  # random flip, border crop (30 px), rotation (p 0.2, +-15 degrees)
+    "normalize": "imagenet",  # transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    "recipe": "official",
+}
+
+
+def lr_factor(config: TrainConfig, epoch: int) -> float:
+    """The learning-rate factor of 0-based ``epoch`` under ``config``'s decay rule.
+
+    Example:
+        >>> c = TrainConfig(lr_decay=0.95, lr_decay_rule="compound")
+        >>> round(lr_factor(c, 10), 4), round(lr_factor(c, 19), 4), round(lr_factor(c, 29), 4)
+        (0.95, 0.5987, 0.2146)
+    """
+    decay, every = config.lr_decay, config.lr_decay_every
+    if config.lr_decay_rule == "compound":
+        return float(decay ** sum(j // every for j in range(1, epoch + 1)))
+    return float(decay ** (epoch // every))
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
@@ -303,3 +367,14 @@ def check_run_options(config: TrainConfig, *, decay: bool = False) -> None:
         raise input_error("--image-size", f"must be a multiple of 8, got {config.image_size}")
     check_int("--num-workers", config.num_workers, low=0, high=RUN_LIMITS["num_workers"])
     check_number("--lr", config.lr, 0.0, low_open=True)
+    if decay:
+        check_number("--lr-decay", config.lr_decay, 0.0, 1.0, low_open=True)
+    _check_choice("--lr-decay-rule", config.lr_decay_rule, ("step", "compound"))
+    _check_choice("--normalize", config.normalize, ("none", "imagenet"))
+    _check_choice("--aslp-val-rule", config.aslp_val_rule, ("binarised", "strict"))
+    _check_choice("--recipe", config.recipe, ("densecal", "official"))
+
+
+def _check_choice(flag: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise input_error(flag, f"unknown value {value!r}; choose {' or '.join(choices)}")

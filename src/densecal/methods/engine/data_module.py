@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
@@ -26,13 +29,16 @@ class EpochData(L.LightningDataModule):
         val_set: validation dataset or ``None`` (in order, shards not padded).
         drop_single: drop the last training batch of a shard when it holds one image (for
             BatchNorm layers; shards have equal lengths, so all ranks drop together).
+        collate: the loaders' ``collate_fn`` (None: torch's default).
     """
 
     def __init__(self, config: TrainConfig, train_set: Dataset, val_set: Dataset | None, *,
-                 drop_single: bool = False) -> None:
+                 drop_single: bool = False, collate: Callable[[list[Any]], Any] | None = None
+                 ) -> None:
         super().__init__()
         self.config, self.train_set, self.val_set = config, train_set, val_set
         self.drop_single = drop_single
+        self.collate = collate
 
     def _loader(self, dataset: Dataset, *, train: bool) -> DataLoader:
         trainer = self.trainer
@@ -47,6 +53,7 @@ class EpochData(L.LightningDataModule):
         batch = self.config.batch_size
         return DataLoader(SeededItems(dataset, self.config.seed), batch_size=batch,
                           sampler=sampler, num_workers=self.config.num_workers,
+                          collate_fn=self.collate,
                           persistent_workers=self.config.num_workers > 0,
                           drop_last=train and self.drop_single and len(sampler) % batch == 1)
 

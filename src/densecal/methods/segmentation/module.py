@@ -20,8 +20,10 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from densecal.data.transforms import normalize_images
 from densecal.methods.config import TrainConfig
 from densecal.methods.engine.optim import adam_schedule
 from densecal.methods.engine.seeding import SEED_COINS, StepSeeded, derive_seed
@@ -44,7 +46,13 @@ class SegmentationModule(StepSeeded, L.LightningModule):
 
     Logged per epoch: ``train_loss``, ``val_accuracy`` (pixel accuracy: at 0.5 with the hard
     target for binary, argmax for multi-class, ``ignore_index`` pixels left out), ``val_ece``
-    (top-label), and for ASLP ``alpha_mean``/``alpha_max``; all global values under DDP.
+    (top-label), with ``config.aslp_val_rule == "strict"`` also ``val_accuracy_strict`` (the
+    official ASLP rule, :meth:`_strict_update`), and for ASLP ``alpha_mean``/``alpha_max``; all
+    global values under DDP. ASLP's ``A_val`` is ``val_accuracy`` or, under the strict rule,
+    ``val_accuracy_strict``.
+
+    ``config.normalize == "imagenet"`` normalises the images inside :meth:`forward`, so training,
+    validation and prediction all see the same inputs.
 
     Randomness is keyed, not streamed (:mod:`densecal.methods.engine.seeding`), so that a resumed
     or a distributed run draws what a single uninterrupted run draws: ASLP's coin of image ``i`` in
@@ -78,6 +86,9 @@ class SegmentationModule(StepSeeded, L.LightningModule):
             self.val_calibration = PixelCalibration(
                 n_bins=10, input="logits", task="multiclass",
                 num_classes=self.config.num_classes, ignore_index=self.config.ignore_index)
+        self.val_strict = (PixelCalibration(n_bins=10, target_type="strict")
+                           if self.config.aslp_val_rule == "strict" and task == "binary"
+                           else None)
         # post-hoc temperature (T = 1 until ``densecal calibrate`` fits it); applied by
         # :meth:`calibrated_logits`, never during training
         self.temperature = TemperatureScaler(task=task)
@@ -89,8 +100,8 @@ class SegmentationModule(StepSeeded, L.LightningModule):
 
     def forward(self, image: Tensor) -> Tensor:
         """Logits ``(N, K, H, W)`` (``K = num_classes``, 1 for binary) for images
-        ``(N, 3, H, W)``."""
-        return self.net(image)
+        ``(N, 3, H, W)`` in [0, 1] (normalised here when ``config.normalize`` asks)."""
+        return self.net(normalize_images(image, self.config.normalize))
 
     def calibrated_logits(self, logits: Tensor) -> Tensor:
         """``logits / T`` with the fitted post-hoc temperature (T = 1 when not calibrated)."""
@@ -168,9 +179,26 @@ class SegmentationModule(StepSeeded, L.LightningModule):
         seen[index] = True
         ctrl.apply_update(index[fresh], bce[fresh.to(bce.device)], c[fresh.to(c.device)], epoch)
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         logits = self(batch["image"])
         self.val_calibration.update(logits, batch["mask"])
+        if self.val_strict is not None:
+            self._strict_update(logits, batch["original"])
+
+    @torch.no_grad()
+    def _strict_update(self, logits: Tensor, originals: list[Tensor]) -> None:
+        """The official ASLP validation accuracy (``main_ASLP.py`` ``acc_val`` and ``ECE.py``
+        ``Compute_ECE_Valid``): each binary logit map ``(1, S, S)`` upsampled bilinearly
+        (``align_corners=False``) to its mask's original ``(H, W)``, the sigmoid written as the
+        8-bit level ``round_half_even(255 q)`` (as OpenCV writes a float image), and scored with
+        the ``strict`` target rule (predicted 1 at level >= 128; a pixel is correct only when its
+        truth is exactly 0 or 1 and agrees)."""
+        assert self.val_strict is not None
+        for logit, mask in zip(logits, originals, strict=True):
+            full = F.interpolate(logit[None].float(), size=tuple(mask.shape), mode="bilinear",
+                                 align_corners=False)[0, 0]
+            levels = torch.round(255.0 * torch.sigmoid(full)).clamp_(0.0, 255.0)
+            self.val_strict.update((levels / 255.0)[None], mask.to(levels.device)[None])
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_calibration.compute()
@@ -180,6 +208,10 @@ class SegmentationModule(StepSeeded, L.LightningModule):
         accuracy = float(values["accuracy"])
         self.log("val_accuracy", accuracy, prog_bar=True, sync_dist=True)
         self.log("val_ece", float(values["ece"]), prog_bar=True, sync_dist=True)
+        if self.val_strict is not None:
+            accuracy = float(self.val_strict.compute()["accuracy"])
+            self.val_strict.reset()
+            self.log("val_accuracy_strict", accuracy, prog_bar=True, sync_dist=True)
         if self.perturbation is not None and not self.trainer.sanity_checking:
             self.perturbation.set_validation_accuracy(accuracy)
             self.log("alpha_mean", self.perturbation.alpha.mean(), prog_bar=True, sync_dist=True)

@@ -31,7 +31,7 @@ import lightning as L
 from torch.utils.data import Dataset
 
 from densecal._checks import check_int
-from densecal.data.folder import FolderDataset, split_indices
+from densecal.data.folder import FolderDataset, collate_items, split_indices
 from densecal.data.pairs import find_pairs
 from densecal.errors import input_error
 from densecal.methods.config import TrainConfig, check_distributed, check_run_options
@@ -77,7 +77,8 @@ def folder_datasets(config: TrainConfig) -> tuple[FolderDataset, FolderDataset]:
         common.update(labels=True, num_classes=config.num_classes,
                       ignore_index=config.ignore_index)
     return (FolderDataset(config.data, augment=config.augment, pairs=train_pairs, **common),
-            FolderDataset(config.val_data or config.data, pairs=val_pairs, **common))
+            FolderDataset(config.val_data or config.data, pairs=val_pairs,
+                          keep_original=config.aslp_val_rule == "strict", **common))
 
 
 def check_config(config: TrainConfig) -> None:
@@ -95,6 +96,9 @@ def check_config(config: TrainConfig) -> None:
     # validates num_classes / ignore_index, binary-only methods and the method's options
     build_objective(config, 1)
     MODELS.get(config.model)  # validates the model name
+    if config.aslp_val_rule == "strict" and is_multiclass(config):
+        raise input_error("--aslp-val-rule", "strict is the binary ASLP rule; multi-class runs "
+                                             "use binarised")
     if config.method == "vls" and config.vls_stage1:
         load_stage1(config.vls_stage1, config.num_classes)  # exists, is one, K matches
 
@@ -161,7 +165,8 @@ def fit_segmentation(config: TrainConfig, run_dir: Path, train_set: Dataset,
     L.seed_everything(config.seed, workers=True, verbose=False)
     names = list(getattr(train_set, "names", []))
     module = SegmentationModule(config.to_dict(), len(names), names)
-    trainer = run_trainer(module, config, EpochData(config, train_set, val_set),
+    trainer = run_trainer(module, config, EpochData(config, train_set, val_set,
+                                                    collate=collate_items),
                            ckpt.parent, run_dir, max_epochs=config.epochs,
                            resume_from=ckpt if resume else None, progress=progress,
                            single_process=config.method == "vls")
