@@ -322,18 +322,51 @@ def test_binning_of_every_8bit_level_is_exact(n_bins):
         assert table["count"].tolist() == exact_8bit_bins(n_bins)
 
 
-@pytest.mark.parametrize("n_bins", [5, 10, 20])
-def test_binning_matches_aslp_code_at_its_bin_counts(n_bins):
-    assert exact_8bit_bins(n_bins) == aslp_bin_counts(n_bins)
+#: 8-bit levels k (map value k/255) that the ASLP ``ECE.py`` binning puts one bin too high, by
+#: bin count, for 1..100 bins (docs/compatibility.md). Every other level, and every level at any
+#: other bin count up to 100, lands in its exact bin. The float32 confidence max(k/255, 1 - k/255)
+#: of these levels lies on an edge j/n that float32 ``torch.linspace`` rounds down.
+ASLP_MISPLACED_LEVELS = {
+    3: [170], 6: [170], 12: [170], 15: [102, 136, 153, 170], 24: [170],
+    30: [102, 136, 153, 170], 33: [170], 45: [102, 136, 153], 48: [170],
+    51: [90, 100, 110, 120, 130, 135, 140, 145, 150, 155, 160, 165, 170],
+    60: [102, 136, 153, 170], 63: [170], 66: [170], 75: [102, 136, 153],
+    85: [102, 108, 114, 120, 126, 129, 132, 135, 138, 141, 144, 147, 150, 153, 156],
+    90: [102, 136, 153], 95: [102, 153], 96: [170],
+}
 
 
-def test_aslp_code_misplaces_level_153_with_15_bins():
-    # torch.linspace(0, 1, 16) in float32 gives 0.59999996 for 9/15, below float32(0.6), so
-    # the ASLP code puts 153/255 = 0.6 (and 102/255) in (0.6, 0.667]; densecal in (0.533, 0.6]
-    # (likewise at 8/15 and 10/15)
+def aslp_misplaced_levels(n_bins):
+    """Levels whose ``ECE.py`` bin differs from the exact bin of (lo, hi], and by how much."""
+    pred = torch.arange(256, dtype=torch.uint8).float() / 255.0
+    conf = torch.maximum(pred, 1.0 - pred)
+    edges = torch.linspace(0, 1, steps=n_bins + 1)
+    moved = {}
+    for k in range(256):
+        (script,) = [j for j in range(n_bins) if conf[k] > edges[j] and conf[k] <= edges[j + 1]]
+        num = max(k, 255 - k)
+        exact = max(-(-num * n_bins // 255) - 1, 0)
+        if script != exact:
+            moved[k] = script - exact
+    return moved
+
+
+@pytest.mark.parametrize("n_bins", sorted(ASLP_MISPLACED_LEVELS))
+def test_aslp_code_misplaces_exactly_these_levels(n_bins):
+    moved = aslp_misplaced_levels(n_bins)
+    assert sorted(moved) == ASLP_MISPLACED_LEVELS[n_bins]
+    assert set(moved.values()) == {1}  # always one bin too high
+    # densecal bins every level exactly, in float32 as the script reads them
+    p = torch.arange(256, dtype=torch.float32)[None] / 255.0
+    table = reliability_bins(p, torch.zeros_like(p), n_bins=n_bins)
+    assert table["count"].tolist() == exact_8bit_bins(n_bins) != aslp_bin_counts(n_bins)
+
+
+def test_aslp_code_bins_exactly_at_every_other_bin_count():
+    others = [n for n in range(1, 101) if n not in ASLP_MISPLACED_LEVELS]
+    assert all(exact_8bit_bins(n) == aslp_bin_counts(n) for n in others)
+    # 153/255 with 15 bins: torch.linspace(0, 1, 16)[9] is 0.59999996 < float32(0.6)
     assert torch.linspace(0, 1, 16)[9].item() < torch.tensor(0.6).item()
-    exact, aslp = exact_8bit_bins(15), aslp_bin_counts(15)
-    assert [i for i in range(15) if exact[i] != aslp[i]] == [7, 8, 9, 10]
 
 
 # ----------------------------------------------------------------------------- torchmetrics

@@ -8,13 +8,14 @@ the reference bins are [lo, hi) and densecal's are (lo, hi].
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
 
+from _benchmark_scripts import BENCH_DIR, load_script
 from densecal.metrics.functional import pixel_calibration
+
+ASLP = load_script(BENCH_DIR / "aslp_official.py", "aslp_official_bench")
 
 
 def blob_maps(seed: int, n: int = 4, size: int = 24) -> tuple[np.ndarray, np.ndarray]:
@@ -85,40 +86,12 @@ def test_netcal_binary_is_positive_pooled(name: str, key: str) -> None:
     assert float(ours[key]) == pytest.approx(float(theirs), abs=1e-12)
 
 
-def aslp_script_ece_oe(pred_u8: np.ndarray, gt_u8: np.ndarray, n_bins: int = 10
-                       ) -> tuple[float, float, float]:
-    """The ASLP reference evaluation (``ECE.py``, ``ECE_EW``), re-expressed from its description:
-    float32 maps k/255, confidence max(p, 1 - p), prediction 255 where level >= 128, correct when
-    it equals the raw 8-bit GT, float32 linspace edges, bins conf > lo and conf <= hi, float32
-    per-bin sums, bin means divided by (count + 1e-6)."""
-    edges = torch.linspace(0, 1, steps=n_bins + 1)
-    conf_sum, acc_sum, count = (torch.zeros(n_bins) for _ in range(3))
-    for p8, g8 in zip(pred_u8, gt_u8, strict=True):
-        p = torch.from_numpy(p8.reshape(-1)).float() / 255.0
-        binary = torch.where(torch.from_numpy(p8.reshape(-1)) > 127, 255, 0)
-        gt = torch.from_numpy(g8.reshape(-1)).long()
-        conf = torch.maximum(p, 1.0 - p)
-        for j, (lo, hi) in enumerate(itertools.pairwise(edges)):
-            in_bin = conf.gt(lo) & conf.le(hi)
-            conf_sum[j] += conf[in_bin].sum()
-            acc_sum[j] += (binary[in_bin] == gt[in_bin]).sum()
-            count[j] += in_bin.sum()
-    total = count.sum()
-    ece = oe = 0.0
-    for j in range(n_bins):
-        a, c = acc_sum[j] / (count[j] + 1e-6), conf_sum[j] / (count[j] + 1e-6)
-        ece += float(torch.abs(c - a) * count[j] / total)
-        if c > a:
-            oe += float(torch.abs(c - a) * c * count[j] / total)
-    return ece, oe, float(acc_sum.sum() / total)
-
-
 def test_aslp_reference_script_is_official_protocol_on_8bit_maps() -> None:
     q, y = blob_maps(11, n=5, size=40)
     pred_u8 = np.round(q * 255).astype(np.uint8)
     gt_u8 = np.round(y * 255).astype(np.uint8)
     gt_u8[:, :3, :3] = 128  # soft ground-truth pixels: always wrong in the reference
-    ece, oe, acc = aslp_script_ece_oe(pred_u8, gt_u8)
+    ece, oe, acc = ASLP.script_ece_oe(list(pred_u8), list(gt_u8))
     ours = pixel_calibration(torch.from_numpy(pred_u8.astype(np.float64) / 255.0),
                              torch.from_numpy(gt_u8.astype(np.float64) / 255.0),
                              target_type="strict")

@@ -77,20 +77,33 @@ def _available_memory() -> int | None:
 
 
 def official_quantise(pred: np.ndarray) -> np.ndarray:
-    """The ASLP code's saved-map transform: per-map min-max normalisation, then 8-bit rounding.
+    """The ASLP code's saved-map transform, arithmetic and rounding included.
+
+    The official ``test()`` (``main_ASLP.py``) writes each float32 sigmoid map ``p`` as
+    ``255 * (p - p.min()) / (p.max() - p.min() + 1e-8)`` with ``cv2.imwrite``, which converts a
+    float image to 8 bits by rounding half to even and saturating to [0, 255]. Reproduced here
+    operation by operation in NumPy 1.x's types (the official code's era; it uses pandas'
+    ``DataFrame.append``, removed in pandas 2): ``p - min`` and the product by 255 in float32,
+    the denominator ``max - min`` in float32 plus ``1e-8`` in float64, rounded to float32 for
+    the division. Consequences the tests pin down: a constant map becomes all zeros (level 0:
+    confidence 1, prediction background); a map whose range is below about ``5e-6`` is not
+    stretched to 255 (the ``1e-8`` matters); any map is stretched to the full [0, 255] range.
 
     Args:
-        pred: probability map ``(H, W)`` in [0, 1].
+        pred: probability map ``(H, W)`` (any float dtype; read as float32, as the official
+            sigmoid output is).
 
     Returns:
-        ``(H, W)`` float32 map of values k/255, k ∈ {0, ..., 255}. A constant map is only
-        quantised (there is no range to stretch).
+        ``(H, W)`` float32 map of values k/255, k ∈ {0, ..., 255} (the PNG as ``ECE.py`` reads it).
     """
-    pred = pred.astype(np.float64)
-    lo, hi = float(pred.min()), float(pred.max())
-    if hi > lo:
-        pred = (pred - lo) / (hi - lo)
-    return (np.round(pred * 255.0) / 255.0).astype(np.float32)
+    p = np.asarray(pred, dtype=np.float32)
+    if p.size == 0:
+        return p
+    lo, hi = p.min(), p.max()  # float32 scalars
+    denominator = np.float32(np.float64(hi - lo) + 1e-8)
+    scaled = (np.float32(255.0) * (p - lo)) / denominator  # float32 throughout
+    levels = np.clip(np.rint(scaled), 0.0, 255.0)  # OpenCV's saturate_cast: half to even
+    return (levels / 255.0).astype(np.float32)
 
 
 def sod_map(pred: np.ndarray, protocol: str) -> np.ndarray:
