@@ -10,10 +10,14 @@ Protocols (``docs/methods.md``, *Evaluation protocols*):
 * ``raw`` (default): the model's probabilities as they are; a pixel is correct when
   ``1[q >= threshold] == 1[y >= 0.5]`` (``target="hard"``) or in expectation over a soft ``y``
   (``target="soft"``).
-* ``official``: the ASLP reference code's evaluation (Liu et al., ICCV 2023,
-  github.com/Carlisle-Liu/ASLP): each map min-max normalised and quantised to 8 bits, pixels whose
-  ground truth is not exactly 0 or 1 (0 or 255 in the PNG) always count as wrong
-  (``target="strict"``), and the SOD measures use pysodmetrics' MATLAB-compatible normalisation.
+* ``official``: the ASLP reference code's calibration evaluation (Liu et al., ICCV 2023,
+  github.com/Carlisle-Liu/ASLP, ``test()`` then ``ECE.py``): each map min-max normalised and
+  quantised to 8 bits (:func:`official_quantise`), pixels whose ground truth is not exactly 0 or
+  1 (0 or 255 in the PNG) always count as wrong (``target="strict"``). The SOD measures are
+  pysodmetrics' (the MATLAB toolbox's) on those maps, NOT the ASLP repository's
+  ``SOD_Evaluation_Tool``: mean F and mean E differ by about 1e-3 on binary truth, more on soft
+  truth, and that tool gives E-measure 0.25 on an empty or all-foreground truth
+  (``benchmarks/aslp_sod_tool.py``, ``docs/compatibility.md``).
 """
 
 from __future__ import annotations
