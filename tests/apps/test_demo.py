@@ -41,6 +41,14 @@ def test_fast_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     alphas = [float(line.split(",")[1]) for line in
               (out / "runs" / "aslp" / "alpha.csv").read_text().splitlines()[1:]]
     assert max(alphas) > 0.0
+    summary = metrics["aslp_alpha"]
+    assert summary["max"] == pytest.approx(max(alphas)) and summary["n_images"] == len(alphas)
+    # 6 epochs are too few for a coin to come up: identical rows, and the report says why
+    report = (out / "report" / "report.md").read_text()
+    assert metrics["runs"]["bce"]["test"]["calibration"] == \
+        metrics["runs"]["aslp"]["test"]["calibration"]
+    assert "Why the BCE and ASLP rows are identical" in report
+    assert f"largest {max(alphas):.4f}" in report
     # re-running into the same folder reuses the finished runs and rewrites the same numbers
     main(["demo", "--fast", "--out", str(out)])
     again = json.loads((out / "report" / "metrics.json").read_text())

@@ -24,7 +24,9 @@ def evaluate(
     n_bins: int = typer.Option(10, "--n-bins", "--bins", help="Equal-width confidence bins."),
     confidence: str = typer.Option("top-label", "--confidence", help="top-label or positive."),
     aggregate: str = typer.Option("pooled", "--aggregate", help="pooled or per-image."),
-    protocol: str = typer.Option("raw", "--protocol", help="raw, or official: the ASLP code's calibration protocol (8-bit min-max maps, "
+    protocol: str = typer.Option("raw", "--protocol",
+                                 help="raw, or official: the ASLP code's calibration protocol "
+                                      "(8-bit min-max maps, "
                                       "soft truth pixels wrong); S/E/F-measures stay "
                                       "pysodmetrics' (MATLAB toolbox), not ASLP's "
                                       "SOD_Evaluation_Tool (docs/compatibility.md)."),
