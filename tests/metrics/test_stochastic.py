@@ -59,7 +59,15 @@ def test_multiclass_conventions() -> None:
     a, b = torch.tensor([[1, 2], [0, 0]]), torch.tensor([[1, 1], [0, 0]])
     # present classes {1, 2}: IoU_1 = 1/2, IoU_2 = 0
     assert float(pairwise_iou(a[None], b[None])[0, 0]) == 0.25
-    # CARSSS: classes 1..3, class 3 absent from both counts as 1
+    # the CARSSS evaluation: per-class IoU over a confusion matrix, NaN for a class absent from
+    # both maps, nanmean over the foreground classes (written here from its description)
+    carsss = []
+    for cls in range(1, 4):
+        tp = int(((a == cls) & (b == cls)).sum())
+        fp_fn = int(((a == cls) ^ (b == cls)).sum())
+        carsss.append(tp / (tp + fp_fn) if tp + fp_fn else math.nan)
+    assert float(np.nanmean(carsss)) == 0.25 == float(pairwise_iou(a[None], b[None])[0, 0])
+    # densecal's fixed class set: classes 1..3, class 3 absent from both counts as 1
     assert float(pairwise_iou(a[None], b[None], num_classes=4)[0, 0]) == 0.5
     # binary: both conventions agree
     s1, s2 = torch.tensor(S1)[None], torch.tensor(S2)[None]
@@ -173,6 +181,38 @@ def test_metric_accumulates_per_image_means() -> None:
     # base Y2 holds class 1 on the bottom row, samples Y2 keep it -> error 0.5
     assert float(out["flip_error"]) == 0.5
     assert float(out["flip_error/1"]) == 0.5
+    assert float(out["flip_error_per_image"]) == 0.5
+
+
+def _perfect_sampler(n_images: int, n_samples: int, p: float, seed: int):
+    """Images with one object of class 1 (twin 2, flip probability p) and ``n_samples``
+    samples each that flip the whole object with probability p: a perfect sampler."""
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.zeros(n_images, 8, 8, dtype=torch.long)
+    base[:, 2:6, 2:6] = 1
+    flip = torch.rand(n_images, n_samples, generator=gen) < p
+    samples = base[:, None].repeat(1, n_samples, 1, 1)
+    samples[flip[..., None, None] & (samples == 1)] = 2
+    return samples, base
+
+
+def test_pooled_flip_error_vanishes_for_a_perfect_sampler() -> None:
+    """16 samples per image, 400 images, p = 0.3: the per-image errors stay near
+    E|Bin(16, 0.3)/16 - 0.3| = 0.0918, the pooled error falls to the sampling noise of 6,400
+    draws (sd 0.0057)."""
+    samples, base = _perfect_sampler(400, 16, 0.3, seed=0)
+    metric = StochasticSegmentationMetrics(flips={1: (2, 0.3)})
+    for i in range(0, 400, 50):
+        metric.update(samples[i:i + 50], base[i:i + 50, None], base_labels=base[i:i + 50])
+    out = metric.compute()
+    expected_per_image = sum(math.comb(16, k) * 0.3**k * 0.7 ** (16 - k) * abs(k / 16 - 0.3)
+                             for k in range(17))
+    assert expected_per_image == pytest.approx(0.0918, abs=1e-4)
+    assert float(out["flip_error_per_image"]) == pytest.approx(expected_per_image, abs=0.01)
+    assert float(out["flip_error"]) < 0.015  # 2.6 sd of the pooled share
+    twins = int((samples == 2).sum())
+    assert float(out["flip_error"]) == pytest.approx(abs(twins / (400 * 16 * 16) - 0.3),
+                                                     abs=1e-15)
 
 
 def test_bad_input() -> None:

@@ -15,10 +15,14 @@ Multi-class IoU (two conventions, both documented in :func:`pairwise_iou`):
 
 - ``num_classes=None`` (default): mean IoU over the foreground classes present in either map;
   IoU = 1 when neither map has foreground. For binary maps this is the plain foreground IoU.
-- ``num_classes=K``: the CARSSS evaluation code (github.com/EliasKassapis/CARSSS): one-hot over
-  ``K`` classes, per-class IoU with 0/0 read as 1, averaged over *all* classes ``1..K-1``.
-  Classes absent from both maps then count as perfect agreement; for ``K = 2`` both conventions
-  coincide.
+  This is the CARSSS evaluation's rule (github.com/EliasKassapis/CARSSS,
+  ``utils/evaluation_utils.py``: a class absent from both maps has IoU NaN and ``nanmean``
+  skips it).
+- ``num_classes=K``: a fixed class set: one-hot over ``K`` classes, per-class IoU with 0/0 read
+  as 1, averaged over *all* classes ``1..K-1``, so classes absent from both maps count as
+  perfect agreement (densecal's option, not a convention of the CARSSS code). Example:
+  ``a = [[1, 2], [0, 0]]``, ``b = [[1, 1], [0, 0]]``: 0.25 by default (and in CARSSS), 0.5 with
+  ``K = 4``. For ``K = 2`` both conventions coincide.
 
 All arithmetic is float64. Functions accept torch tensors or numpy arrays of integers.
 """
@@ -36,6 +40,7 @@ from densecal.errors import input_error
 
 __all__ = [
     "Flips",
+    "flip_counts",
     "flip_frequencies",
     "flip_frequency_error",
     "generalized_energy_distance",
@@ -72,8 +77,9 @@ def pairwise_iou(a: Tensor | np.ndarray, b: Tensor | np.ndarray,
         a: ``(N, *S)`` integer class-index maps (0 = background).
         b: ``(M, *S)`` integer class-index maps, same ``S``.
         num_classes: ``None`` for the mean over foreground classes present in either map (IoU =
-            1 when both maps are all background); ``K`` for the CARSSS convention, the mean over
-            all classes ``1..K-1`` with a class absent from both maps counted as IoU 1.
+            1 when both maps are all background; the CARSSS evaluation's rule); ``K`` for the
+            mean over all classes ``1..K-1`` with a class absent from both maps counted as IoU
+            1 (a fixed class set; densecal's option).
 
     Returns:
         ``(N, M)`` float64 tensor in [0, 1].
@@ -242,6 +248,36 @@ def check_flips(flips: Flips) -> None:
                                        f"[0, 1], got ({twin}, {prob})")
 
 
+def flip_counts(samples: Tensor | np.ndarray, base_label: Tensor | np.ndarray, flips: Flips,
+                *, conditional: bool = False) -> dict[int, tuple[int, int]]:
+    """``(twin picks, pairs)`` per flippable class present: the numerator and denominator of
+    :func:`flip_frequencies`, to pool over images before dividing (as the CARSSS evaluation
+    pools its class probabilities over a batch).
+
+    Example:
+        >>> samples = torch.tensor([[[1, 0]], [[2, 0]], [[3, 0]], [[1, 0]]])
+        >>> flip_counts(samples, torch.tensor([[1, 0]]), {1: (2, 0.5)})
+        {1: (1, 4)}
+    """
+    s = _as_labels("samples", samples, 1)
+    base = _as_labels("base_label", base_label, 0)
+    if s.shape[1:] != base.shape:
+        raise input_error("base_label", f"shape {tuple(base.shape)} differs from the samples' "
+                                        f"{tuple(s.shape[1:])}")
+    check_flips(flips)
+    out: dict[int, tuple[int, int]] = {}
+    for cls, (twin, _) in sorted(flips.items()):
+        where = base == cls
+        if not bool(where.any()):
+            continue
+        picked = s[:, where]
+        twins = int((picked == twin).sum())
+        pairs = int(((picked == twin) | (picked == cls)).sum()) if conditional else picked.numel()
+        if pairs:
+            out[int(cls)] = (twins, pairs)
+    return out
+
+
 def flip_frequencies(samples: Tensor | np.ndarray, base_label: Tensor | np.ndarray,
                      flips: Flips, *, conditional: bool = False) -> dict[int, float]:
     """Fraction of sampled pixels that choose the twin, per flippable class present.
@@ -270,26 +306,8 @@ def flip_frequencies(samples: Tensor | np.ndarray, base_label: Tensor | np.ndarr
         >>> flip_frequencies(samples, torch.tensor([[1, 0]]), {1: (2, 0.5)}, conditional=True)
         {1: 0.3333333333333333}
     """
-    s = _as_labels("samples", samples, 1)
-    base = _as_labels("base_label", base_label, 0)
-    if s.shape[1:] != base.shape:
-        raise input_error("base_label", f"shape {tuple(base.shape)} differs from the samples' "
-                                        f"{tuple(s.shape[1:])}")
-    check_flips(flips)
-    out: dict[int, float] = {}
-    for cls, (twin, _) in sorted(flips.items()):
-        where = base == cls
-        if not bool(where.any()):
-            continue
-        picked = s[:, where]
-        is_twin = (picked == twin).double()
-        if conditional:
-            either = (picked == twin) | (picked == cls)
-            if bool(either.any()):
-                out[int(cls)] = float(is_twin.sum() / either.sum())
-        else:
-            out[int(cls)] = float(is_twin.mean())
-    return out
+    counts = flip_counts(samples, base_label, flips, conditional=conditional)
+    return {cls: twins / pairs for cls, (twins, pairs) in counts.items()}
 
 
 def flip_frequency_error(samples: Tensor | np.ndarray, base_label: Tensor | np.ndarray,
@@ -298,8 +316,8 @@ def flip_frequency_error(samples: Tensor | np.ndarray, base_label: Tensor | np.n
 
     On one image with ``N`` samples this has a noise floor of about
     ``sqrt(p (1 - p) / N)`` even for a perfect sampler (whole-class flips are Bernoulli draws
-    per sample): to judge calibration, average the frequencies over images first, then take
-    the error (as ``benchmarks/car_ambiguity.py`` does).
+    per sample): to judge calibration, pool :func:`flip_counts` over images first, then take
+    the error (``StochasticSegmentationMetrics``' ``flip_error``).
 
     Args:
         samples: ``(N, *S)`` integer class-index maps.
