@@ -11,8 +11,9 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     interrupt into its own exit (Lightning exits with 1).
     """
     try:
-        with _watch_interrupts() as interrupted, progress.reporting():
+        with _watch_interrupts() as interrupted, progress.reporting(), _notes():
             code = app(args=list(argv) if argv is not None else None, prog_name="densecal",
                        standalone_mode=False)
     except SystemExit as exc:
@@ -101,6 +102,34 @@ def _is_usage_error(exc: Exception) -> bool:
     option or option value, found before any command ran."""
     return any(cls.__name__ == "UsageError" for cls in type(exc).__mro__) and \
         hasattr(exc, "format_message")
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@contextlib.contextmanager
+def _notes() -> Iterator[None]:
+    """Show densecal's own warnings as one ``densecal: note:`` line each, once per message
+    (Python would print file, line and source, once per place that warns); warnings of other
+    code go to Python's usual display."""
+    original = warnings.showwarning
+    shown: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if not os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep):
+            original(message, category, filename, lineno, file, line)
+            return
+        text = str(message)
+        if text not in shown:
+            shown.add(text)
+            print(f"densecal: note: {text}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
 
 
 @contextlib.contextmanager
