@@ -6,6 +6,10 @@ stdout and, unless ``--quick``, writes it atomically to ``benchmarks/results/car
 ``--variants car`` / ``--variants no_cal`` train one variant only and print no table, so the two
 can run as parallel processes on the same ``--out``; a final call without it reuses both.
 
+``results/car_ambiguity.json`` predates issue 19: it was made with densecal 0.1's data, whose
+training masks were flipped once when written (today's ``densecal data ambiguous
+--frozen-flips``); the default data now redraw the flips at every load.
+
 Data (``densecal data ambiguous``, seed 0): scenes of one to three garments of the five flippable
 classes (T-shirt/top, Trouser, Coat, Sneaker, Bag) on textures, ``size x size`` pixels, 1500
 train / 100 val / 100 test. In train and val masks each of the five classes is relabelled as a

@@ -85,15 +85,20 @@ def ambiguous_data(
     out: Path = typer.Option(..., "--out", help="Output folder."),
     seed: int = typer.Option(0, help="Scene and flip seed."),
     size: int = typer.Option(48, help="Scene side in pixels."),
-    n_train: int = typer.Option(400, help="Training scenes (flipped masks)."),
-    n_val: int = typer.Option(50, help="Validation scenes (flipped masks)."),
+    n_train: int = typer.Option(400, help="Training scenes."),
+    n_val: int = typer.Option(50, help="Validation scenes."),
     n_test: int = typer.Option(100, help="Test scenes (base masks; modes in ambiguity.json)."),
+    frozen_flips: bool = typer.Option(False, "--frozen-flips/--redrawn-flips",
+                                      help="Write train/val masks flipped once (densecal 0.1) "
+                                           "instead of base masks whose flips training redraws "
+                                           "at every load (CARSSS)."),
 ) -> None:
     """Write multi-garment scenes with whole-class label flips as
     OUT/{train,val,test}/{images,masks}/STEM.png + OUT/ambiguity.json."""
     from densecal.data.synthetic.ambiguity import AmbiguityConfig, write_ambiguity_dataset
 
-    config = AmbiguityConfig(size=size, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
+    config = AmbiguityConfig(size=size, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed,
+                             frozen_flips=frozen_flips)
     for split, path in write_ambiguity_dataset(out, config).items():
         typer.echo(f"{split:>5}: {path}")
 

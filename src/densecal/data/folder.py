@@ -13,7 +13,7 @@ rotated-in corners).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,9 @@ class FolderDataset(Dataset):
             rotation brings in (0 when ``None``).
         keep_original: add the mask at its original size (binary masks; for ASLP's ``strict``
             validation accuracy); batch such items with :func:`collate_items`.
+        label_transform: with ``labels``, a function of the ``(H, W)`` int64 label map applied
+            at every load, before augmentation (e.g. the redrawn class flips of
+            :class:`~densecal.data.synthetic.ambiguity.FlipTransform`).
 
     Each item is a dict:
 
@@ -72,7 +75,8 @@ class FolderDataset(Dataset):
                  image_dir: str | Path | None = None, mask_dir: str | Path | None = None,
                  augment: bool = False, pairs: Sequence[Pair] | None = None,
                  labels: bool = False, num_classes: int | None = None,
-                 ignore_index: int | None = None, keep_original: bool = False) -> None:
+                 ignore_index: int | None = None, keep_original: bool = False,
+                 label_transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         if image_size is not None:
             check_int("image_size", image_size, low=1)
         if pairs is None:
@@ -87,6 +91,7 @@ class FolderDataset(Dataset):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.keep_original = keep_original and not labels
+        self.label_transform = label_transform
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -106,6 +111,8 @@ class FolderDataset(Dataset):
                                           f"{mask_np.shape[1]}x{mask_np.shape[0]} (W x H)")
         if self.labels:
             self._check_labels(pair, mask_np)
+            if self.label_transform is not None:
+                mask_np = self.label_transform(np.asarray(mask_np, dtype=np.int64))
             image, mask = self._label_item(image_np, mask_np)
         else:
             image, mask = pair_to_tensors(image_np, mask_np)

@@ -5,9 +5,14 @@ as a whole to a "twin" class with probabilities 8/17, 7/17, 6/17, 5/17, 4/17 in 
 image, giving 2^5 = 32 ground-truth modes with known probabilities. Here five garment classes of
 :mod:`densecal.data.synthetic.multiscene` play that role (labels 1..10 are garments, 11..15 their
 twins).
-Training and validation masks are flipped once (seeded) when written; test masks keep the base
-labels, and ``ambiguity.json`` holds the spec so evaluation enumerates every mode
-(:func:`enumerate_modes`). The images never change: the ambiguity is in the labels only.
+By default every split is written with its base labels and ``ambiguity.json`` records
+``"train_masks": "base"``: training then redraws the flips each time a training or validation
+image is loaded (:class:`FlipTransform`, keyed by the run seed, epoch and image, as CARSSS's
+``ClassFlip`` transform redraws them per load), so every image shows all its modes over
+training. ``frozen_flips=True`` writes train / val masks flipped once (seeded), as densecal
+0.1 did (``"train_masks": "flipped"``): a model then learns that draw's sampling error. Test
+masks always keep the base labels; evaluation enumerates every mode (:func:`enumerate_modes`).
+The images never change: the ambiguity is in the labels only.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from densecal.atomic import atomic_write_text, staged_dataset
@@ -29,7 +35,8 @@ from densecal.data.synthetic.textures import BACKGROUND_NAMES, load_texture
 from densecal.errors import input_error
 
 __all__ = ["AMBIGUITY_SCENE", "DEFAULT_SPEC", "SPLITS", "AmbiguityConfig", "AmbiguitySpec",
-           "apply_flips", "enumerate_modes", "make_ambiguity_split", "write_ambiguity_dataset"]
+           "FlipTransform", "apply_flips", "enumerate_modes", "flip_transform_for",
+           "make_ambiguity_split", "write_ambiguity_dataset"]
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SCHEMA = "densecal.ambiguity/1"
@@ -126,6 +133,52 @@ def apply_flips(label: np.ndarray, spec: AmbiguitySpec, rng: np.random.Generator
     return out
 
 
+class FlipTransform:
+    """Redraw the whole-class flips of a base label map each time it is loaded.
+
+    Draws one uniform per flippable class from torch's global RNG, which
+    :class:`~densecal.methods.engine.sampler.SeededItems` seeds from ``(seed, epoch, image)``:
+    a run sees every mode of every image over its epochs, reproducibly.
+
+    Args:
+        spec: the ambiguity spec.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> FlipTransform(DEFAULT_SPEC)(np.array([[0, 1, 2]], np.int64)).tolist()
+        [[0, 1, 12]]
+    """
+
+    def __init__(self, spec: AmbiguitySpec) -> None:
+        self.spec = spec
+
+    def __call__(self, label: np.ndarray) -> np.ndarray:
+        draws = torch.rand(len(self.spec.classes), dtype=torch.float64).tolist()
+        out = label.copy()
+        for (cls, (twin, prob)), u in zip(self.spec.flips.items(), draws, strict=True):
+            if u < prob:
+                out[label == cls] = twin
+        return out
+
+
+def flip_transform_for(data: str | Path) -> FlipTransform | None:
+    """The :class:`FlipTransform` a training split needs: its dataset's ``ambiguity.json``
+    (in the split folder's parent) says its masks are base labels; None otherwise (any other
+    dataset, or frozen flips)."""
+    manifest = Path(data).resolve().parent / "ambiguity.json"
+    if not manifest.is_file():
+        return None
+    try:
+        info = json.loads(manifest.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(info, dict) or info.get("schema") != SCHEMA:
+        return None
+    if info.get("train_masks", "flipped") != "base":
+        return None
+    return FlipTransform(AmbiguitySpec.from_dict(info))
+
+
 def enumerate_modes(label_map: np.ndarray,
                     spec: AmbiguitySpec) -> list[tuple[np.ndarray, float]]:
     """Every ground-truth mode of a base label map with its probability.
@@ -168,6 +221,8 @@ class AmbiguityConfig:
         n_test: test scenes (base masks).
         seed: master seed.
         spec: flippable classes, twins and probabilities.
+        frozen_flips: write train / val masks flipped once (densecal 0.1's dataset) instead of
+            base masks whose flips training redraws per load.
         scene: multi-garment scene ranges (default :data:`AMBIGUITY_SCENE`).
         garment_classes: Fashion-MNIST ids (0..9) the scenes draw garments from; ``None`` for
             the spec's flippable classes (label - 1), so every garment is ambiguous.
@@ -179,6 +234,7 @@ class AmbiguityConfig:
     n_test: int = 100
     seed: int = 0
     spec: AmbiguitySpec = DEFAULT_SPEC
+    frozen_flips: bool = False
     scene: MultiSceneParams = field(default_factory=lambda: AMBIGUITY_SCENE)
     garment_classes: tuple[int, ...] | None = None
 
@@ -219,7 +275,8 @@ def make_ambiguity_split(split: str,
 
     Returns:
         ``[(name, image, label, base_label), ...]``: ``(S, S, 3)`` uint8 image, ``(S, S)`` uint8
-        label (flipped for train / val, equal to the base for test) and base label.
+        label (flipped for train / val with ``frozen_flips``, else equal to the base) and base
+        label.
 
     Raises:
         DensecalInputError: unknown split.
@@ -237,10 +294,17 @@ def make_ambiguity_split(split: str,
     for i in range(getattr(config, f"n_{split}")):
         scene = make_multi_scene(scene_rng, pool, classes, backgrounds, config.size,
                                  config.scene)
-        label = (scene.label if split == "test"
-                 else apply_flips(scene.label, config.spec, flip_rng))
+        label = (apply_flips(scene.label, config.spec, flip_rng)
+                 if config.frozen_flips and split != "test" else scene.label)
         out.append((f"{split}_{i:04d}", scene.image, label, scene.label))
     return out
+
+
+def _when_flipped(config: AmbiguityConfig) -> str:
+    if config.frozen_flips:
+        return "once, in the train / val masks written here (frozen flips)"
+    return ("anew each time densecal loads a train / val image (the masks here are the base "
+            "labels)")
 
 
 def _readme(config: AmbiguityConfig) -> str:
@@ -250,8 +314,8 @@ def _readme(config: AmbiguityConfig) -> str:
     return f"""# densecal ambiguity dataset
 
 Multi-garment scenes ({config.size}x{config.size} px, seed {config.seed}) with injected label
-ambiguity, after Kassapis et al. (ICCV 2021): in every train / val mask each flippable class is
-relabelled as a whole to its twin with the probability below. Test masks hold the base labels;
+ambiguity, after Kassapis et al. (ICCV 2021): each flippable class is relabelled as a whole to
+its twin with the probability below, {_when_flipped(config)}. Test masks hold the base labels;
 enumerate the modes with `densecal.data.synthetic.ambiguity.enumerate_modes` and the spec in
 `ambiguity.json`. Masks are 8-bit class-index PNGs: 0 background, 1..10 garment class + 1
 (Fashion-MNIST order), twins as listed.
@@ -288,7 +352,8 @@ def write_ambiguity_dataset(out_dir: str | Path,
     manifest = {"schema": SCHEMA, "spec": config.spec.to_dict(), "seed": config.seed,
                 "size": config.size, "class_names": ["background", *CLASS_NAMES],
                 "splits": {s: getattr(config, f"n_{s}") for s in SPLITS},
-                "test_masks": "base", "train_masks": "flipped"}
+                "test_masks": "base",
+                "train_masks": "flipped" if config.frozen_flips else "base"}
     with staged_dataset(out_dir, SCHEMA, manifest="ambiguity.json") as stage:
         for split in SPLITS:
             for folder in ("images", "masks"):

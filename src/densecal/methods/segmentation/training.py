@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 from densecal._checks import check_int
 from densecal.data.folder import FolderDataset, collate_items, split_indices
 from densecal.data.pairs import find_pairs
+from densecal.data.synthetic.ambiguity import flip_transform_for
 from densecal.errors import input_error
 from densecal.methods.config import TrainConfig, check_distributed, check_run_options
 from densecal.methods.engine.data_module import EpochData
@@ -55,7 +56,9 @@ __all__ = ["check_config", "fit_segmentation", "folder_datasets", "segmentation_
 
 def folder_datasets(config: TrainConfig) -> tuple[FolderDataset, FolderDataset]:
     """The training and validation folder datasets of ``config``: ``val_data``, or a seeded
-    ``val_fraction`` of ``data`` held out; label maps for multi-class runs.
+    ``val_fraction`` of ``data`` held out; label maps for multi-class runs (with the class
+    flips redrawn per load when ``data`` is an ambiguity dataset written with base masks,
+    :func:`~densecal.data.synthetic.ambiguity.flip_transform_for`).
 
     Raises:
         DensecalInputError: unreadable folders, a bad ``val_fraction``, too few images.
@@ -74,8 +77,10 @@ def folder_datasets(config: TrainConfig) -> tuple[FolderDataset, FolderDataset]:
         val_pairs = [pairs[i] for i in val_idx]
     common: dict[str, Any] = {"image_size": config.image_size}
     if is_multiclass(config):
+        # an ambiguity dataset with base masks: its flips are redrawn at every load
         common.update(labels=True, num_classes=config.num_classes,
-                      ignore_index=config.ignore_index)
+                      ignore_index=config.ignore_index,
+                      label_transform=flip_transform_for(config.data))
     return (FolderDataset(config.data, augment=config.augment, pairs=train_pairs, **common),
             FolderDataset(config.val_data or config.data, pairs=val_pairs,
                           keep_original=config.aslp_val_rule == "strict", **common))
