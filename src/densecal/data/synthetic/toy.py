@@ -19,7 +19,7 @@ from torch import Tensor
 
 from densecal.errors import input_error
 
-__all__ = ["sample_toy", "toy_branches"]
+__all__ = ["sample_toy", "toy_branches", "toy_log_likelihood"]
 
 
 def toy_branches(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -77,3 +77,40 @@ def sample_toy(n: int, pi: float = 0.5, sigma: float = 0.03,
     sign = 1.0 - 2.0 * torch.from_numpy(branch).double()
     y = sign * upper + torch.from_numpy(noise)
     return x_t.float(), y.float(), torch.from_numpy(branch)
+
+
+LL_EPSILON = 1e-11
+"""Added to the mixture density inside the log, as the authors' toy code does (it bounds the
+log-likelihood of a far-off sample at log(1e-11) = -25.3)."""
+
+
+def toy_log_likelihood(x: Tensor, y: Tensor, pi: float, sigma: float) -> Tensor:
+    """Log-density of ``y`` under the toy's true conditional mixture at ``x``, float64.
+
+    ``log(pi N(y; upper(x), sigma) + (1 - pi) N(y; lower(x), sigma) + 1e-11)``; for ``x >= 0.8``
+    both branches are 0, so the mixture is ``N(0, sigma)`` there (as in the authors' code,
+    ``utils/data.py``, ``Bifurcation.ll``).
+
+    Args:
+        x: ``(n,)`` inputs in [0, 1).
+        y: ``(n,)`` values (e.g. one generator sample per ``x``).
+        pi: probability of the upper branch.
+        sigma: noise standard deviation, > 0.
+
+    Returns:
+        ``(n,)`` float64 log-likelihoods.
+
+    Example:
+        >>> ll = toy_log_likelihood(torch.tensor([0.1]), torch.tensor([0.5]), 0.5, 0.03)
+        >>> round(float(ll), 4)  # log(0.5 / (0.03 sqrt(2 pi)))
+        1.8947
+    """
+    x, y = x.double(), y.double()
+    upper, lower = toy_branches(x)
+    normal = torch.distributions.Normal(torch.zeros((), dtype=torch.float64), sigma)
+    upper_density = normal.log_prob(y - upper).exp()
+    lower_density = normal.log_prob(y - lower).exp()
+    one_mode = x >= 0.8
+    density = torch.where(one_mode, upper_density,
+                          pi * upper_density + (1.0 - pi) * lower_density)
+    return torch.log(density + LL_EPSILON)
