@@ -17,6 +17,7 @@ from densecal.methods.car import CARModule, CAROptions, d_window_active, pixel_c
 from densecal.methods.car import module as car_mod
 from densecal.methods.car.nets import (
     SCALE_EPS,
+    CARSSSDiscriminator,
     ImageDiscriminator,
     LatentInjection,
     RefinementGenerator,
@@ -66,6 +67,36 @@ def test_network_shapes() -> None:
     torch.testing.assert_close(out.sum(1), torch.ones(2, 24, 16))
     d = ImageDiscriminator(3, channels=(4, 8))
     assert d(x, out).shape == (2,)
+
+
+def test_carsss_discriminator_form() -> None:
+    """CARSSS's PixelDiscriminator layout at 48 px: the feature map after 3 widening layers is
+    48 / 8 - 2 = 4 per side, flattened into one linear layer of width * 16 inputs; and, unlike
+    the pooled small D, its logit depends on where the label map puts a class."""
+    d = CARSSSDiscriminator(3, 48, width=8)
+    assert d.fc.in_features == 8 * 4 * 4
+    convs = [m for m in d.features if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size for c in convs[:3]] == [(3, 3)] * 3
+    assert [c.stride for c in convs[3:]] == [(2, 2), (2, 2), (2, 2), (1, 1), (1, 1)]
+    assert [c.out_channels for c in convs] == [8, 8, 8, 8, 16, 32, 64, 8]
+    x = torch.rand(2, 3, 48, 48)
+    y = torch.zeros(2, 3, 48, 48)
+    y[:, 0] = 1.0
+    moved = y.clone()
+    y[0, :, :8, :8] = torch.tensor([0.0, 1.0, 0.0])[:, None, None]
+    moved[0, :, -8:, -8:] = torch.tensor([0.0, 1.0, 0.0])[:, None, None]
+    assert d(x, y).shape == (2,)
+    assert not torch.allclose(d(x, y)[0], d(x, moved)[0])
+    with pytest.raises(DensecalInputError, match="image_size"):
+        CARSSSDiscriminator(3, 16)
+
+
+def test_car_module_picks_the_discriminator() -> None:
+    config = TrainConfig(method="car", num_classes=3, image_size=48,
+                         extra={"car": {"discriminator": "carsss", "disc_width": 8}})
+    assert isinstance(CARModule(config.to_dict()).net_d, CARSSSDiscriminator)
+    config.extra["car"] = {}
+    assert isinstance(CARModule(config.to_dict()).net_d, ImageDiscriminator)
 
 
 def test_latent_injection_identity_and_dependence_on_z() -> None:
@@ -247,6 +278,8 @@ def test_bad_options() -> None:
         CAROptions.from_dict({"d_active": 300})
     with pytest.raises(DensecalInputError, match="unknown keys bogus"):
         CAROptions.from_dict({"bogus": 1})
+    with pytest.raises(DensecalInputError, match=r"car\.discriminator"):
+        CAROptions.from_dict({"discriminator": "patch"})
     with pytest.raises(DensecalInputError, match="--num-classes"):
         CARModule(TrainConfig(method="car", num_classes=1).to_dict())
 

@@ -36,6 +36,7 @@ from densecal._checks import check_int
 from densecal.errors import input_error
 from densecal.losses.soft_label import one_hot_labels
 from densecal.methods.car.nets import (
+    CARSSSDiscriminator,
     ImageDiscriminator,
     RefinementGenerator,
     calibration_kl,
@@ -87,7 +88,11 @@ class CAROptions:
             or without the adversarial loss), because the softmax and ``L_cal``'s clamp leave no
             gradient once a class's sample mean has saturated near 0; the residual ``G`` tracked
             ``F`` from the first epoch (``L_cal`` 0.001).
-        disc_channels: the discriminator's widths.
+        disc_channels: the small discriminator's widths.
+        discriminator: ``small`` (:class:`~densecal.methods.car.nets.ImageDiscriminator`,
+            densecal's default: strided convolutions, global pooling) or ``carsss``
+            (:class:`~densecal.methods.car.nets.CARSSSDiscriminator`, the CARSSS code's form).
+        disc_width: the CARSSS discriminator's width (``n_hidden``, 64).
     """
 
     latent_dim: int = 8
@@ -108,6 +113,8 @@ class CAROptions:
     gen_channels: tuple[int, ...] = (16, 32, 64, 128)
     residual: bool = False
     disc_channels: tuple[int, ...] = (16, 32, 64)
+    discriminator: str = "small"
+    disc_width: int = 64
 
     @property
     def frozen(self) -> bool:
@@ -144,6 +151,10 @@ class CAROptions:
                 raise input_error(f"car.{name}", f"must be > 0, got {getattr(self, name)}")
         if len(self.gen_channels) != 4:
             raise input_error("car.gen_channels", "needs 4 widths")
+        if self.discriminator not in ("small", "carsss"):
+            raise input_error("car.discriminator", f"unknown value {self.discriminator!r}; "
+                                                   "choose small or carsss")
+        check_int("car.disc_width", self.disc_width, low=1)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -200,7 +211,9 @@ class CARModule(StepSeeded, L.LightningModule):
         self.net_g = RefinementGenerator(k, latent_dim=self.car.latent_dim,
                                          channels=self.car.gen_channels,
                                          residual=self.car.residual)
-        self.net_d = ImageDiscriminator(k, channels=self.car.disc_channels)
+        self.net_d = (CARSSSDiscriminator(k, self.config.image_size, width=self.car.disc_width)
+                      if self.car.discriminator == "carsss"
+                      else ImageDiscriminator(k, channels=self.car.disc_channels))
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
 
     @staticmethod

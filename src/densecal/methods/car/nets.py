@@ -9,6 +9,8 @@ section 4. The Lightning side (training loop, schedule, sampling) is :mod:`dense
   scale ``s`` from linear maps of the latent ``z``.
 - :class:`RefinementGenerator` ``G``: a U-Net on ``concat(x, F(x))`` with ``z`` injected at three
   decoder points; softmax output over ``K`` classes.
+- :class:`CARSSSDiscriminator`: ``D`` in the CARSSS code's form (full-resolution 3x3 stem,
+  strided convolutions, flatten + linear); ``CAROptions.discriminator = "carsss"``.
 - :class:`ImageDiscriminator` ``D``: strided convolutions on ``concat(x, label map)``, global
   average pooling, one logit per image.
 - :func:`calibration_kl`: ``L_cal = mean_pixels sum_k G_k (log G_k - log F_k)``, both clamped to
@@ -25,7 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from densecal.errors import input_error
+
 __all__ = [
+    "CARSSSDiscriminator",
     "ImageDiscriminator",
     "LatentInjection",
     "RefinementGenerator",
@@ -184,6 +189,59 @@ class ImageDiscriminator(nn.Module):
         logits (real when positive)."""
         h = self.features(torch.cat([image, label], dim=1))
         return self.fc(h.mean(dim=(2, 3)))[:, 0]
+
+
+class CARSSSDiscriminator(nn.Module):
+    """CAR's discriminator in the form of the CARSSS code (``PixelDiscriminator``): one logit
+    per image for an (image, label map) pair.
+
+    A full-resolution stem of three 3x3 convolutions (reflection padding, ``width`` channels),
+    a 4x4 stride-2 convolution, ``n_layers`` 4x4 convolutions widening to ``width * min(2^i,
+    8)`` (stride 2, the last stride 1), a 4x4 convolution back to ``width`` channels, then the
+    feature map flattened into one linear layer (no pooling: D sees where things are). Leaky
+    ReLU 0.2 throughout, no normalisation. CARSSS ends with a sigmoid; densecal's losses take
+    the logit. Heavier than :class:`ImageDiscriminator` (the stem runs at full resolution).
+
+    Args:
+        num_classes: ``K``.
+        image_size: side ``S`` of the square inputs (the linear layer's size depends on it;
+            ``S >= 8 * 3`` with the default ``n_layers``).
+        in_channels: image channels (3).
+        width: ``n_hidden`` of CARSSS (64).
+        n_layers: widening layers (3).
+
+    Raises:
+        DensecalInputError: ``image_size`` too small for ``n_layers``.
+    """
+
+    def __init__(self, num_classes: int, image_size: int, *, in_channels: int = 3,
+                 width: int = 64, n_layers: int = 3) -> None:
+        super().__init__()
+        side = image_size // 2**n_layers - 2
+        if side < 1:
+            raise input_error("image_size", f"must be at least {8 * 2 ** (n_layers - 3) * 3} "
+                                            f"for the CARSSS discriminator, got {image_size}")
+        layers: list[nn.Module] = []
+        channels = in_channels + num_classes
+        for _ in range(3):
+            layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, width, 3), nn.LeakyReLU(0.2)]
+            channels = width
+        layers += [nn.Conv2d(width, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        for i in range(1, n_layers + 1):
+            out = width * min(2**i, 8)
+            stride = 1 if i == n_layers else 2
+            layers += [nn.Conv2d(channels, out, 4, stride=stride, padding=1, bias=False),
+                       nn.LeakyReLU(0.2)]
+            channels = out
+        layers += [nn.Conv2d(channels, width, 4, stride=1, padding=1), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(width * side * side, 1)
+
+    def forward(self, image: Tensor, label: Tensor) -> Tensor:
+        """Args: ``image`` ``(N, C, S, S)``, ``label`` ``(N, K, S, S)``. Returns ``(N,)``
+        logits (real when positive)."""
+        h = self.features(torch.cat([image, label], dim=1))
+        return self.fc(h.flatten(1))[:, 0]
 
 
 def calibration_kl(mean_samples: Tensor, f_probs: Tensor, valid: Tensor | None = None, *,
