@@ -20,8 +20,8 @@ from PIL import Image
 
 from densecal._checks import check_out_apart
 from densecal.atomic import check_replaceable, staged_directory
-from densecal.data.pairs import find_images
-from densecal.data.readers import read_image
+from densecal.data.pairs import find_images, find_pairs
+from densecal.data.readers import read_image, read_label
 from densecal.errors import input_error
 from densecal.methods.car.sampling import load_car, sample_images
 
@@ -41,12 +41,18 @@ def write_samples(checkpoint: str | Path, data: str | Path, n: int, out: str | P
         raise input_error("--n", f"must be a positive integer, got {n}")
     module = load_car(checkpoint)
     k = module.config.num_classes
-    entries = find_images(data)
+    bases = None
+    if module.car.oracle:  # the oracle F is computed from each image's base label map
+        pairs = find_pairs(data)
+        entries = [(pair.name, pair.image) for pair in pairs]
+        bases = (read_label(pair.mask) for pair in pairs)
+    else:
+        entries = find_images(data)
     count = 0
+    images = (read_image(p) for _, p in entries)
     with staged_directory(out, "sample") as stage:
         for (name, _), (f, samples) in zip(
-                entries, sample_images(module, (read_image(p) for _, p in entries), n, seed=seed),
-                strict=True):
+                entries, sample_images(module, images, n, seed=seed, bases=bases), strict=True):
             folder = stage / name
             folder.mkdir(parents=True)
             maps = samples.argmax(axis=1).astype(np.uint8)  # (n, H, W)

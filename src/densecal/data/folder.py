@@ -53,7 +53,8 @@ class FolderDataset(Dataset):
             validation accuracy); batch such items with :func:`collate_items`.
         label_transform: with ``labels``, a function of the ``(H, W)`` int64 label map applied
             at every load, before augmentation (e.g. the redrawn class flips of
-            :class:`~densecal.data.synthetic.ambiguity.FlipTransform`).
+            :class:`~densecal.data.synthetic.ambiguity.FlipTransform`); items then also hold
+            ``"base"``, the label map before it, with the same resizing and augmentation.
 
     Each item is a dict:
 
@@ -63,7 +64,8 @@ class FolderDataset(Dataset):
     - ``"index"``: int, the position in this dataset (the key of ASLP's per-image alpha);
     - ``"name"``: str, the file stem;
     - ``"size"``: ``(2,)`` int64 tensor, the original ``(H, W)``;
-    - ``"original"`` (with ``keep_original``): ``(H, W)`` float32 mask at its original size.
+    - ``"original"`` (with ``keep_original``): ``(H, W)`` float32 mask at its original size;
+    - ``"base"`` (with ``label_transform``): ``(S, S)`` int64 label map before the transform.
 
     Raises:
         DensecalInputError: from :func:`find_pairs` when scanning; when reading an item, from
@@ -109,10 +111,15 @@ class FolderDataset(Dataset):
             raise input_error(pair.image, f"image size {image_np.shape[1]}x{image_np.shape[0]} "
                                           f"differs from mask {pair.mask} size "
                                           f"{mask_np.shape[1]}x{mask_np.shape[0]} (W x H)")
+        base = None
         if self.labels:
             self._check_labels(pair, mask_np)
             if self.label_transform is not None:
-                mask_np = self.label_transform(np.asarray(mask_np, dtype=np.int64))
+                base_np = np.asarray(mask_np, dtype=np.int64)
+                mask_np = self.label_transform(base_np)
+                state = torch.get_rng_state()  # the same augmentation draws for both maps
+                _, base = self._label_item(image_np, base_np)
+                torch.set_rng_state(state)
             image, mask = self._label_item(image_np, mask_np)
         else:
             image, mask = pair_to_tensors(image_np, mask_np)
@@ -129,6 +136,8 @@ class FolderDataset(Dataset):
         }
         if self.keep_original:
             item["original"] = torch.from_numpy(np.ascontiguousarray(mask_np, dtype=np.float32))
+        if base is not None:
+            item["base"] = base
         return item
 
 

@@ -382,3 +382,86 @@ def test_sample_cli(car_run: Path, scenes: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     maps = np.load(tmp_path / "lab" / "s0" / "samples.npy")
     assert maps.dtype == np.uint8 and maps.shape == (3, SIZE, SIZE)
+
+
+# ---------------------------------------------------------------------------------- oracle F
+
+
+def test_oracle_probs_hand_values() -> None:
+    config = TrainConfig(method="car", num_classes=5, image_size=16,
+                         extra={"car": {"oracle": True,
+                                        "oracle_flips": [[1, 3, 0.25], [2, 4, 0.5]]}})
+    module = CARModule(config.to_dict())
+    base = torch.tensor([[[0, 1], [2, 3]]])
+    probs = module.oracle_probs(base)[0]
+    expected = torch.zeros(5, 2, 2, dtype=torch.float64)
+    expected[0, 0, 0] = 1.0
+    expected[1, 0, 1], expected[3, 0, 1] = 0.75, 0.25  # class 1 flips to 3 with p = 1/4
+    expected[2, 1, 0], expected[4, 1, 0] = 0.5, 0.5
+    expected[3, 1, 1] = 1.0  # a twin in the base map stays itself
+    assert torch.equal(probs, expected)
+    with pytest.raises(DensecalInputError, match="base"):
+        module.calibration_probs(torch.rand(1, 3, 2, 2))
+    assert module.car.frozen and not any(p.requires_grad for p in module.net_f.parameters())
+
+
+def test_oracle_run_end_to_end(tmp_path: Path) -> None:
+    """CAR with the oracle F on an ambiguity dataset with base masks: the flip table is read
+    from ambiguity.json and saved with the run, training reads the batches' base maps, and
+    ``densecal sample`` gives the oracle's F for each test image."""
+    from densecal.cli.main import main
+    from densecal.data.readers import read_label
+    from densecal.data.synthetic.ambiguity import (
+        DEFAULT_SPEC,
+        AmbiguityConfig,
+        write_ambiguity_dataset,
+    )
+
+    folders = write_ambiguity_dataset(tmp_path / "amb", AmbiguityConfig(
+        size=24, n_train=4, n_val=2, n_test=2, seed=0))
+    config = TrainConfig(method="car", num_classes=16, data=str(folders["train"]),
+                         val_data=str(folders["val"]), image_size=24, epochs=1, batch_size=2,
+                         augment=False, extra={"car": {"oracle": True, "samples": 2,
+                                                       "gen_channels": [4, 4, 8, 8]}})
+    ckpt = train_car(config, tmp_path / "run", progress=False)
+    saved = CAROptions.from_dict(load_car(ckpt).config.extra["car"])
+    assert saved.oracle_flips == tuple((c, t, p) for c, (t, p) in DEFAULT_SPEC.flips.items())
+    main(["sample", "--checkpoint", str(ckpt), "--data", str(folders["test"]), "--n", "2",
+          "--out", str(tmp_path / "samples")])
+    name = sorted((folders["test"] / "masks").glob("*.png"))[0]
+    f = np.load(tmp_path / "samples" / name.stem / "f.npy")
+    module = load_car(ckpt)
+    expected = module.oracle_probs(torch.from_numpy(read_label(name).astype(np.int64))[None])
+    np.testing.assert_allclose(f, expected[0].numpy(), atol=1e-6)
+
+
+def test_oracle_needs_an_ambiguity_dataset(scenes: Path, tmp_path: Path) -> None:
+    config = TrainConfig(method="car", num_classes=3, data=str(scenes), image_size=SIZE,
+                         epochs=1, extra={"car": {"oracle": True}})
+    with pytest.raises(DensecalInputError, match=r"car\.oracle"):
+        train_car(config, tmp_path / "run", progress=False)
+
+
+def test_base_maps_follow_the_same_augmentation(tmp_path: Path) -> None:
+    from densecal.data.folder import FolderDataset
+    from densecal.data.synthetic.ambiguity import (
+        DEFAULT_SPEC,
+        AmbiguityConfig,
+        FlipTransform,
+        write_ambiguity_dataset,
+    )
+
+    folders = write_ambiguity_dataset(tmp_path / "amb", AmbiguityConfig(
+        size=32, n_train=6, n_val=1, n_test=1, seed=2))
+    dataset = FolderDataset(folders["train"], image_size=32, labels=True, num_classes=16,
+                            augment=True, label_transform=FlipTransform(DEFAULT_SPEC))
+    twins = {c: t for c, (t, _) in DEFAULT_SPEC.flips.items()}
+    for seed in range(12):
+        torch.manual_seed(seed)
+        item = dataset[seed % 6]
+        mask, base = item["mask"], item["base"]
+        same = mask == base
+        flipped = torch.zeros_like(same)
+        for c, t in twins.items():
+            flipped |= (base == c) & (mask == t)
+        assert bool((same | flipped).all())  # the same geometry, only whole-class flips

@@ -30,9 +30,11 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from densecal._checks import check_int
+from densecal.data.synthetic.ambiguity import flip_transform_for
 from densecal.errors import input_error
 from densecal.losses.soft_label import one_hot_labels
 from densecal.methods.car.nets import (
@@ -93,6 +95,14 @@ class CAROptions:
             densecal's default: strided convolutions, global pooling) or ``carsss``
             (:class:`~densecal.methods.car.nets.CARSSSDiscriminator`, the CARSSS code's form).
         disc_width: the CARSSS discriminator's width (``n_hidden``, 64).
+        oracle: ``F`` is the exact calibration of an ambiguity dataset instead of a network:
+            ``(1 - p) onehot(c) + p onehot(twin(c))`` on pixels of a flippable class ``c`` of
+            the base label map, ``onehot(base)`` elsewhere (:meth:`CARModule.oracle_probs`).
+            Training reads the base maps from the batch (``"base"``, datasets written with base
+            masks); sampling needs each image's base map. It isolates ``G``: the whole budget
+            goes to following a known ``F`` (issue 19's experiment (a)).
+        oracle_flips: the ``[class, twin, p]`` rows of the oracle, filled from the dataset's
+            ``ambiguity.json`` when training starts (saved with the run).
     """
 
     latent_dim: int = 8
@@ -115,11 +125,13 @@ class CAROptions:
     disc_channels: tuple[int, ...] = (16, 32, 64)
     discriminator: str = "small"
     disc_width: int = 64
+    oracle: bool = False
+    oracle_flips: tuple[tuple[int, int, float], ...] | None = None
 
     @property
     def frozen(self) -> bool:
-        """Whether ``F`` is a frozen, pretrained network."""
-        return self.calibration_checkpoint is not None
+        """Whether ``F`` is fixed: a pretrained network or the oracle (never trained here)."""
+        return self.calibration_checkpoint is not None or self.oracle
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> CAROptions:
@@ -132,6 +144,9 @@ class CAROptions:
         for key in ("betas", "gen_channels", "disc_channels"):
             if key in data:
                 data[key] = tuple(data[key])
+        if data.get("oracle_flips") is not None:
+            data["oracle_flips"] = tuple((int(c), int(t), float(p))
+                                         for c, t, p in data["oracle_flips"])
         options = cls(**data)
         options.check()
         return options
@@ -158,7 +173,8 @@ class CAROptions:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        return {k: list(v) if isinstance(v, tuple) else v
+        return {k: [list(r) for r in v] if k == "oracle_flips" and v is not None
+                else list(v) if isinstance(v, tuple) else v
                 for k, v in dataclasses.asdict(self).items()}
 
 
@@ -229,14 +245,36 @@ class CARModule(StepSeeded, L.LightningModule):
             self.net_f.eval()
         return self
 
-    def calibration_probs(self, image: Tensor) -> Tensor:
-        """``F``'s softmax ``(N, K, H, W)`` for images ``(N, 3, H, W)``."""
+    def calibration_probs(self, image: Tensor, base: Tensor | None = None) -> Tensor:
+        """``F``'s class probabilities ``(N, K, H, W)`` for images ``(N, 3, H, W)``: the
+        network's softmax, or with ``car.oracle`` :meth:`oracle_probs` of the base label maps
+        ``base`` ``(N, H, W)``.
+
+        Raises:
+            DensecalInputError: an oracle ``F`` without ``base``.
+        """
+        if self.car.oracle:
+            if base is None:
+                raise input_error("base", "the oracle F needs each image's base label map")
+            return self.oracle_probs(base).to(image.dtype)
         return torch.softmax(self.net_f(image), dim=1)
 
-    def forward(self, image: Tensor, z: Tensor | None = None) -> Tensor:
+    def oracle_probs(self, base: Tensor) -> Tensor:
+        """The exact calibration ``(N, K, H, W)`` of base label maps ``(N, H, W)``: one-hot of
+        the base class, with ``p`` of each flippable class moved to its twin."""
+        k = self.config.num_classes
+        probs = F.one_hot(base.long().clamp(0, k - 1), k).permute(0, 3, 1, 2).double()
+        for cls, twin, p in self.car.oracle_flips or ():
+            where = base == cls
+            probs[:, cls][where] = 1.0 - p
+            probs[:, twin][where] = p
+        return probs
+
+    def forward(self, image: Tensor, z: Tensor | None = None, base: Tensor | None = None
+                ) -> Tensor:
         """One generator sample ``(N, K, H, W)`` per image (``z`` ``(N, L)`` drawn when
-        ``None``)."""
-        f_probs = self.calibration_probs(image).detach()
+        ``None``; ``base`` for an oracle ``F``)."""
+        f_probs = self.calibration_probs(image, base).detach()
         if z is None:
             z = torch.randn(image.shape[0], self.car.latent_dim, device=image.device)
         return self.net_g(image, f_probs, z)
@@ -257,8 +295,7 @@ class CARModule(StepSeeded, L.LightningModule):
         valid = self._valid(labels)
         logs: dict[str, float] = {}
 
-        logits_f = self.net_f(image)
-        f_probs = torch.softmax(logits_f, dim=1)
+        f_probs = self.calibration_probs(image, batch.get("base"))
         if opt_f is not None:
             loss_f = pixel_ce(f_probs, labels, valid)
             opt_f.zero_grad()
@@ -329,8 +366,9 @@ class CARModule(StepSeeded, L.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         image, labels = batch["image"], batch["mask"]
         valid = self._valid(labels)
-        f_probs = self.calibration_probs(image)
-        samples = torch.stack([self(image) for _ in range(self.car.samples)])
+        base = batch.get("base")
+        f_probs = self.calibration_probs(image, base)
+        samples = torch.stack([self(image, base=base) for _ in range(self.car.samples)])
         n_valid = valid.sum().clamp_min(1)
         self.log_dict({
             "val_accuracy": ((f_probs.argmax(1) == labels) & valid).sum() / n_valid,
@@ -378,6 +416,20 @@ def _load_frozen_f(car: CAROptions, num_classes: int) -> torch.nn.Module:
     return f_module.net
 
 
+def _oracle_flips(data: str) -> tuple[tuple[int, int, float], ...]:
+    """The ``[class, twin, p]`` rows of ``data``'s ambiguity spec, for an oracle ``F``.
+
+    Raises:
+        DensecalInputError: ``data`` is not the training split of an ambiguity dataset written
+            with base masks.
+    """
+    transform = flip_transform_for(data)
+    if transform is None:
+        raise input_error("car.oracle", f"{data} is not an ambiguity dataset with base masks "
+                                        "(densecal data ambiguous, without --frozen-flips)")
+    return tuple((c, t, p) for c, (t, p) in transform.spec.flips.items())
+
+
 @register_trainer("car", reader="densecal sample")
 def train_car(config: TrainConfig, run_dir: str | Path, *, car: CAROptions | None = None,
               resume: bool = False, progress: bool = True) -> Path:
@@ -403,7 +455,9 @@ def train_car(config: TrainConfig, run_dir: str | Path, *, car: CAROptions | Non
     if not resume:
         options = car if car is not None else CAROptions.from_dict(config.extra.get("car"))
         options.check()
-        if options.frozen:
+        if options.oracle and options.oracle_flips is None:
+            options = dataclasses.replace(options, oracle_flips=_oracle_flips(config.data))
+        if options.calibration_checkpoint is not None:
             from densecal.methods.segmentation.inference import load_module
 
             f_config = load_module(options.calibration_checkpoint).config  # type: ignore[arg-type]
@@ -413,8 +467,8 @@ def train_car(config: TrainConfig, run_dir: str | Path, *, car: CAROptions | Non
     check_run_options(config)
     CARModule.check_classes(config)
     options = CAROptions.from_dict(config.extra.get("car"))
-    frozen_f = _load_frozen_f(options, config.num_classes) if options.frozen and not resume \
-        else None
+    frozen_f = (_load_frozen_f(options, config.num_classes)
+                if options.calibration_checkpoint is not None and not resume else None)
 
     def make_module() -> CARModule:
         module = CARModule(config.to_dict())

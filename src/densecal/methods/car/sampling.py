@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from densecal._checks import check_int
+from densecal.data.folder import resize_labels
 from densecal.data.transforms import image_to_tensor, resize
 from densecal.errors import input_error
 from densecal.methods.car.module import CARModule
@@ -36,7 +37,8 @@ def load_car(checkpoint: str | Path, map_location: str | torch.device = "cpu") -
 
 @torch.no_grad()
 def sample_car(module: CARModule, images: Tensor, n: int = 16, *,
-               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+               generator: torch.Generator | None = None, base: Tensor | None = None
+               ) -> tuple[Tensor, Tensor]:
     """``F`` once, then ``n`` samples of ``G`` (CAR inference; 16 by default in the paper).
 
     Args:
@@ -45,6 +47,8 @@ def sample_car(module: CARModule, images: Tensor, n: int = 16, *,
             multiples of 8.
         n: samples per image.
         generator: optional RNG for the latents (on the module's device).
+        base: base label maps ``(H, W)`` or ``(N, H, W)``, needed by an oracle ``F``
+            (``car.oracle``).
 
     Returns:
         ``(f, samples)``: ``F``'s probabilities ``(K, H, W)`` and the samples ``(n, K, H, W)``
@@ -60,7 +64,9 @@ def sample_car(module: CARModule, images: Tensor, n: int = 16, *,
                           f"{tuple(images.shape)}")
     single = images.dim() == 3
     batch = images[None] if single else images
-    f_probs = module.calibration_probs(batch)
+    if base is not None and single:
+        base = base[None]
+    f_probs = module.calibration_probs(batch, base)
     count, latent = batch.shape[0], module.car.latent_dim
     z = torch.randn(n * count, latent, generator=generator, device=batch.device)
     out = module.net_g(batch.repeat(n, 1, 1, 1), f_probs.repeat(n, 1, 1, 1), z)
@@ -70,7 +76,8 @@ def sample_car(module: CARModule, images: Tensor, n: int = 16, *,
 
 @torch.no_grad()
 def sample_images(module: CARModule, images: Iterable[np.ndarray], n: int = 16, *,
-                  seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                  seed: int = 0, bases: Iterable[np.ndarray] | None = None
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """:func:`sample_car` for RGB images at their original sizes.
 
     Each image is resized to the training ``image_size``, sampled, and the probabilities are
@@ -81,6 +88,8 @@ def sample_images(module: CARModule, images: Iterable[np.ndarray], n: int = 16, 
         images: RGB ``(H, W, 3)`` uint8 arrays.
         n: samples per image.
         seed: seed of the latent draws (reproducible output).
+        bases: the images' base label maps ``(H, W)`` (an oracle ``F`` needs them), resized to
+            the training size by nearest neighbour.
 
     Yields:
         ``(f, samples)`` float32 arrays ``(K, H, W)`` and ``(n, K, H, W)``, in input order.
@@ -88,10 +97,15 @@ def sample_images(module: CARModule, images: Iterable[np.ndarray], n: int = 16, 
     size = module.config.image_size
     device = next(module.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
+    base_maps = iter(bases) if bases is not None else None
     for image in images:
         h, w = image.shape[:2]
         x = resize(image_to_tensor(image), size).to(device)
-        f_probs, samples = sample_car(module, x, n, generator=generator)
+        base = None
+        if base_maps is not None:
+            label = torch.from_numpy(np.asarray(next(base_maps), dtype=np.int64))
+            base = resize_labels(label, size).to(device)
+        f_probs, samples = sample_car(module, x, n, generator=generator, base=base)
         both = torch.cat([f_probs[None], samples])
         both = F.interpolate(both, size=(h, w), mode="bilinear", align_corners=False)
         yield both[0].float().cpu().numpy(), both[1:].float().cpu().numpy()
