@@ -14,7 +14,7 @@ from _benchmark_scripts import BENCH_DIR, load_script
 def test_summary_of_hand_made_curves() -> None:
     bench = load_script(BENCH_DIR / "car_toy_protocol.py", "car_toy_protocol_bench")
     its = [1000, 2000, 3000, 4000, 5000]
-    runs = [{"ll_curve": list(zip(its, curve, strict=True)), "upper_fraction": frac}
+    runs = [{"ll_curve": list(zip(its, curve, strict=True)), "upper_fraction": frac, "pi": 0.5}
             for curve, frac in (([-5, -1, 0.5, 1, 2], 0.6), ([-4, 0.5, 1, 1, 1], 0.99),
                                 ([-3, -2, -1, 0.2, 0.3], 0.02))]
     out = bench.summarise(runs, 5000)
