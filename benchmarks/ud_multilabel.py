@@ -196,7 +196,9 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines = [
         f"Uncertainty distillation on multi-label garment scenes ({setup['n_train']} train / "
         f"{setup['n_test']} test images at {setup['image_size']} px, {setup['epochs']} epochs, "
-        f"{setup['seeds']} seeds; mean ± std in %; ECE: class-wise, {setup['n_bins']} bins).",
+        f"{setup['seeds']} seeds; mean ± std in %; ECE: class-wise, {setup['n_bins']} bins; "
+        f"CF1/OF1 with difficult labels ignored, densecal's default counting, not the ML-GCN "
+        f"code's, which counts a predicted difficult label as a false positive).",
         "",
         "| model | backbone | mAP | mAP hard | CF1 | OF1 | class-wise ECE |",
         "|---|---|---|---|---|---|---|",

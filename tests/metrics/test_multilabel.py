@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torchmetrics.classification import MultilabelAveragePrecision
@@ -130,3 +131,48 @@ def test_bad_input() -> None:
         label_counts(torch.rand(2, 2), torch.zeros(2, 3))
     with pytest.raises(DensecalInputError, match="expected 5 classes"):
         MultilabelMetrics(5).update(torch.rand(2, 4), torch.zeros(2, 4))
+
+
+def mlgcn_reference(scores: np.ndarray, target: np.ndarray) -> tuple[float, ...]:
+    """The ML-GCN evaluation code's counting, written here from its description
+    (github.com/lsongx/ud, ``engine/util.py``): its targets are 1 present, -1 absent,
+    0 difficult; -1 becomes 0; predicted where the logit is >= 0 (probability >= 0.5)."""
+    t = np.where(target == 1, 1, np.where(target == 0, -1, 0)).astype(np.float64)
+    t[t == -1] = 0
+    predicted = scores >= 0.5
+    ng = (t == 1).sum(0).astype(np.float64)
+    np_ = predicted.sum(0).astype(np.float64)
+    nc = (t * predicted).sum(0)
+    np_[np_ == 0] = 1
+    op, or_ = nc.sum() / np_.sum(), nc.sum() / ng.sum()
+    cp, cr = float(np.sum(nc / np_) / len(nc)), float(np.sum(nc / ng) / len(nc))
+    return op, or_, cp, cr
+
+
+def test_mlgcn_convention_counts_predicted_difficult_labels_as_false_positives() -> None:
+    scores = torch.tensor([[0.9, 0.8], [0.2, 0.7]], dtype=torch.float64)
+    target = torch.tensor([[1, 2], [0, 1]])
+    ours = multilabel_metrics(scores, target)
+    assert float(ours["op"]) == 1.0 and float(ours["cp"]) == 1.0
+    ref = multilabel_metrics(scores, target, convention="ml-gcn")
+    assert float(ref["op"]) == pytest.approx(2 / 3) and float(ref["cp"]) == 0.75
+    assert (float(ref["op"]), float(ref["or"]), float(ref["cp"]), float(ref["cr"])) == \
+        pytest.approx(mlgcn_reference(scores.numpy(), target.numpy()), abs=1e-15)
+
+
+def test_mlgcn_convention_on_random_labels_and_streaming() -> None:
+    rng = np.random.default_rng(3)
+    scores = torch.from_numpy(rng.random((60, 5)))
+    target = torch.from_numpy(rng.choice([0, 1, 2], size=(60, 5), p=[0.6, 0.3, 0.1]))
+    ref = multilabel_metrics(scores, target, convention="ml-gcn")
+    expected = mlgcn_reference(scores.numpy(), target.numpy())
+    got = (float(ref["op"]), float(ref["or"]), float(ref["cp"]), float(ref["cr"]))
+    assert got == pytest.approx(expected, abs=1e-12)
+    metric = MultilabelMetrics(5, convention="ml-gcn")
+    metric.update(scores[:25].float(), target[:25])
+    metric.update(scores[25:].float(), target[25:])
+    streamed = metric.compute()
+    for key in ("op", "or", "cp", "cr", "cf1", "of1_top3"):
+        assert float(streamed[key]) == pytest.approx(float(ref[key]), abs=1e-6), key
+    with pytest.raises(DensecalInputError, match="convention"):
+        MultilabelMetrics(5, convention="voc")

@@ -12,6 +12,7 @@ from torchmetrics import Metric
 from densecal._deprecated import moved_names
 from densecal.errors import input_error
 from densecal.metrics.functional.multilabel import (
+    check_convention,
     check_inputs,
     label_counts,
     ranking_metrics,
@@ -36,6 +37,8 @@ class MultilabelMetrics(Metric):
         num_classes: C.
         threshold: decision threshold on probabilities (0.5).
         top_k: k of the top-k rule (3).
+        convention: ``"ignore-difficult"`` or ``"ml-gcn"`` (the reference evaluation code's
+            counting of difficult labels; :mod:`densecal.metrics.functional.multilabel`).
         **kwargs: passed to :class:`torchmetrics.Metric`.
 
     Raises:
@@ -47,11 +50,12 @@ class MultilabelMetrics(Metric):
     higher_is_better = True
 
     def __init__(self, num_classes: int, *, threshold: float = 0.5, top_k: int = 3,
-                 **kwargs: Any) -> None:
+                 convention: str = "ignore-difficult", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if num_classes < 1:
             raise input_error("num_classes", f"must be >= 1, got {num_classes}")
         self.num_classes, self.threshold, self.top_k = num_classes, threshold, top_k
+        self.convention = check_convention(convention)
         zeros = torch.zeros(3, num_classes, dtype=torch.long)
         self.add_state("counts", default=zeros.clone(), dist_reduce_fx="sum")
         self.add_state("counts_top", default=zeros.clone(), dist_reduce_fx="sum")
@@ -64,9 +68,10 @@ class MultilabelMetrics(Metric):
         if scores.shape[1] != self.num_classes:
             raise input_error("scores", f"expected {self.num_classes} classes, got "
                                         f"{scores.shape[1]}")
-        self.counts += label_counts(scores, target, threshold=self.threshold)
+        self.counts += label_counts(scores, target, threshold=self.threshold,
+                                    convention=self.convention)
         self.counts_top += label_counts(scores, target, threshold=self.threshold,
-                                        top_k=self.top_k)
+                                        top_k=self.top_k, convention=self.convention)
         self.scores.append(scores.detach().float())
         self.targets.append(target.to(torch.int8))
 
@@ -75,8 +80,9 @@ class MultilabelMetrics(Metric):
         scores = _cat(self.scores, self.num_classes, torch.float32)
         target = _cat(self.targets, self.num_classes, torch.int8)
         out = ranking_metrics(scores.cpu(), target.cpu())
-        out.update({k: v.cpu() for k, v in scores_from_counts(self.counts).items()})
-        top = scores_from_counts(self.counts_top)
+        out.update({k: v.cpu() for k, v in
+                    scores_from_counts(self.counts, self.convention).items()})
+        top = scores_from_counts(self.counts_top, self.convention)
         out.update({f"{k}_top{self.top_k}": v.cpu() for k, v in top.items()})
         return out
 

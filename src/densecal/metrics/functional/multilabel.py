@@ -18,6 +18,18 @@ distillation, Song et al. ACM MM 2021, and the ML-GCN evaluation code it builds 
   the averages, the ML-GCN convention); OP = ΣNc/ΣNp, OR = ΣNc/ΣNg, OF1 = 2·OP·OR/(OP + OR).
 - Rules: ``score >= threshold`` (0.5 on probabilities), and ``top-3``: the 3 highest scores of
   an image that are also ``>= threshold`` (ML-GCN's ``overall_topk``).
+
+Two counting conventions for CP/CR/OP/OR (``convention``):
+
+- ``"ignore-difficult"`` (default, above): a predicted difficult label is neither right nor
+  wrong, and the class means run over classes with a positive.
+- ``"ml-gcn"``: the evaluation code shipped with ML-GCN and uncertainty distillation
+  (github.com/lsongx/ud, ``engine/util.py``, ``AveragePrecisionMeter.evaluation``): difficult
+  entries count as negatives, so a predicted difficult label is a false positive in ``Np``;
+  ``Ng`` counts the non-difficult positives; CP and CR are means over *all* ``C`` classes
+  (``Np = 0`` read as 1; a class without positives makes CR NaN, as there). Example:
+  ``p = [[.9, .8], [.2, .7]]``, ``t = [[1, 2], [0, 1]]``: OP = CP = 1 by default, OP = 2/3
+  and CP = 3/4 under ``"ml-gcn"``. AP and mAP ignore difficult entries in both.
 """
 
 from __future__ import annotations
@@ -28,8 +40,10 @@ from torch import Tensor
 from densecal.errors import input_error
 
 __all__ = [
+    "CONVENTIONS",
     "COUNT_KEYS",
     "average_precision",
+    "check_convention",
     "label_counts",
     "mean_average_precision",
     "multilabel_metrics",
@@ -37,6 +51,20 @@ __all__ = [
 ]
 
 COUNT_KEYS: tuple[str, ...] = ("cp", "cr", "cf1", "op", "or", "of1")
+CONVENTIONS: tuple[str, ...] = ("ignore-difficult", "ml-gcn")
+"""Counting conventions of :func:`label_counts` / :func:`scores_from_counts`."""
+
+
+def check_convention(convention: str) -> str:
+    """Return ``convention`` if it is one of :data:`CONVENTIONS`.
+
+    Raises:
+        DensecalInputError: any other value.
+    """
+    if convention not in CONVENTIONS:
+        raise input_error("convention", f"unknown value {convention!r}; choose "
+                                        f"{' or '.join(CONVENTIONS)}")
+    return convention
 
 
 def check_inputs(scores: Tensor, target: Tensor) -> None:
@@ -108,18 +136,21 @@ def ranking_metrics(scores: Tensor, target: Tensor) -> dict[str, Tensor]:
 
 
 def label_counts(scores: Tensor, target: Tensor, *, threshold: float = 0.5,
-                 top_k: int | None = None) -> Tensor:
-    """Per-class counts ``(3, C)`` int64: rows ``Nc``, ``Np``, ``Ng``; difficult ignored.
+                 top_k: int | None = None, convention: str = "ignore-difficult") -> Tensor:
+    """Per-class counts ``(3, C)`` int64: rows ``Nc``, ``Np``, ``Ng``.
 
     Args:
         scores: ``(N, C)`` probabilities (``threshold`` applies to them).
         target: ``(N, C)`` in {0, 1, 2}.
         threshold: predicted when ``score >= threshold``.
         top_k: if given, also require the label to be among the image's ``top_k`` highest.
+        convention: ``"ignore-difficult"`` (difficult entries left out of ``Np``) or
+            ``"ml-gcn"`` (a predicted difficult label counts in ``Np``, as a false positive).
 
     Raises:
-        DensecalInputError: shapes, target values or ``top_k < 1``.
+        DensecalInputError: shapes, target values, ``top_k < 1`` or an unknown convention.
     """
+    check_convention(convention)
     check_inputs(scores, target)
     predicted = scores >= threshold
     if top_k is not None:
@@ -129,7 +160,7 @@ def label_counts(scores: Tensor, target: Tensor, *, threshold: float = 0.5,
         in_top = torch.zeros_like(predicted)
         in_top.scatter_(1, scores.topk(k, dim=1).indices, True)
         predicted &= in_top
-    keep = target != 2
+    keep = target != 2 if convention == "ignore-difficult" else torch.ones_like(predicted)
     positive = target == 1
     return torch.stack([(predicted & positive).sum(0), (predicted & keep).sum(0),
                         positive.sum(0)]).long()
@@ -143,9 +174,17 @@ def _f1(p: Tensor, r: Tensor) -> Tensor:
     return torch.where(p + r > 0, 2 * p * r / (p + r).clamp_min(1e-300), torch.zeros_like(p))
 
 
-def scores_from_counts(counts: Tensor) -> dict[str, Tensor]:
-    """CP, CR, CF1, OP, OR, OF1 (0-dim float64) from :func:`label_counts` ``(3, C)``."""
+def scores_from_counts(counts: Tensor, convention: str = "ignore-difficult"
+                       ) -> dict[str, Tensor]:
+    """CP, CR, CF1, OP, OR, OF1 (0-dim float64) from :func:`label_counts` ``(3, C)``; the
+    class means over classes with a positive, or over all classes under ``"ml-gcn"``."""
     nc, np_, ng = counts.double()
+    if check_convention(convention) == "ml-gcn":
+        cp = (nc / np_.clamp_min(1.0)).mean()
+        cr = (nc / ng).mean()  # a class without positives gives NaN, as the reference
+        op, or_ = _ratio(nc.sum(), np_.sum()), _ratio(nc.sum(), ng.sum())
+        return {"cp": cp, "cr": cr, "cf1": _f1(cp, cr), "op": op, "or": or_,
+                "of1": _f1(op, or_)}
     has = ng > 0
     cp = _ratio(nc, np_)[has].mean() if bool(has.any()) else nc.new_tensor(0.0)
     cr = _ratio(nc, ng)[has].mean() if bool(has.any()) else nc.new_tensor(0.0)
@@ -155,7 +194,8 @@ def scores_from_counts(counts: Tensor) -> dict[str, Tensor]:
 
 
 def multilabel_metrics(scores: Tensor, target: Tensor, *, threshold: float = 0.5,
-                       top_k: int = 3) -> dict[str, Tensor]:
+                       top_k: int = 3, convention: str = "ignore-difficult"
+                       ) -> dict[str, Tensor]:
     """Every multi-label metric of the module docstring at once.
 
     Args:
@@ -163,6 +203,7 @@ def multilabel_metrics(scores: Tensor, target: Tensor, *, threshold: float = 0.5
         target: ``(N, C)`` in {0, 1, 2}.
         threshold: decision threshold (0.5).
         top_k: k of the top-k rule (3).
+        convention: counting of difficult labels (see the module docstring).
 
     Returns:
         0-dim float64 tensors: ``map``, ``map_hard``, ``cp``, ``cr``, ``cf1``, ``op``, ``or``,
@@ -172,7 +213,9 @@ def multilabel_metrics(scores: Tensor, target: Tensor, *, threshold: float = 0.5
         DensecalInputError: shapes or target values.
     """
     out = ranking_metrics(scores, target)
-    out.update(scores_from_counts(label_counts(scores, target, threshold=threshold)))
-    top = scores_from_counts(label_counts(scores, target, threshold=threshold, top_k=top_k))
+    out.update(scores_from_counts(label_counts(scores, target, threshold=threshold,
+                                               convention=convention), convention))
+    top = scores_from_counts(label_counts(scores, target, threshold=threshold, top_k=top_k,
+                                          convention=convention), convention)
     out.update({f"{k}_top{top_k}": v for k, v in top.items()})
     return out
