@@ -114,13 +114,13 @@ class FolderDataset(Dataset):
         base = None
         if self.labels:
             self._check_labels(pair, mask_np)
-            if self.label_transform is not None:
+            if self.label_transform is None:
+                image, mask = self._label_item(image_np, mask_np)
+            else:  # the transformed and the base map share one resize and augmentation
                 base_np = np.asarray(mask_np, dtype=np.int64)
-                mask_np = self.label_transform(base_np)
-                state = torch.get_rng_state()  # the same augmentation draws for both maps
-                _, base = self._label_item(image_np, base_np)
-                torch.set_rng_state(state)
-            image, mask = self._label_item(image_np, mask_np)
+                image, both = self._label_item(image_np, np.stack([self.label_transform(base_np),
+                                                                   base_np]))
+                mask, base = both[0], both[1]
         else:
             image, mask = pair_to_tensors(image_np, mask_np)
             if self.augment:
@@ -155,7 +155,8 @@ class FolderDataset(Dataset):
 
     def _label_item(self, image_np: np.ndarray, label_np: np.ndarray
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image ``(3, S, S)`` and label map ``(S, S)`` int64, nearest-neighbour for the labels."""
+        """Image ``(3, S, S)`` and label map ``(S, S)`` int64 (or a stack ``(M, S, S)`` given
+        one ``(M, H, W)``), nearest-neighbour for the labels."""
         image = image_to_tensor(image_np)
         label = torch.from_numpy(np.ascontiguousarray(label_np, dtype=np.int64))
         fill = 0 if self.ignore_index is None else int(self.ignore_index)
@@ -180,7 +181,8 @@ def collate_items(items: list[dict[str, object]]) -> dict[str, object]:
 
 
 def resize_labels(label: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize an ``(H, W)`` integer label map to ``(size, size)`` by nearest neighbour.
+    """Resize an ``(H, W)`` integer label map (or a stack ``(M, H, W)`` of them) to
+    ``(size, size)`` by nearest neighbour.
 
     Uses PyTorch's ``nearest-exact`` rule (the source pixel whose centre is nearest, as PIL's
     ``NEAREST``), so every output value occurs in the input. Values must be below 2**24 (exact
@@ -190,28 +192,30 @@ def resize_labels(label: torch.Tensor, size: int) -> torch.Tensor:
         >>> resize_labels(torch.tensor([[0, 1], [2, 255]]), 4).tolist()[0]
         [0, 0, 1, 1]
     """
-    if tuple(label.shape) == (size, size):
+    if tuple(label.shape[-2:]) == (size, size):
         return label
-    out = F.interpolate(label[None, None].float(), size=(size, size), mode="nearest-exact")
-    return out[0, 0].round().to(label.dtype)
+    maps = label.reshape(-1, 1, *label.shape[-2:]).float()
+    out = F.interpolate(maps, size=(size, size), mode="nearest-exact")
+    return out.reshape(*label.shape[:-2], size, size).round().to(label.dtype)
 
 
 def _rotate_labels(label: torch.Tensor, degrees: float, fill: int) -> torch.Tensor:
-    """Rotate an ``(H, W)`` label map about its centre like the image rotation of
-    :func:`densecal.data.transforms.random_augment`, by nearest neighbour, ``fill`` outside.
+    """Rotate an ``(H, W)`` label map (or a stack ``(M, H, W)``) about its centre like the image
+    rotation of :func:`densecal.data.transforms.random_augment`, by nearest neighbour, ``fill``
+    outside.
 
     The label is shifted by ``-fill`` before sampling so that the zeros grid sampling puts
     outside the image become ``fill`` after shifting back.
     """
-    height, width = label.shape
+    height, width = label.shape[-2:]
     angle = math.radians(degrees)
     cos, sin = math.cos(angle), math.sin(angle)
     theta = torch.tensor([[cos, -sin * height / width, 0.0],
                           [sin * width / height, cos, 0.0]], dtype=torch.float64)
     grid = F.affine_grid(theta[None], [1, 1, height, width], align_corners=False)
-    shifted = (label - fill).double()[None, None]
+    shifted = (label - fill).double().reshape(1, -1, height, width)  # maps as channels
     out = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    return out[0, 0].round().long().to(label.dtype) + fill
+    return out.reshape(label.shape).round().long().to(label.dtype) + fill
 
 
 def augment_labels(image: torch.Tensor, label: torch.Tensor, fill: int = 0
@@ -225,20 +229,21 @@ def augment_labels(image: torch.Tensor, label: torch.Tensor, fill: int = 0
 
     Args:
         image: ``(C, H, W)`` float tensor.
-        label: ``(H, W)`` integer tensor, same ``H, W``.
+        label: ``(H, W)`` integer tensor (or a stack ``(M, H, W)`` given the same
+            transform), same ``H, W``.
         fill: label value of pixels rotated in from outside the image.
 
     Returns:
-        The transformed image ``(C, H', W')`` and label map ``(H', W')``.
+        The transformed image ``(C, H', W')`` and label map ``(H', W')`` (``(M, H', W')``).
     """
     if torch.rand(()) < 0.5:
         image, label = image.flip(-1), label.flip(-1)
-    height, width = label.shape
+    height, width = label.shape[-2:]
     crop_h = transforms._randint(min(transforms.MAX_BORDER_CROP, height // 8))
     crop_w = transforms._randint(min(transforms.MAX_BORDER_CROP, width // 8))
     top, left = transforms._randint(crop_h), transforms._randint(crop_w)
     image = image[:, top:top + height - crop_h, left:left + width - crop_w]
-    label = label[top:top + height - crop_h, left:left + width - crop_w]
+    label = label[..., top:top + height - crop_h, left:left + width - crop_w]
     if torch.rand(()) < transforms.ROTATION_PROBABILITY:
         degrees = (torch.rand(()).item() * 2.0 - 1.0) * transforms.MAX_ROTATION_DEG
         image = transforms._rotate(image, degrees)

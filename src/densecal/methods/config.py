@@ -14,14 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from densecal._checks import check_int, check_number, is_int
+from densecal._checks import check_int, check_number, is_int, parse_choice
 from densecal.atomic import atomic_write_text
 from densecal.errors import input_error
+from densecal.types import StrEnum
 
 __all__ = [
     "CONFIG_SCHEMA",
     "OFFICIAL_ASLP_RECIPE",
+    "LrDecayRule",
+    "Normalization",
+    "Recipe",
     "TrainConfig",
+    "ValidationRule",
     "check_distributed",
     "check_run_options",
     "family_options",
@@ -369,12 +374,36 @@ def check_run_options(config: TrainConfig, *, decay: bool = False) -> None:
     check_number("--lr", config.lr, 0.0, low_open=True)
     if decay:
         check_number("--lr-decay", config.lr_decay, 0.0, 1.0, low_open=True)
-    _check_choice("--lr-decay-rule", config.lr_decay_rule, ("step", "compound"))
-    _check_choice("--normalize", config.normalize, ("none", "imagenet"))
-    _check_choice("--aslp-val-rule", config.aslp_val_rule, ("binarised", "strict"))
-    _check_choice("--recipe", config.recipe, ("densecal", "official"))
+    for flag, enum_cls, value in (("--lr-decay-rule", LrDecayRule, config.lr_decay_rule),
+                                  ("--normalize", Normalization, config.normalize),
+                                  ("--aslp-val-rule", ValidationRule, config.aslp_val_rule),
+                                  ("--recipe", Recipe, config.recipe)):
+        parse_choice(enum_cls, value, flag)
 
 
-def _check_choice(flag: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise input_error(flag, f"unknown value {value!r}; choose {' or '.join(choices)}")
+class LrDecayRule(StrEnum):
+    """How ``lr_decay`` applies (:func:`lr_factor`)."""
+
+    STEP = "step"
+    COMPOUND = "compound"
+
+
+class Normalization(StrEnum):
+    """What the network sees of an image in [0, 1] (``TrainConfig.normalize``)."""
+
+    NONE = "none"
+    IMAGENET = "imagenet"
+
+
+class ValidationRule(StrEnum):
+    """How ASLP's validation accuracy is measured (``TrainConfig.aslp_val_rule``)."""
+
+    BINARISED = "binarised"
+    STRICT = "strict"
+
+
+class Recipe(StrEnum):
+    """Where a run's options came from (``TrainConfig.recipe``)."""
+
+    DENSECAL = "densecal"
+    OFFICIAL = "official"

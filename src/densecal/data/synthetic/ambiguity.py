@@ -125,7 +125,12 @@ def apply_flips(label: np.ndarray, spec: AmbiguitySpec, rng: np.random.Generator
     Returns:
         ``(H, W)`` flipped copy, same dtype.
     """
-    draws = rng.random(len(spec.classes))
+    return _flip(label, spec, rng.random(len(spec.classes)).tolist())
+
+
+def _flip(label: np.ndarray, spec: AmbiguitySpec, draws: list[float]) -> np.ndarray:
+    """``label`` with each flippable class relabelled to its twin where its uniform draw is
+    below its probability."""
     out = label.copy()
     for (cls, (twin, prob)), u in zip(spec.flips.items(), draws, strict=True):
         if u < prob:
@@ -153,12 +158,8 @@ class FlipTransform:
         self.spec = spec
 
     def __call__(self, label: np.ndarray) -> np.ndarray:
-        draws = torch.rand(len(self.spec.classes), dtype=torch.float64).tolist()
-        out = label.copy()
-        for (cls, (twin, prob)), u in zip(self.spec.flips.items(), draws, strict=True):
-            if u < prob:
-                out[label == cls] = twin
-        return out
+        return _flip(label, self.spec,
+                     torch.rand(len(self.spec.classes), dtype=torch.float64).tolist())
 
 
 def flip_transform_for(data: str | Path) -> FlipTransform | None:

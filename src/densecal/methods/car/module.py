@@ -30,10 +30,9 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from densecal._checks import check_int
+from densecal._checks import check_int, parse_choice
 from densecal.data.synthetic.ambiguity import flip_transform_for
 from densecal.errors import input_error
 from densecal.losses.soft_label import one_hot_labels
@@ -54,10 +53,18 @@ from densecal.methods.engine.seeding import StepSeeded
 from densecal.methods.registry import register_trainer
 from densecal.methods.segmentation.training import folder_datasets
 from densecal.models.segmentation import create_model
+from densecal.types import StrEnum
 
-__all__ = ["CARModule", "CAROptions", "d_window_active", "pixel_ce", "train_car"]
+__all__ = ["CARModule", "CAROptions", "Discriminator", "d_window_active", "pixel_ce", "train_car"]
 
 CE_CLAMP = 1e-7
+
+
+class Discriminator(StrEnum):
+    """CAR's discriminator (``CAROptions.discriminator``)."""
+
+    SMALL = "small"
+    CARSSS = "carsss"
 
 
 @dataclass
@@ -166,9 +173,7 @@ class CAROptions:
                 raise input_error(f"car.{name}", f"must be > 0, got {getattr(self, name)}")
         if len(self.gen_channels) != 4:
             raise input_error("car.gen_channels", "needs 4 widths")
-        if self.discriminator not in ("small", "carsss"):
-            raise input_error("car.discriminator", f"unknown value {self.discriminator!r}; "
-                                                   "choose small or carsss")
+        parse_choice(Discriminator, self.discriminator, "car.discriminator")
         check_int("car.disc_width", self.disc_width, low=1)
 
     def to_dict(self) -> dict[str, Any]:
@@ -261,9 +266,9 @@ class CARModule(StepSeeded, L.LightningModule):
 
     def oracle_probs(self, base: Tensor) -> Tensor:
         """The exact calibration ``(N, K, H, W)`` of base label maps ``(N, H, W)``: one-hot of
-        the base class, with ``p`` of each flippable class moved to its twin."""
-        k = self.config.num_classes
-        probs = F.one_hot(base.long().clamp(0, k - 1), k).permute(0, 3, 1, 2).double()
+        the base class, with ``p`` of each flippable class moved to its twin (pixels equal to
+        ``ignore_index`` all-zero, as :func:`~densecal.losses.soft_label.one_hot_labels`)."""
+        probs = one_hot_labels(base, self.config.num_classes, self.config.ignore_index).double()
         for cls, twin, p in self.car.oracle_flips or ():
             where = base == cls
             probs[:, cls][where] = 1.0 - p

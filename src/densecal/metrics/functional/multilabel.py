@@ -37,11 +37,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from densecal._checks import parse_choice
 from densecal.errors import input_error
+from densecal.types import StrEnum
 
 __all__ = [
     "CONVENTIONS",
     "COUNT_KEYS",
+    "Counting",
     "average_precision",
     "check_convention",
     "label_counts",
@@ -51,20 +54,24 @@ __all__ = [
 ]
 
 COUNT_KEYS: tuple[str, ...] = ("cp", "cr", "cf1", "op", "or", "of1")
-CONVENTIONS: tuple[str, ...] = ("ignore-difficult", "ml-gcn")
-"""Counting conventions of :func:`label_counts` / :func:`scores_from_counts`."""
+class Counting(StrEnum):
+    """Counting conventions of :func:`label_counts` / :func:`scores_from_counts`."""
+
+    IGNORE_DIFFICULT = "ignore-difficult"
+    ML_GCN = "ml-gcn"
 
 
-def check_convention(convention: str) -> str:
-    """Return ``convention`` if it is one of :data:`CONVENTIONS`.
+CONVENTIONS: tuple[str, ...] = tuple(Counting)
+"""The values of :class:`Counting`."""
+
+
+def check_convention(convention: str) -> Counting:
+    """The :class:`Counting` named ``convention``.
 
     Raises:
         DensecalInputError: any other value.
     """
-    if convention not in CONVENTIONS:
-        raise input_error("convention", f"unknown value {convention!r}; choose "
-                                        f"{' or '.join(CONVENTIONS)}")
-    return convention
+    return parse_choice(Counting, convention, "convention")
 
 
 def check_inputs(scores: Tensor, target: Tensor) -> None:
