@@ -49,6 +49,9 @@ def brain_data(
     block: int = typer.Option(16, help="Length in mm of the contiguous blocks given to a split."),
     gap: int = typer.Option(4, help="Mm dropped at each boundary between splits."),
     noise: str = typer.Option("rician", help="Noise model: rician or gaussian."),
+    rater: str = typer.Option("none", help="none (masks: argmax of the partial-volume truth) or "
+                                           "dark-gm (a simulated rater who calls dark grey "
+                                           "matter background; soft: over raters)."),
 ) -> None:
     """Write MNI152 brain slices (T1 + grey / white matter soft truth, seeded MR-like
     corruptions) as OUT/{train,val,test}/{images,masks,soft}/STEM.png|npy."""
@@ -56,7 +59,7 @@ def brain_data(
 
     config = BrainSliceConfig(size=size, seed=seed, copies=copies,
                               axes=_split_list(axes, "--axes"), stride=stride, block=block,
-                              gap=gap, noise=noise)
+                              gap=gap, noise=noise, rater=rater)
     for split, path in write_brain_dataset(out, config).items():
         typer.echo(f"{split:>5}: {path}")
 

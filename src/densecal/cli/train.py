@@ -147,6 +147,19 @@ def train(
                                            help="VLS: reuse this stage-1 checkpoint "
                                                 "(RUN/vls/stage1/last.ckpt) instead of "
                                                 "training one."),
+    vls_stage1_lr: float = typer.Option(1e-4, "--vls-stage1-lr",
+                                        help="VLS: stage-1 Adam learning rate (constant; the "
+                                             "official code's 1e-4)."),
+    vls_variant: str = typer.Option("paper", "--vls-variant",
+                                    help="VLS: paper (latent at the heads) or bottleneck "
+                                         "(non-paper: no skips, latent at the bottleneck)."),
+    vls_kl_warmup: int = typer.Option(0, "--vls-kl-warmup",
+                                      help="VLS: stage-1 epochs of linear KL annealing (0: "
+                                           "off, as the paper)."),
+    vls_folds: int = typer.Option(1, "--vls-folds",
+                                  help="VLS: cross-fitting folds (non-paper; 1: off): soft "
+                                       "labels of each block from a CVAE trained on the "
+                                       "others."),
     augment: bool = typer.Option(True, "--augment/--no-augment",
                                  help="Random flip, border crop and rotation (ASLP recipe)."),
     num_workers: int = typer.Option(0, "--num-workers", help="DataLoader workers."),
@@ -199,6 +212,8 @@ def train(
                          vls_samples=vls_samples, vls_tau=vls_tau, vls_mix=vls_mix,
                          vls_latent=vls_latent, vls_stage1_epochs=vls_stage1_epochs,
                          vls_stage1=str(vls_stage1) if vls_stage1 else None,
+                         vls_stage1_lr=vls_stage1_lr, vls_variant=vls_variant,
+                         vls_kl_warmup=vls_kl_warmup, vls_folds=vls_folds,
                          extra=parse_settings(settings))
     if recipe == "official":
         config = with_recipe(ctx, config)

@@ -26,6 +26,7 @@ __all__ = [
     "Normalization",
     "Recipe",
     "TrainConfig",
+    "VLSVariant",
     "ValidationRule",
     "check_distributed",
     "check_run_options",
@@ -110,6 +111,18 @@ class TrainConfig:
             is resolved to that number when a run starts (so ``--resume`` with more epochs
             extends stage 2 only).
         vls_stage1: an existing VLS stage-1 checkpoint to reuse instead of training stage 1.
+        vls_stage1_lr: Adam learning rate of VLS stage 1, constant (default 1e-4 as the official
+            CALSeg code; stage 1 does not share ``lr`` or its decay with stage 2).
+        vls_variant: ``paper`` (the latent joins the U-Net's features at the heads, as the paper
+            and the official code) or ``bottleneck`` (densecal's non-paper variant: an
+            encoder-decoder without skip connections with the latent at the bottleneck, so
+            every segmentation passes through it; see :mod:`densecal.methods.vls.nets`).
+        vls_kl_warmup: stage-1 epochs over which the KL weight rises linearly from ``1/W`` to 1
+            (KL annealing; 0 = weight 1 throughout, as the paper).
+        vls_folds: cross-fitting folds (non-paper option): with ``F >= 2`` the soft labels of
+            each of ``F`` contiguous blocks of the training set come from a conditional VAE
+            trained on the other blocks, so no soft label is written by a network that saw
+            its image; 1 (default) trains one network on everything, as the paper.
         accelerator: Lightning accelerator (``auto`` uses a GPU when present).
         devices: Lightning devices per node: ``auto``, a count ``N >= 1``, ``-1`` (all) or a
             comma-separated list of device ids (``0,2``). ``batch_size`` is per device: one
@@ -160,6 +173,10 @@ class TrainConfig:
     vls_latent: int = 3
     vls_stage1_epochs: int | None = None
     vls_stage1: str | None = None
+    vls_stage1_lr: float = 1e-4
+    vls_variant: str = "paper"
+    vls_kl_warmup: int = 0
+    vls_folds: int = 1
     accelerator: str = "auto"
     devices: str = "auto"
     num_nodes: int = 1
@@ -400,6 +417,13 @@ class ValidationRule(StrEnum):
 
     BINARISED = "binarised"
     STRICT = "strict"
+
+
+class VLSVariant(StrEnum):
+    """Where VLS stage 1 feeds its latent (``TrainConfig.vls_variant``)."""
+
+    PAPER = "paper"
+    BOTTLENECK = "bottleneck"
 
 
 class Recipe(StrEnum):

@@ -364,3 +364,66 @@ def test_cli_brain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert exc.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and fragment in err[0], err
+
+
+# ---------------------------------------------------------------------------------------------
+# the dark-grey-matter rater (issue 20)
+
+
+def test_rater_distribution_hand_computed() -> None:
+    """Four grey-matter pixels with a flat image: I = x after smoothing, t0 the 0.4 quantile,
+    s = 0.5 IQR, P(background) = Phi((t0 - I) / s); other tissue untouched."""
+    from scipy.stats import norm
+
+    from densecal.data.convert.rater import rater_distribution
+
+    image = np.full((6, 6), 0.5)
+    soft = np.zeros((3, 6, 6))
+    soft[1] = 1.0  # grey matter everywhere
+    soft[:, 0, 0] = (0.0, 0.2, 0.8)  # one white-matter pixel
+    image[3:, :] = 0.3  # darker lower half (smoothing blurs rows 2-3 only)
+    dist = rater_distribution(image, soft, quantile=0.4, sd=0.5)
+    from scipy.ndimage import gaussian_filter
+    smooth = gaussian_filter(image, 1.0, mode="nearest")
+    grey = smooth[soft.argmax(0) == 1]
+    t0 = np.quantile(grey, 0.4)
+    s = 0.5 * (np.percentile(grey, 75) - np.percentile(grey, 25))
+    expected = norm.cdf((t0 - smooth) / s)
+    np.testing.assert_allclose(dist[0, 1:, :], expected[1:, :], atol=1e-6)
+    np.testing.assert_allclose(dist[1] + dist[0], np.where(soft.argmax(0) == 1, 1.0, 0.0),
+                               atol=1e-6)
+    assert tuple(dist[:, 0, 0]) == (0.0, 0.0, 1.0)
+
+
+def test_rater_labels_follow_the_distribution() -> None:
+    """Over many raters the label frequency of each pixel is the distribution (Monte Carlo)."""
+    from densecal.data.convert.rater import rater_distribution, rater_labels
+
+    rng = np.random.default_rng(0)
+    image = rng.random((8, 8))
+    soft = np.zeros((3, 8, 8))
+    soft[1, :, :5] = 1.0
+    soft[2, :, 5:] = 1.0
+    draws = np.stack([rater_labels(image, soft, rng) for _ in range(4000)])
+    freq = np.stack([(draws == k).mean(0) for k in range(3)])
+    np.testing.assert_allclose(freq, rater_distribution(image, soft), atol=0.03)
+    assert set(np.unique(draws[:, :, 5:])) == {2}  # white matter is never relabelled
+
+
+def test_rater_dataset_masks_are_rater_draws(tmp_path: Path) -> None:
+    config = replace(SMALL, rater="dark-gm")
+    write_brain_dataset(tmp_path / "r", config)
+    relabelled, ambiguous = 0, 0
+    for mask_path in sorted((tmp_path / "r" / "train" / "masks").glob("*.png")):
+        mask = read_label(mask_path)
+        soft = np.load(tmp_path / "r" / "train" / "soft" / f"{mask_path.stem}.npy")
+        np.testing.assert_allclose(soft.sum(0), 1.0, atol=1e-6)
+        picked = np.take_along_axis(soft, mask[None].astype(np.int64), 0)[0]
+        assert picked.min() > 0.0  # every rater label has positive probability
+        relabelled += int(((mask == 0) & (soft[1] > 0)).sum())
+        ambiguous += int((soft.max(0) < 0.9).sum())
+    assert relabelled > 0 and ambiguous > 0
+    text = (tmp_path / "r" / "README.md").read_text()
+    assert "Rater `dark-gm`" in text
+    with pytest.raises(DensecalInputError, match="rater"):
+        BrainSliceConfig(rater="lenient")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -319,7 +320,9 @@ def test_load_stage1_bad_files(tmp_path: Path) -> None:
     ({"num_classes": 1}, "method vls needs a multi-class run"),
     ({"vls_samples": 0}, "--vls-samples"), ({"vls_latent": 0}, "--vls-latent"),
     ({"vls_tau": 0.0}, "--vls-tau"), ({"vls_mix": 1.5}, "--vls-mix"),
-    ({"vls_stage1_epochs": 0}, "--vls-stage1-epochs")])
+    ({"vls_stage1_epochs": 0}, "--vls-stage1-epochs"), ({"vls_stage1_lr": 0.0}, "--vls-stage1-lr"),
+    ({"vls_variant": "x"}, "--vls-variant"), ({"vls_kl_warmup": -1}, "--vls-kl-warmup"),
+    ({"vls_folds": 0}, "--vls-folds")])
 def test_bad_vls_options(change: dict[str, object], fragment: str) -> None:
     config = replace(TrainConfig(method="vls", num_classes=3), **change)
     with pytest.raises(DensecalInputError, match=fragment):
@@ -469,3 +472,131 @@ def test_resume_continues_stage1(vls_run: Path, tmp_path: Path) -> None:
     manifest = json.loads((vls_mod.soft_label_dir(run) / "manifest.json").read_text())
     assert manifest["complete"] and manifest["stage1"]["sha256"] == vls_mod.file_sha256(stage1)
     assert manifest["stage1"]["sha256"] != before
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 20: stage-1 optimiser, diagnostics, KL annealing, the bottleneck variant, cross-fitting
+
+
+def test_cvae_loss_kl_weight_scales_only_the_kl() -> None:
+    torch.manual_seed(0)
+    net = ConditionalVAE(3)
+    image, labels = torch.rand(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16))
+    out = net(image, one_hot_labels(labels, 3))
+    full, half = cvae_loss(out, image, labels), cvae_loss(out, image, labels, kl_weight=0.5)
+    assert torch.equal(full["kl"], half["kl"])
+    torch.testing.assert_close(half["loss"], full["ce"] + full["mse"] + 0.5 * full["kl"])
+
+
+def test_stage1_optimiser_and_kl_schedule() -> None:
+    config = TrainConfig(method="vls", num_classes=3, lr=2e-3, lr_decay=0.5, vls_stage1_lr=3e-4,
+                         vls_kl_warmup=4)
+    module = vls_mod.VLSStage1Module(config.to_dict())
+    optimiser = module.configure_optimizers()
+    assert isinstance(optimiser, torch.optim.Adam)  # constant: no scheduler from lr_decay
+    assert optimiser.param_groups[0]["lr"] == 3e-4
+    weights = []
+    for epoch in range(6):
+        module.trainer = type("T", (), {"current_epoch": epoch})()  # what current_epoch reads
+        weights.append(module.kl_weight())
+    assert weights == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    plain = vls_mod.VLSStage1Module(TrainConfig(method="vls", num_classes=3).to_dict())
+    assert plain.kl_weight() == 1.0 and plain.configure_optimizers().param_groups[0]["lr"] == 1e-4
+
+
+def test_bottleneck_variant_routes_everything_through_z() -> None:
+    """In the non-paper variant the logits depend on the latent everywhere; the image reaches the
+    heads only through the 1/8 bottleneck."""
+    from densecal.methods.vls.nets import BottleneckCVAE, make_cvae
+
+    torch.manual_seed(0)
+    net = make_cvae(3, variant="bottleneck")
+    assert isinstance(net, BottleneckCVAE) and type(make_cvae(3)) is ConditionalVAE
+    h = net.features(torch.rand(1, 3, 32, 32))
+    assert tuple(h.shape) == (1, 64, 4, 4)
+    a, b = net.segment(h, torch.zeros(1, 3)), net.segment(h, torch.full((1, 3), 2.0))
+    assert bool(((a - b).abs().sum(1) > 0).all())  # every pixel moves with z
+    with pytest.raises(DensecalInputError, match="--vls-variant"):
+        make_cvae(3, variant="middle")
+
+
+def test_fold_blocks_contiguous_and_balanced() -> None:
+    assert vls_mod.fold_blocks(5, 2) == [[0, 1, 2], [3, 4]]
+    assert vls_mod.fold_blocks(6, 3) == [[0, 1], [2, 3], [4, 5]]
+    assert vls_mod.fold_blocks(3, 1) == [[0, 1, 2]]
+    with pytest.raises(DensecalInputError, match="--vls-folds"):
+        vls_mod.fold_blocks(2, 3)
+
+
+def _posterior_fixed(net: ConditionalVAE, mu: float) -> ConditionalVAE:
+    """Make ``q(z|x,y) = N(mu, 1)`` exactly (zero weights, bias (mu, 0))."""
+    linear = net.f_omega[-1]
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.bias.zero_()
+        linear.bias[:net.latent] = mu
+    return net
+
+
+def test_posterior_diagnostics_hand_computed(tmp_path: Path) -> None:
+    from densecal.data import FolderDataset
+
+    _write_scenes(tmp_path / "d", 3)
+    config = TrainConfig(method="vls", num_classes=3, image_size=SIZE, batch_size=2,
+                         vls_samples=4)
+    data = FolderDataset(tmp_path / "d", image_size=SIZE, labels=True, num_classes=3)
+    dead = vls_mod.posterior_diagnostics(_posterior_fixed(ConditionalVAE(3), 0.0), data, config)
+    assert dead["images"] == 3 and dead["kl_mean"] == 0.0 and dead["sigma_mean"] == 1.0
+    assert dead["collapsed"] and dead["sample_spread"] > 0.0  # z still varies the samples
+    alive = vls_mod.posterior_diagnostics(_posterior_fixed(ConditionalVAE(3), 2.0), data,
+                                          config, [0, 2])
+    # KL(N(2, 1) || N(0, 1)) = 2^2 / 2 per dimension, 3 dimensions
+    assert alive["images"] == 2 and alive["kl_mean"] == pytest.approx(6.0)
+    assert alive["mu_abs_mean"] == pytest.approx(2.0) and not alive["collapsed"]
+
+
+def test_crossfit_run_one_network_per_fold(scenes: Path, tmp_path: Path) -> None:
+    """``vls_folds = 2``: each fold's soft labels come from a network trained on the other fold
+    (its manifest names only its own images), diagnostics list both networks, and the run is
+    a plain checkpoint."""
+    config = TrainConfig(method="vls", num_classes=3, data=str(scenes / "train"),
+                         val_data=str(scenes / "val"), epochs=1, image_size=SIZE, batch_size=6,
+                         vls_samples=2, augment=False, vls_folds=2, vls_stage1_epochs=1,
+                         vls_variant="bottleneck", vls_kl_warmup=2)
+    out = tmp_path / "cf"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a one-epoch posterior may well have collapsed
+        ckpt = train(config, out, progress=False)
+    assert load_module(ckpt).config.vls_folds == 2
+    soft = vls_mod.soft_label_dir(out)
+    names = [json.loads((soft / f"manifest-fold{k}.json").read_text())["names"]
+             for k in range(2)]
+    assert names == [["s0", "s1", "s2"], ["s3", "s4", "s5"]]
+    report = json.loads(vls_mod.diagnostics_path(out).read_text())
+    assert report["folds"] == 2 and report["variant"] == "bottleneck"
+    assert [n["stage1"] for n in report["networks"]] == [
+        str(vls_mod.stage1_checkpoint(out, k)) for k in range(2)]
+    assert [n["images"] for n in report["networks"]] == [3, 3]
+    for k in range(2):  # each network saw the other fold only: 3 images, 1 batch, 1 epoch
+        state = torch.load(vls_mod.stage1_checkpoint(out, k), weights_only=False)
+        assert state["global_step"] == 1
+
+
+def test_collapse_is_reported_as_a_warning(vls_run: Path) -> None:
+    report = json.loads(vls_mod.diagnostics_path(vls_run).read_text())
+    (net,) = report["networks"]
+    assert report["collapse_kl"] == vls_mod.COLLAPSE_KL
+    assert net["collapsed"] == (net["kl_mean"] < vls_mod.COLLAPSE_KL)
+    note = vls_mod._collapse_note(net, "", "paper")
+    assert "posterior collapse" in note and "--vls-variant bottleneck" in note
+    assert "--vls-variant" not in vls_mod._collapse_note(net, "", "bottleneck")
+
+
+def test_cli_crossfit_refuses_a_reused_stage1(vls_run: Path, scenes: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(_train_args(scenes, tmp_path / "r", "--vls-folds", "2", "--vls-stage1",
+                                 str(vls_mod.stage1_checkpoint(vls_run))), capsys)
+    assert code == 2 and err.strip() == ("densecal: error: --vls-stage1: reuses one stage-1 "
+                                         "network; --vls-folds trains one per fold")
+    code, err = _run(_train_args(scenes, tmp_path / "r", "--vls-variant", "middle"), capsys)
+    assert code == 2 and "--vls-variant" in err and len(err.strip().splitlines()) == 1

@@ -33,6 +33,7 @@ import functools
 import importlib.util
 import json
 import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from scipy import ndimage
 
 from densecal._checks import check_int, parse_choice
 from densecal.atomic import staged_dataset
+from densecal.data.convert.rater import Rater, rater_distribution, rater_labels
 from densecal.data.convert.slicing import (
     AXES,
     AXIS_LETTERS,
@@ -117,6 +119,13 @@ class BrainSliceConfig:
         noise: ``"rician"`` (magnitude MR noise) or ``"gaussian"``.
         noise_sigma: range of the noise standard deviation (intensities in [0, 1]).
         seed: master seed of the split pattern and of every corruption.
+        rater: ``"none"`` (masks and soft truth are the partial-volume truth) or ``"dark-gm"``
+            (a simulated rater who calls dark grey matter background: masks are one rater's
+            labels per image, the soft truth is the label distribution over raters; see
+            :mod:`densecal.data.convert.rater`).
+        rater_quantile: the ``dark-gm`` rater's mean threshold, as a quantile of the slice's
+            grey-matter intensities.
+        rater_sd: the spread of the raters' thresholds, in grey-matter interquartile ranges.
     """
 
     size: int = 64
@@ -136,6 +145,9 @@ class BrainSliceConfig:
     noise: Noise | str = "rician"
     noise_sigma: tuple[float, float] = (0.03, 0.12)
     seed: int = 0
+    rater: Rater | str = "none"
+    rater_quantile: float = 0.4
+    rater_sd: float = 0.5
 
     def __post_init__(self) -> None:
         ints = {"size": (8, 1024), "stride": (1, 64), "block": (1, 1000), "gap": (0, 1000),
@@ -159,6 +171,11 @@ class BrainSliceConfig:
         if not 0.0 <= self.bias <= 2.0:
             raise input_error("bias", f"must be in [0, 2], got {self.bias!r}")
         parse_choice(Noise, self.noise, "noise", message="expected one of {choices}, got {value}")
+        parse_choice(Rater, self.rater, "rater", message="expected one of {choices}, got {value}")
+        if not 0.0 < self.rater_quantile < 1.0:
+            raise input_error("rater_quantile", f"must be in (0, 1), got {self.rater_quantile!r}")
+        if not 0.0 < self.rater_sd <= 10.0:
+            raise input_error("rater_sd", f"must be in (0, 10], got {self.rater_sd!r}")
         for name, lo, hi in (("gamma", 0.05, 20.0), ("contrast", 0.0, 10.0),
                              ("brightness", -1.0, 1.0), ("blur", 0.0, 10.0),
                              ("noise_sigma", 0.0, 1.0)):
@@ -446,14 +463,26 @@ def write_brain_dataset(out_dir: str | Path, config: BrainSliceConfig = BrainSli
     }
     with staged_dataset(out_dir, BRAIN_SCHEMA) as stage:
         for piece in slices:
-            write_slice(stage / piece.split, piece.stem, piece.image,
-                        np.argmax(piece.soft, axis=0), piece.soft)
+            write_slice(stage / piece.split, piece.stem, piece.image, *_labels(piece, config))
         for split in BRAIN_SPLITS:
             (stage / split).mkdir(exist_ok=True)
         (stage / "README.md").write_text(_readme(config, counts), encoding="utf-8")
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n",
                                              encoding="utf-8")
     return {split: out_dir / split for split in BRAIN_SPLITS}
+
+
+def _labels(piece: BrainSlice, config: BrainSliceConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(mask, soft truth)`` of a slice as written: the partial-volume truth and its argmax,
+    or with ``config.rater = "dark-gm"`` one seeded rater's labels and the distribution over
+    raters, both computed on the image as stored (8-bit)."""
+    if config.rater == Rater.NONE:
+        return np.argmax(piece.soft, axis=0), piece.soft
+    stored = np.rint(np.clip(piece.image, 0.0, 1.0) * 255.0) / 255.0
+    rng = np.random.default_rng((config.seed, 3, zlib.crc32(piece.stem.encode())))
+    options = {"quantile": config.rater_quantile, "sd": config.rater_sd}
+    return (rater_labels(stored, piece.soft, rng, **options),
+            rater_distribution(stored, piece.soft, **options))
 
 
 def _readme(config: BrainSliceConfig, counts: dict[str, dict[str, int]]) -> str:
@@ -488,7 +517,7 @@ axis. Images (never the truth) get a seeded random gamma {config.gamma}, a smoot
 (log amplitude {config.bias:g}), contrast {config.contrast} / brightness {config.brightness},
 blur sigma {config.blur} px and {config.noise} noise sigma {config.noise_sigma};
 {config.copies} differently corrupted copies of each training slice.
-
+{_rater_text(config)}
 Source and licence: ICBM 2009a Nonlinear Symmetric template (V. Fonov, A. Evans, R. McKinstry,
 C. Almli, D. L. Collins, NeuroImage 2009 and 2011), as distributed inside nilearn
 (https://nilearn.github.io), original at
@@ -497,4 +526,20 @@ Louis Collins, McConnell Brain Imaging Centre, Montreal Neurological Institute, 
 University: use, copying, modification and distribution for any purpose and without fee are
 permitted provided that this copyright notice appears in all copies; it is provided "as is"
 without express or implied warranty. Keep this README with any copy of the data.
+"""
+
+
+def _rater_text(config: BrainSliceConfig) -> str:
+    if config.rater == Rater.NONE:
+        return ""
+    return f"""
+Rater `{config.rater}` (`densecal.data.convert.rater`): masks are NOT the argmax of the tissue
+truth. A simulated rater labels grey matter whose 1-px-smoothed intensity lies below a threshold
+t as background, every other pixel its tissue (argmax of the partial-volume truth); t is drawn
+once per image (seeded by the stem) from N(t0, s^2), t0 the {config.rater_quantile:g} quantile
+of the image's grey-matter intensities and s = {config.rater_sd:g} x their interquartile range.
+Each training copy has its own rater; validation and test masks are one rater's labels too.
+`soft/STEM.npy` is the label distribution over raters: one-hot tissue, with the share
+Phi((t0 - I) / s) of each grey-matter pixel moved to background. This ambiguity follows image
+intensity, not tissue boundaries.
 """

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from densecal._checks import check_int, check_number, is_int
+from densecal._checks import check_int, check_number, is_int, parse_choice
 from densecal.errors import input_error
 from densecal.losses.aslp import AdaptivePerturbation
 from densecal.losses.entropy import EntropyPenaltyLoss
@@ -29,7 +29,7 @@ from densecal.losses.mbls import MbLSLoss
 from densecal.losses.scbce import SCBCELoss
 from densecal.losses.soft_label import SoftLabelKLLoss
 from densecal.losses.svls import SVLSLoss
-from densecal.methods.config import TrainConfig
+from densecal.methods.config import RUN_LIMITS, TrainConfig, VLSVariant
 from densecal.methods.registry import METHODS, MethodLoss, register_objective
 
 __all__ = ["build_objective", "is_multiclass"]
@@ -158,6 +158,10 @@ def _vls(config: TrainConfig, num_images: int) -> MethodLoss:
         _positive_int("--vls-stage1-epochs", config.vls_stage1_epochs)
     check_number("--vls-tau", config.vls_tau, 0.0, low_open=True)
     check_number("--vls-mix", config.vls_mix, 0.0, 1.0)
+    check_number("--vls-stage1-lr", config.vls_stage1_lr, 0.0, low_open=True)
+    parse_choice(VLSVariant, config.vls_variant, "--vls-variant")
+    check_int("--vls-kl-warmup", config.vls_kl_warmup, low=0, high=RUN_LIMITS["epochs"])
+    check_int("--vls-folds", config.vls_folds, low=1, high=100)
     return MethodLoss(SoftLabelKLLoss(ignore_index=config.ignore_index))
 
 

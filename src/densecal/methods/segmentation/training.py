@@ -104,6 +104,9 @@ def check_config(config: TrainConfig) -> None:
     if config.aslp_val_rule == "strict" and is_multiclass(config):
         raise input_error("--aslp-val-rule", "strict is the binary ASLP rule; multi-class runs "
                                              "use binarised")
+    if config.method == "vls" and config.vls_stage1 and config.vls_folds > 1:
+        raise input_error("--vls-stage1", "reuses one stage-1 network; --vls-folds trains one "
+                                          "per fold")
     if config.method == "vls" and config.vls_stage1:
         load_stage1(config.vls_stage1, config.num_classes)  # exists, is one, K matches
 
@@ -158,9 +161,9 @@ def segmentation_run_started(run_dir: str | Path) -> bool:
 
 def _vls_started(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a ``vls`` run past its first stage-1 checkpoint."""
+    stage1 = stage1_checkpoint(run_dir).parent
     return (run_dir / "config.json").is_file() and (
-        stage1_checkpoint(run_dir).is_file()
-        or (soft_label_dir(run_dir) / "manifest.json").is_file())
+        any(stage1.glob("**/last.ckpt")) or any(soft_label_dir(run_dir).glob("manifest*.json")))
 
 
 def fit_segmentation(config: TrainConfig, run_dir: Path, train_set: Dataset,

@@ -11,28 +11,38 @@ CALSeg. The Lightning side (stage-1 module, soft-label cache, stage-2 data) is
   after global average pooling; ``z = mu + sigma * eps`` broadcast over space and concatenated
   with ``h_x``; heads ``f_phi`` (segmentation logits ``v``) and ``f_psi`` (reconstruction
   ``x_hat``, sigmoid).
-- :func:`gaussian_kl`, :func:`cvae_loss`: ``CE(v, y) + MSE(x_hat, x) + KL(q(z|x,y) || N(0, I))``.
+- :class:`BottleneckCVAE` (densecal's non-paper variant, ``--vls-variant bottleneck``): the same
+  posterior, but ``f_theta`` is an encoder without skip connections and ``z`` joins its
+  bottleneck, so every segmentation and reconstruction passes through ``z``.
+- :func:`make_cvae`: the network of a run's ``vls_variant``.
+- :func:`gaussian_kl`, :func:`cvae_loss`: ``CE(v, y) + MSE(x_hat, x) + w KL(q(z|x,y) || N(0, I))``
+  (``w = 1`` in the paper; below 1 during KL annealing).
 - :func:`vls_soft_labels`: ``Y_s = (1 - a) onehot(y) + a mean_m softmax(v_m / tau)``.
 - stage 2's loss, pixel-mean ``KL(Y_s || softmax)``, is :class:`densecal.losses.SoftLabelKLLoss`.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from densecal._checks import parse_choice
 from densecal.errors import input_error
 from densecal.losses._common import reduce_pixels
 from densecal.losses.soft_label import one_hot_labels
+from densecal.methods.config import VLSVariant
 
 __all__ = [
+    "BottleneckCVAE",
     "CVAEOutput",
     "ConditionalVAE",
     "cvae_loss",
     "gaussian_kl",
+    "make_cvae",
     "vls_soft_labels",
 ]
 
@@ -137,6 +147,10 @@ class ConditionalVAE(nn.Module):
         ``z`` ``(N, L)`` broadcast over space."""
         return self.f_phi(self._with_latent(h, z))
 
+    def reconstruct(self, h: Tensor, z: Tensor) -> Tensor:
+        """``x_hat = sigmoid(f_psi(concat(h_x, z)))`` ``(N, C, H, W)`` in (0, 1)."""
+        return torch.sigmoid(self.f_psi(self._with_latent(h, z)))
+
     def forward(self, image: Tensor, onehot: Tensor) -> CVAEOutput:
         """One reparameterised pass (``z = mu + sigma * eps``, ``eps ~ N(0, I)``).
 
@@ -150,8 +164,74 @@ class ConditionalVAE(nn.Module):
         h = self.features(image)
         mu, logvar = self.posterior(image, onehot)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        joint = self._with_latent(h, z)
-        return CVAEOutput(self.f_phi(joint), torch.sigmoid(self.f_psi(joint)), mu, logvar)
+        return CVAEOutput(self.segment(h, z), self.reconstruct(h, z), mu, logvar)
+
+
+def _decoder(in_channels: int, out_channels: int, widths: tuple[int, ...]) -> nn.Sequential:
+    # no normalisation: z is constant over space and an instance norm would remove it
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1),
+                               nn.LeakyReLU(0.01)]
+    for previous, width in itertools.pairwise(widths):
+        layers += [nn.ConvTranspose2d(previous, width, 4, stride=2, padding=1),
+                   nn.LeakyReLU(0.01)]
+    layers.append(nn.Conv2d(widths[-1], out_channels, 1))
+    return nn.Sequential(*layers)
+
+
+class BottleneckCVAE(ConditionalVAE):
+    """densecal's non-paper VLS stage 1: the latent at the bottleneck, no path around it.
+
+    In the paper's network (:class:`ConditionalVAE`) the U-Net's full-resolution features reach
+    the heads directly, so the heads can segment without ``z`` and the KL term pushes the
+    posterior to the prior (posterior collapse). Here ``f_theta`` is an encoder of four MONAI
+    ``Convolution`` blocks (3x3, instance norm, leaky ReLU, strides 1, 2, 2, 2: ``h_x`` at
+    1/8 of the input side, ``channels[-1]`` channels) and ``f_phi`` / ``f_psi`` are decoders on
+    ``concat(h_x, z)`` (a 3x3 convolution, three stride-2 transposed convolutions back to full
+    size, a 1x1 convolution to ``K`` logits / ``C`` sigmoid outputs; no normalisation, which
+    would remove the spatially constant ``z``). Combine with KL annealing
+    (``--vls-kl-warmup``). Posterior, loss and soft labels are those of the paper.
+
+    Args:
+        num_classes: ``K >= 2``.
+        in_channels: image channels ``C``.
+        latent: latent size ``L``.
+        channels: encoder widths (four levels, three down-samplings: ``H, W`` multiples of 8).
+
+    Example:
+        >>> net = BottleneckCVAE(num_classes=3)
+        >>> out = net(torch.rand(2, 3, 32, 32), one_hot_labels(torch.zeros(2, 32, 32).long(), 3))
+        >>> tuple(out.logits.shape), tuple(net.features(torch.rand(1, 3, 32, 32)).shape)
+        ((2, 3, 32, 32), (1, 64, 4, 4))
+    """
+
+    def __init__(self, num_classes: int, *, in_channels: int = 3, latent: int = 3,
+                 channels: tuple[int, ...] = (16, 32, 64, 64)) -> None:
+        super().__init__(num_classes, in_channels=in_channels, latent=latent)
+        from monai.networks.blocks import Convolution
+
+        if len(channels) != 4:
+            raise input_error("channels", f"expected four encoder widths, got {channels!r}")
+        blocks, previous = [], in_channels
+        for width, stride in zip(channels, (1, 2, 2, 2), strict=True):
+            blocks.append(Convolution(2, previous, width, strides=stride, act=_ACT,
+                                      norm="INSTANCE"))
+            previous = width
+        self.f_theta = nn.Sequential(*blocks)
+        widths = tuple(reversed(channels))
+        self.f_phi = _decoder(previous + latent, num_classes, widths)
+        self.f_psi = _decoder(previous + latent, in_channels, widths)
+
+
+def make_cvae(num_classes: int, *, latent: int = 3, variant: str = "paper") -> ConditionalVAE:
+    """The stage-1 network of ``variant``: ``paper`` (:class:`ConditionalVAE`) or
+    ``bottleneck`` (:class:`BottleneckCVAE`).
+
+    Raises:
+        DensecalInputError: an unknown variant, ``num_classes < 2`` or ``latent < 1``.
+    """
+    chosen = parse_choice(VLSVariant, variant, "--vls-variant")
+    cls = BottleneckCVAE if chosen == VLSVariant.BOTTLENECK else ConditionalVAE
+    return cls(num_classes, latent=latent)
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -174,8 +254,9 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
 
 
 def cvae_loss(output: CVAEOutput, image: Tensor, labels: Tensor,
-              ignore_index: int | None = None) -> dict[str, Tensor]:
-    """Stage-1 loss ``CE(v, y) + MSE(x_hat, x) + KL``, all weights 1 (docs/methods.md section 3).
+              ignore_index: int | None = None, *, kl_weight: float = 1.0) -> dict[str, Tensor]:
+    """Stage-1 loss ``CE(v, y) + MSE(x_hat, x) + w KL``, all weights 1 in the paper
+    (docs/methods.md section 3); ``w = kl_weight`` below 1 while KL annealing.
 
     CE is the mean over labelled pixels (0 if none), MSE the mean over image elements, KL
     (:func:`gaussian_kl`) summed over latent dimensions and **averaged over the batch** -- the
@@ -187,9 +268,10 @@ def cvae_loss(output: CVAEOutput, image: Tensor, labels: Tensor,
         image: ``(N, C, H, W)`` the reconstruction target in [0, 1].
         labels: ``(N, H, W)`` class indices (or ``ignore_index``).
         ignore_index: label value left out of the CE, or ``None``.
+        kl_weight: ``w >= 0``.
 
     Returns:
-        ``{"loss", "ce", "mse", "kl"}`` scalars.
+        ``{"loss", "ce", "mse", "kl"}`` scalars (``kl`` unweighted).
     """
     pixel_ce = F.cross_entropy(output.logits, torch.where(labels == ignore_index, 0, labels)
                                if ignore_index is not None else labels, reduction="none")
@@ -197,7 +279,7 @@ def cvae_loss(output: CVAEOutput, image: Tensor, labels: Tensor,
     ce = reduce_pixels(pixel_ce, mask, "mean")
     mse = F.mse_loss(output.reconstruction, image)
     kl = gaussian_kl(output.mu, output.logvar).mean()
-    return {"loss": ce + mse + kl, "ce": ce, "mse": mse, "kl": kl}
+    return {"loss": ce + mse + kl_weight * kl, "ce": ce, "mse": mse, "kl": kl}
 
 
 def vls_soft_labels(sample_logits: Tensor, labels: Tensor, *, tau: float = 2.0,

@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from densecal.atomic import atomic_path, atomic_write_text
 from densecal.data.folder import FolderDataset, augment_labels, resize_labels
@@ -52,18 +53,27 @@ from densecal.methods.config import TrainConfig
 from densecal.methods.engine.checkpoints import read_checkpoint
 from densecal.methods.engine.data_module import EpochData
 from densecal.methods.engine.fit import run_trainer
-from densecal.methods.engine.optim import adam_schedule
 from densecal.methods.engine.seeding import StepSeeded
-from densecal.methods.vls.nets import ConditionalVAE, cvae_loss, vls_soft_labels
+from densecal.methods.vls.nets import (
+    ConditionalVAE,
+    cvae_loss,
+    gaussian_kl,
+    make_cvae,
+    vls_soft_labels,
+)
 
 __all__ = [
+    "COLLAPSE_KL",
     "SOFT_LABELS_SCHEMA",
     "STAGE1_KIND",
     "SoftLabelDataset",
     "VLSStage1Module",
     "augment_with_soft",
+    "diagnostics_path",
     "file_sha256",
+    "fold_blocks",
     "load_stage1",
+    "posterior_diagnostics",
     "soft_label_dir",
     "soft_label_training_set",
     "stage1_checkpoint",
@@ -75,9 +85,36 @@ STAGE1_KIND = "densecal.vls-stage1/1"
 SOFT_LABELS_SCHEMA = "densecal.vls-soft-labels/1"
 
 
-def stage1_checkpoint(run_dir: str | Path) -> Path:
-    """``RUN/vls/stage1/last.ckpt``, the stage-1 checkpoint a ``vls`` run trains itself."""
-    return Path(run_dir) / "vls" / "stage1" / "last.ckpt"
+def stage1_checkpoint(run_dir: str | Path, fold: int | None = None) -> Path:
+    """``RUN/vls/stage1/last.ckpt``, the stage-1 checkpoint a ``vls`` run trains itself
+    (``RUN/vls/stage1/foldK/last.ckpt`` for fold ``K`` of a cross-fitted run)."""
+    folder = Path(run_dir) / "vls" / "stage1"
+    return (folder if fold is None else folder / f"fold{fold}") / "last.ckpt"
+
+
+def diagnostics_path(run_dir: str | Path) -> Path:
+    """``RUN/vls/diagnostics.json``: the posterior diagnostics of :func:`posterior_diagnostics`
+    per stage-1 network, written when the soft labels are."""
+    return Path(run_dir) / "vls" / "diagnostics.json"
+
+
+def fold_blocks(n: int, folds: int) -> list[list[int]]:
+    """Cross-fitting folds: ``folds`` contiguous blocks of ``range(n)`` (sizes differ by at most
+    one). Contiguous blocks of the sorted file names keep neighbouring slices and the copies of
+    one slice (``STEM``, ``STEM-c1``) in the same fold, so a held-out image has no near twin in
+    the networks's training data.
+
+    Raises:
+        DensecalInputError: ``folds`` above ``n``.
+
+    Example:
+        >>> fold_blocks(5, 2)
+        [[0, 1, 2], [3, 4]]
+    """
+    if folds > n:
+        raise input_error("--vls-folds", f"{folds} folds for {n} training images")
+    bounds = [(k * n + folds - 1) // folds for k in range(folds + 1)]
+    return [list(range(bounds[k], bounds[k + 1])) for k in range(folds)]
 
 
 def soft_label_dir(run_dir: str | Path) -> Path:
@@ -86,36 +123,53 @@ def soft_label_dir(run_dir: str | Path) -> Path:
 
 
 class VLSStage1Module(StepSeeded, L.LightningModule):
-    """Stage 1 of VLS: the conditional VAE trained with ``CE + MSE + KL`` (weights 1).
+    """Stage 1 of VLS: the conditional VAE trained with ``CE + MSE + w KL``.
 
     Args:
         config: the run configuration as a dict (``num_classes >= 2``, ``vls_latent``,
-            ``ignore_index``, ``lr`` and its decay are used).
+            ``vls_variant``, ``vls_stage1_lr``, ``vls_kl_warmup`` and ``ignore_index`` are used).
         kind: checkpoint marker (:data:`STAGE1_KIND`), saved in the hyper-parameters so that
             :func:`load_stage1` can recognise the file.
 
+    Optimiser: Adam at ``vls_stage1_lr``, constant (the official code's 1e-4); stage 2's ``lr``
+    and decay do not apply. The KL weight ``w`` is 1, or ``min(1, (e + 1) / W)`` in epoch ``e``
+    with ``W = vls_kl_warmup > 0`` (KL annealing, non-paper).
+
     Batches are :class:`~densecal.data.FolderDataset` dicts with ``labels=True``: ``image``
     ``(N, 3, S, S)`` in [0, 1], ``mask`` ``(N, S, S)`` int64. Logged per epoch: ``stage1_loss``,
-    ``stage1_ce``, ``stage1_mse``, ``stage1_kl`` (see :func:`~densecal.methods.vls.nets.cvae_loss`).
+    ``stage1_ce``, ``stage1_mse``, ``stage1_kl`` (nats per image, unweighted; see
+    :func:`~densecal.methods.vls.nets.cvae_loss`), ``stage1_sigma`` (mean posterior standard
+    deviation over latent dimensions), ``stage1_mu`` (mean ``|mu|``) and ``stage1_kl_weight``.
     """
 
     def __init__(self, config: dict[str, Any], kind: str = STAGE1_KIND) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.config = TrainConfig.from_dict(config)
-        self.net = ConditionalVAE(self.config.num_classes, latent=self.config.vls_latent)
+        self.net = make_cvae(self.config.num_classes, latent=self.config.vls_latent,
+                             variant=self.config.vls_variant)
+
+    def kl_weight(self) -> float:
+        """``w`` of the current epoch (1 without annealing)."""
+        warmup = self.config.vls_kl_warmup
+        return 1.0 if warmup <= 0 else min(1.0, (self.current_epoch + 1) / warmup)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         image, labels = batch["image"], batch["mask"]
         onehot = one_hot_labels(labels, self.config.num_classes, self.config.ignore_index)
-        terms = cvae_loss(self.net(image, onehot), image, labels, self.config.ignore_index)
+        output = self.net(image, onehot)
+        weight = self.kl_weight()
+        terms = cvae_loss(output, image, labels, self.config.ignore_index, kl_weight=weight)
+        terms = {**terms, "sigma": torch.exp(0.5 * output.logvar).mean().detach(),
+                 "mu": output.mu.abs().mean().detach(),
+                 "kl_weight": torch.tensor(weight)}
         for name, value in terms.items():
             self.log(f"stage1_{name}", value, prog_bar=name == "loss", on_step=False,
                      on_epoch=True, batch_size=image.shape[0])
         return terms["loss"]
 
     def configure_optimizers(self) -> Any:
-        return adam_schedule(self.net.parameters(), self.config)
+        return torch.optim.Adam(self.net.parameters(), lr=self.config.vls_stage1_lr)
 
 
 def _read_checkpoint(path: Path, option: str) -> dict[str, Any]:
@@ -171,10 +225,12 @@ def file_sha256(path: Path) -> str:
 
 
 def _manifest(config: TrainConfig, stage1: Path, names: Sequence[str]) -> dict[str, Any]:
+    """What a soft-label cache was made from (a changed value means the cache is stale)."""
     return {"schema": SOFT_LABELS_SCHEMA, "samples": config.vls_samples, "tau": config.vls_tau,
             "mix": config.vls_mix, "num_classes": config.num_classes,
             "image_size": config.image_size, "ignore_index": config.ignore_index,
-            "seed": config.seed, "stage1": {"path": str(stage1.resolve()),
+            "seed": config.seed, "variant": config.vls_variant, "folds": config.vls_folds,
+            "stage1": {"path": str(stage1.resolve()),
                                             "sha256": file_sha256(stage1)},
             "names": list(names)}
 
@@ -189,7 +245,9 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
 
 @torch.no_grad()
 def write_soft_labels(cvae: ConditionalVAE, dataset: FolderDataset, config: TrainConfig,
-                      stage1: Path, out_dir: Path, *, device: torch.device | str = "cpu") -> Path:
+                      stage1: Path, out_dir: Path, *, device: torch.device | str = "cpu",
+                      indices: Sequence[int] | None = None,
+                      manifest: str = "manifest.json") -> Path:
     """Compute (or reuse) the VLS soft labels of every training image, one ``.npy`` per stem.
 
     For image ``i``, ``m = config.vls_samples`` latents ``z = mu + sigma * eps`` are drawn from
@@ -204,22 +262,26 @@ def write_soft_labels(cvae: ConditionalVAE, dataset: FolderDataset, config: Trai
         stage1: the checkpoint ``cvae`` came from (recorded in the manifest with its SHA-256).
         out_dir: cache folder; ``STEM.npy`` ``(K, S, S)`` float32 plus ``manifest.json``.
         device: where to run the network.
+        indices: the images to label (default all): one fold of a cross-fitted run.
+        manifest: the manifest's file name in ``out_dir`` (one per fold).
 
     Returns:
         ``out_dir``. A folder whose manifest equals the new one (``complete: true``) is reused
         as it is; one with a matching incomplete manifest is completed; any other is rewritten.
     """
-    manifest_path = out_dir / "manifest.json"
-    expected = _manifest(config, stage1, dataset.names)
+    manifest_path = out_dir / manifest
+    chosen = list(range(len(dataset))) if indices is None else list(indices)
+    names = [dataset.names[i] for i in chosen]
+    expected = _manifest(config, stage1, names)
     found = _read_manifest(manifest_path)
     if found == {**expected, "complete": True} and all(
-            (out_dir / f"{name}.npy").is_file() for name in dataset.names):
+            (out_dir / f"{name}.npy").is_file() for name in names):
         return out_dir
     keep_done = found == {**expected, "complete": False}
     atomic_write_text(manifest_path, json.dumps({**expected, "complete": False}, indent=2))
     cvae = cvae.to(device).eval()
-    todo = [i for i, name in enumerate(dataset.names)
-            if not (keep_done and (out_dir / f"{name}.npy").is_file())]
+    todo = [i for i in chosen
+            if not (keep_done and (out_dir / f"{dataset.names[i]}.npy").is_file())]
     for start in range(0, len(todo), config.batch_size):
         items = [dataset[i] for i in todo[start:start + config.batch_size]]
         image = torch.stack([item["image"] for item in items]).to(device)
@@ -332,24 +394,115 @@ class SoftLabelDataset(Dataset):
         return {**item, "image": image, "mask": label, "soft": soft.float()}
 
 
+#: Mean KL per image (nats) below which the stage-1 posterior counts as collapsed: the
+#: samples ``z`` then carry (almost) no information about the label, and the ``m`` soft-label
+#: samples are one map.
+COLLAPSE_KL = 0.05
+
+
+@torch.no_grad()
+def posterior_diagnostics(cvae: ConditionalVAE, dataset: FolderDataset, config: TrainConfig,
+                          indices: Sequence[int] | None = None, *,
+                          device: torch.device | str = "cpu") -> dict[str, Any]:
+    """How much the stage-1 posterior says about each training image's label.
+
+    For every image (of ``indices``, default all): ``KL(q(z|x, y) || N(0, I))`` in nats, the
+    posterior standard deviations, ``|mu|``, and the *sample spread*: the mean over pixels of
+    the total-variation distance between one posterior sample's ``softmax(v / tau)`` and the
+    mean of the ``m`` samples (0 when the samples are one map). Noise as
+    :func:`write_soft_labels` (seeded per image).
+
+    Returns:
+        ``{"images", "kl_mean", "kl_median", "kl_max", "sigma_mean", "mu_abs_mean",
+        "sample_spread", "collapsed"}`` with ``collapsed = kl_mean < COLLAPSE_KL``.
+    """
+    cvae = cvae.to(device).eval()
+    chosen = list(range(len(dataset))) if indices is None else list(indices)
+    kl, sigma, mu_abs, spread = [], [], [], []
+    for start in range(0, len(chosen), config.batch_size):
+        items = [dataset[i] for i in chosen[start:start + config.batch_size]]
+        image = torch.stack([item["image"] for item in items]).to(device)
+        labels = torch.stack([item["mask"] for item in items]).to(device)
+        eps = torch.stack([_posterior_noise(config, int(item["index"]), cvae.latent)
+                           for item in items], 1).to(device)  # (M, N, L)
+        onehot = one_hot_labels(labels, config.num_classes, config.ignore_index)
+        mu, logvar = cvae.posterior(image, onehot)
+        h = cvae.features(image)
+        probs = torch.stack([torch.softmax(cvae.segment(h, mu + torch.exp(0.5 * logvar) * e)
+                                           / config.vls_tau, 1) for e in eps])  # (M, N, K, ..)
+        kl += gaussian_kl(mu, logvar).tolist()
+        sigma += torch.exp(0.5 * logvar).mean(1).tolist()
+        mu_abs += mu.abs().mean(1).tolist()
+        tv = 0.5 * (probs - probs.mean(0, keepdim=True)).abs().sum(2)  # (M, N, H, W)
+        spread += tv.mean(dim=(0, 2, 3)).tolist()
+    values = np.asarray(kl, dtype=np.float64)
+    return {"images": len(chosen), "kl_mean": float(values.mean()),
+            "kl_median": float(np.median(values)), "kl_max": float(values.max()),
+            "sigma_mean": float(np.mean(sigma)), "mu_abs_mean": float(np.mean(mu_abs)),
+            "sample_spread": float(np.mean(spread)),
+            "collapsed": bool(values.mean() < COLLAPSE_KL)}
+
+
+def _collapse_note(report: dict[str, Any], where: str, variant: str) -> str:
+    hint = " (try --vls-variant bottleneck with --vls-kl-warmup)" if variant == "paper" else ""
+    return (f"VLS stage 1{where}: posterior collapse (mean KL {report['kl_mean']:.4f} nats per "
+            f"image < {COLLAPSE_KL}, posterior sigma {report['sigma_mean']:.3f}): the "
+            f"{report['images']} images' m samples are nearly one map, so the soft labels are "
+            f"tempered self-distillation{hint}")
+
+
+def _train_stage1(config: TrainConfig, dataset: Dataset, stage1: Path, *,
+                  progress: bool) -> None:
+    """Train (or finish) the conditional VAE at ``stage1`` on ``dataset``."""
+    assert config.vls_stage1_epochs is not None
+    if stage1_finished(stage1, config.vls_stage1_epochs):
+        return
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    run_trainer(VLSStage1Module(config.to_dict()), config, EpochData(config, dataset, None),
+                stage1.parent, stage1.parent, max_epochs=config.vls_stage1_epochs,
+                resume_from=stage1 if stage1.is_file() else None, progress=progress,
+                single_process=True)
+
+
 def soft_label_training_set(config: TrainConfig, run_dir: Path, train_set: FolderDataset, *,
                            progress: bool) -> SoftLabelDataset:
-    """VLS stage 1 and soft labels: train (or reuse) the conditional VAE, cache the soft labels, and
-    return the training set that carries them."""
-    assert config.vls_stage1_epochs is not None
-    stage1 = Path(config.vls_stage1) if config.vls_stage1 else stage1_checkpoint(run_dir)
-    if not config.vls_stage1 and not stage1_finished(stage1, config.vls_stage1_epochs):
-        L.seed_everything(config.seed, workers=True, verbose=False)
-        run_trainer(VLSStage1Module(config.to_dict()), config,
-                     EpochData(config, train_set, None), stage1.parent, stage1.parent,
-                     max_epochs=config.vls_stage1_epochs,
-                     resume_from=stage1 if stage1.is_file() else None, progress=progress,
-                     single_process=True)
-    cvae = load_stage1(stage1, config.num_classes)
+    """VLS stage 1 and soft labels: train (or reuse) the conditional VAE(s), cache the soft
+    labels, write ``RUN/vls/diagnostics.json`` (:func:`posterior_diagnostics` per network, with
+    a ``densecal`` warning when a posterior collapsed), and return the training set that
+    carries the soft labels.
+
+    With ``config.vls_folds = F >= 2`` (cross-fitting) fold ``k`` of :func:`fold_blocks` gets
+    its soft labels from ``RUN/vls/stage1/foldk/last.ckpt``, trained on the other folds.
+    """
     plain = copy.copy(train_set)
     plain.augment = False
     device = "cuda" if config.accelerator in ("auto", "gpu", "cuda") and \
         torch.cuda.is_available() else "cpu"
-    soft_dir = write_soft_labels(cvae, plain, config, stage1, soft_label_dir(run_dir),
-                                     device=device)
+    soft_dir = soft_label_dir(run_dir)
+    folds = config.vls_folds
+    blocks = fold_blocks(len(train_set), folds) if folds > 1 else [list(range(len(train_set)))]
+    reports = []
+    for k, held_out in enumerate(blocks):
+        if folds > 1:
+            stage1 = stage1_checkpoint(run_dir, k)
+            rest = sorted(set(range(len(train_set))) - set(held_out))
+            _train_stage1(config, Subset(train_set, rest), stage1, progress=progress)
+        else:
+            stage1 = Path(config.vls_stage1) if config.vls_stage1 else stage1_checkpoint(run_dir)
+            if not config.vls_stage1:
+                _train_stage1(config, train_set, stage1, progress=progress)
+        cvae = load_stage1(stage1, config.num_classes)
+        write_soft_labels(cvae, plain, config, stage1, soft_dir, device=device,
+                          indices=held_out,
+                          manifest="manifest.json" if folds == 1 else f"manifest-fold{k}.json")
+        report = {"stage1": str(stage1), **posterior_diagnostics(cvae, plain, config, held_out,
+                                                                 device=device)}
+        if report["collapsed"]:
+            warnings.warn(_collapse_note(report, f" (fold {k})" if folds > 1 else "",
+                                         config.vls_variant),
+                          stacklevel=2)
+        reports.append(report)
+    atomic_write_text(diagnostics_path(run_dir), json.dumps(
+        {"schema": "densecal.vls-diagnostics/1", "collapse_kl": COLLAPSE_KL,
+         "variant": config.vls_variant, "folds": folds, "networks": reports}, indent=2) + "\n")
     return SoftLabelDataset(plain, soft_dir, augment=config.augment)
