@@ -1,0 +1,393 @@
+"""CALSeg's VLS against CE, LS, focal and SVLS, tuned alike, on two brain datasets.
+
+Run: ``python benchmarks/vls_fair.py [--out DIR] [--jobs 2] [--epochs 40] [--seeds 3]
+[--datasets partial,rater] [--quick]``. Every training is one single-thread ``densecal train``
+process (``--jobs`` at a time); finished runs and evaluations are reused, so a killed run
+continues. Prints ONE JSON object and, unless ``--quick``, writes ``results/vls_fair.json``,
+``results/vls_fair.md`` and ``results/vls_fair_stage1.png``.
+
+Datasets (``densecal data brain``, 64 px, seed 0):
+
+- ``partial``: the MNI152 slices, masks = argmax of the partial-volume truth. The only
+  ambiguity is partial volume at tissue boundaries, which SVLS's fixed kernel models: the
+  control where SVLS is expected to win.
+- ``rater``: ``--rater dark-gm``: masks are one simulated rater's labels per image (dark grey
+  matter called background, the threshold drawn per rater), soft truth = the label
+  distribution over raters. The ambiguity follows image intensity, not boundaries.
+
+Protocol (the same for every method): ``unet-small``, ``--epochs`` epochs, batch 16, Adam
+lr 2e-3, no augmentation. Settings are chosen on the validation split of seed 0 from the grid
+``GRID`` (LS eps, focal gamma, SVLS sigma: 3 values each; VLS tau x a: 12), by validation ECE
+among settings whose validation Dice is not below CE's (if none qualifies, the best Dice; the
+JSON says which). VLS's stage 1 is the paper's network at the official lr 1e-4 for
+``--stage1-epochs`` epochs, trained once per seed and shared by its grid points (soft labels are
+cheap once stage 1 exists). The chosen settings then run with seeds 0..``--seeds``-1 and are
+evaluated on the test split: Dice, ECE (all pixels, foreground, class-wise), soft-truth ECE and
+NLL, mean +- sd. Labelled extra row ``vls-bottleneck``: densecal's non-paper stage 1 (latent at
+the bottleneck, no skips, KL annealing over ``--stage1-epochs / 4`` epochs) at VLS's chosen
+(tau, a). Also reported: each method's training targets against the soft truth on ambiguous
+training pixels (soft-truth maximum below 0.99): the mass taken off the mask's label and the
+total-variation distance; and the stage-1 KL per image and posterior sigma per epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from car_ambiguity import ROOT, emit, machine_info
+
+from densecal.data.pairs import find_pairs
+from densecal.data.readers import read_label
+from densecal.losses.svls import svls_smooth
+from densecal.methods.engine.checkpoints import read_checkpoint
+
+GRID: dict[str, list[dict[str, float]]] = {
+    "ce": [{}],
+    "ls": [{"eps": e} for e in (0.05, 0.1, 0.2)],
+    "focal": [{"gamma": g} for g in (1.0, 2.0, 3.0)],
+    "svls": [{"svls_sigma": s} for s in (0.5, 1.0, 2.0)],
+    "vls": [{"vls_tau": t, "vls_mix": a} for t in (1.0, 2.0, 5.0, 10.0) for a in (0.3, 0.6, 1.0)],
+}
+DATASETS = {"partial": [], "rater": ["--rater", "dark-gm"]}
+AMBIGUOUS = 0.99
+COLUMNS = (("Dice", ("segmentation", "dice")), ("ECE %", ("calibration", "ece")),
+           ("fg ECE %", ("calibration", "ece_foreground")),
+           ("cw-ECE %", ("calibration", "classwise_ece")),
+           ("soft ECE %", ("soft_truth", "ece")), ("NLL", ("calibration", "nll")))
+
+
+def setting_name(method: str, setting: dict[str, float]) -> str:
+    """``vls_tau=2_vls_mix=0.3``-style folder name of one grid point (``ce`` for none)."""
+    return "_".join([method, *(f"{k}={v:g}" for k, v in setting.items())])
+
+
+def densecal(*args: object, log: Path) -> None:
+    """One single-thread ``densecal`` process; its output goes to ``log``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with log.open("a") as f:
+        done = subprocess.run([sys.executable, "-m", "densecal", *map(str, args)], stdout=f,
+                              stderr=subprocess.STDOUT, env=env, check=False)
+    if done.returncode:
+        raise RuntimeError(f"densecal {' '.join(map(str, args[:3]))} failed: see {log}")
+
+
+class Bench:
+    """The runs of one dataset in ``work/DATASET``."""
+
+    def __init__(self, work: Path, dataset: str, args: argparse.Namespace) -> None:
+        self.root, self.args = work / dataset, args
+        self.data = self.root / "data"
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not (self.data / "manifest.json").is_file():
+            densecal("data", "brain", "--out", self.data, "--size", args.size,
+                     *DATASETS[dataset], *(["--copies", 1, "--stride", 8] if args.quick else []),
+                     log=self.root / "data.log")
+
+    def common(self, seed: int) -> list[object]:
+        a = self.args
+        return ["--num-classes", 3, "--data", self.data / "train", "--val-data",
+                self.data / "val", "--model", "unet-small", "--epochs", a.epochs,
+                "--batch-size", a.batch_size, "--image-size", a.size, "--lr", 2e-3,
+                "--no-augment", "--seed", seed]
+
+    def run_dir(self, method: str, setting: dict[str, float], seed: int) -> Path:
+        return self.root / "runs" / f"seed{seed}" / setting_name(method, setting)
+
+    def stage1(self, seed: int, variant: str = "paper") -> Path:
+        """Train (once) the stage-1 network of ``variant`` for ``seed``; its checkpoint."""
+        run = self.root / "runs" / f"seed{seed}" / f"stage1_{variant}"
+        ckpt = run / "vls" / "stage1" / "last.ckpt"
+        if not (run / "checkpoints" / "last.ckpt").is_file():
+            extra = [] if variant == "paper" else [
+                "--vls-variant", variant, "--vls-kl-warmup", max(1, self.args.stage1_epochs // 4)]
+            # a one-epoch stage 2 just to make the run complete; the run is only its stage 1
+            densecal("train", "--method", "vls", *self.common(seed), "--epochs", 1,
+                     "--vls-stage1-epochs", self.args.stage1_epochs, *extra, "--out", run,
+                     *(["--resume"] if run.exists() else []), log=self.root / "train.log")
+        return ckpt
+
+    def train(self, method: str, setting: dict[str, float], seed: int,
+              stage1: Path | None = None, variant: str = "paper") -> Path:
+        run = self.run_dir(method if variant == "paper" else f"vls-{variant}", setting, seed)
+        ckpt = run / "checkpoints" / "last.ckpt"
+        if _finished(run, self.args.epochs):
+            return run
+        options = [f"--{k.replace('_', '-')}" for k in setting]
+        flat = [x for k, v in zip(options, setting.values(), strict=True) for x in (k, v)]
+        extra = ["--vls-stage1", stage1] if stage1 is not None else []
+        if variant != "paper":
+            extra += ["--vls-variant", variant]
+        densecal("train", "--method", method, *self.common(seed), *flat, *extra,
+                 "--out", run, *(["--resume"] if ckpt.is_file() else []),
+                 log=self.root / "train.log")
+        return run
+
+    def evaluate(self, run: Path, split: str) -> dict[str, Any]:
+        out = run / f"eval_{split}"
+        if not (out / "metrics.json").is_file():
+            densecal("evaluate", "--checkpoint", run / "checkpoints" / "last.ckpt", "--data",
+                     self.data / split, "--out", out, log=self.root / "eval.log")
+        return json.loads((out / "metrics.json").read_text())
+
+
+def _finished(run: Path, epochs: int) -> bool:
+    ckpt = run / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        return False
+    state, _ = read_checkpoint(ckpt, "checkpoint")
+    return int(state.get("epoch", -1)) + 1 >= epochs
+
+
+def _get(record: dict[str, Any], keys: tuple[str, ...]) -> float:
+    value: Any = record
+    for key in keys:
+        value = value[key]
+    return float(value)
+
+
+def select(grid_scores: dict[str, list[tuple[dict[str, float], float, float]]]
+           ) -> dict[str, dict[str, Any]]:
+    """Per method, the setting with the lowest validation ECE among those whose validation
+    Dice is not below CE's; if none qualifies, the best Dice (``qualified: false``).
+
+    ``grid_scores[method]`` lists ``(setting, val_dice, val_ece)``.
+
+    Example:
+        >>> select({"ce": [({}, 0.8, 0.05)],
+        ...         "ls": [({"eps": 0.1}, 0.81, 0.03), ({"eps": 0.2}, 0.79, 0.01)]})["ls"]
+        {'setting': {'eps': 0.1}, 'val_dice': 0.81, 'val_ece': 0.03, 'qualified': True}
+    """
+    ce_dice = grid_scores["ce"][0][1]
+    chosen = {}
+    for method, rows in grid_scores.items():
+        good = [r for r in rows if r[1] >= ce_dice]
+        best = min(good, key=lambda r: r[2]) if good else max(rows, key=lambda r: r[1])
+        chosen[method] = {"setting": best[0], "val_dice": best[1], "val_ece": best[2],
+                          "qualified": bool(good)}
+    return chosen
+
+
+def target_distance(bench: Bench, method: str, setting: dict[str, float],
+                    soft_dir: Path | None) -> dict[str, float]:
+    """Each training target's distance to the soft truth on ambiguous training pixels: mass
+    off the mask's label, ``1 - target[mask]``, and total variation, pooled over pixels."""
+    off, tv, count = 0.0, 0.0, 0
+    for pair in find_pairs(bench.data / "train"):
+        mask = torch.from_numpy(read_label(pair.mask).astype(np.int64))
+        truth = torch.from_numpy(np.load(pair.image.parent.parent / "soft"
+                                         / f"{pair.image.stem}.npy")).double()
+        onehot = torch.nn.functional.one_hot(mask, 3).permute(2, 0, 1).double()
+        if method == "ls":
+            target = (1 - setting["eps"]) * onehot + setting["eps"] / 3
+        elif method == "svls":
+            target = svls_smooth(onehot[None], None, 3, setting["svls_sigma"])[0]
+        elif method.startswith("vls"):
+            assert soft_dir is not None
+            target = torch.from_numpy(np.load(soft_dir / f"{pair.image.stem}.npy")).double()
+        else:  # ce, focal: the one-hot mask
+            target = onehot
+        where = truth.max(0).values < AMBIGUOUS
+        picked = target.gather(0, mask[None])[0]
+        off += float((1 - picked)[where].sum())
+        tv += float((0.5 * (target - truth).abs().sum(0))[where].sum())
+        count += int(where.sum())
+    return {"pixels": count, "mass_off_label": off / max(count, 1),
+            "total_variation": tv / max(count, 1)}
+
+
+def stage1_curves(run: Path) -> dict[str, list[float]]:
+    """``stage1_kl`` and ``stage1_sigma`` per epoch from the stage-1 Lightning logs."""
+    rows: dict[int, dict[str, float]] = {}
+    for path in sorted((run / "vls" / "stage1" / "logs").glob("version_*/metrics.csv")):
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                if row.get("stage1_kl"):
+                    rows[int(row["epoch"])] = {k: float(row[k]) for k in
+                                               ("stage1_kl", "stage1_sigma")}
+    epochs = sorted(rows)
+    return {"kl": [rows[e]["stage1_kl"] for e in epochs],
+            "sigma": [rows[e]["stage1_sigma"] for e in epochs]}
+
+
+def run_dataset(bench: Bench, args: argparse.Namespace, pool: ThreadPoolExecutor
+                ) -> dict[str, Any]:
+    """Grid on seed 0, selection on validation, the chosen settings over seeds, on test."""
+    stage1 = {s: pool.submit(bench.stage1, s) for s in range(args.seeds)}
+    bottleneck = {s: pool.submit(bench.stage1, s, "bottleneck") for s in range(args.seeds)}
+    jobs = {(m, setting_name(m, st)): pool.submit(bench.train, m, st, 0)
+            for m, sts in GRID.items() if m != "vls" for st in sts}
+    paper0 = stage1[0].result()
+    jobs.update({("vls", setting_name("vls", st)): pool.submit(bench.train, "vls", st, 0, paper0)
+                 for st in GRID["vls"]})
+    runs = {key: job.result() for key, job in jobs.items()}
+    scores: dict[str, list[tuple[dict[str, float], float, float]]] = {m: [] for m in GRID}
+    grid_table = []
+    for m, sts in GRID.items():
+        for st in sts:
+            val = bench.evaluate(runs[(m, setting_name(m, st))], "val")
+            dice, ece = _get(val, ("segmentation", "dice")), _get(val, ("calibration", "ece"))
+            scores[m].append((st, dice, ece))
+            grid_table.append({"method": m, "setting": st, "val_dice": dice, "val_ece": ece})
+    chosen = select(scores)
+    final = {m: [pool.submit(bench.train, m, chosen[m]["setting"], s,
+                             stage1[s].result() if m == "vls" else None)
+                 for s in range(args.seeds)] for m in GRID}
+    vls_setting = chosen["vls"]["setting"]
+    final["vls-bottleneck"] = [pool.submit(bench.train, "vls", vls_setting, s,
+                                           bottleneck[s].result(), "bottleneck")
+                               for s in range(args.seeds)]
+    final_runs = {m: [job.result() for job in jobs_] for m, jobs_ in final.items()}
+    tests = {m: [bench.evaluate(r, "test") for r in rs] for m, rs in final_runs.items()}
+    table = {}
+    for m, records in tests.items():
+        table[m] = {}
+        for label, keys in COLUMNS:
+            values = [_get(r, keys) for r in records]
+            table[m][label] = {"mean": statistics.fmean(values),
+                               "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                               "values": values}
+    targets = {}
+    for m in (*GRID, "vls-bottleneck"):
+        setting = vls_setting if m == "vls-bottleneck" else chosen[m]["setting"]
+        soft_dir = final_runs[m][0] / "vls" / "soft_labels" if m.startswith("vls") else None
+        targets[m] = target_distance(bench, m, setting, soft_dir)
+    diagnostics = {}
+    for variant, futures in (("paper", stage1), ("bottleneck", bottleneck)):
+        run = futures[0].result().parent.parent.parent
+        report = json.loads((run / "vls" / "diagnostics.json").read_text())["networks"][0]
+        diagnostics[variant] = {"final": report, "per_epoch": stage1_curves(run),
+                                "collapsed_seeds": sum(json.loads(
+                                    (f.result().parent.parent.parent / "vls" /
+                                     "diagnostics.json").read_text())["networks"][0]["collapsed"]
+                                    for f in futures.values())}
+    return {"chosen": chosen, "grid": grid_table, "test": table, "targets": targets,
+            "stage1": diagnostics, "verdict": verdict(table)}
+
+
+def verdict(table: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Plain answers on test ECE (all pixels) and soft-truth ECE: does VLS beat CE, and SVLS?
+    "beats" = lower mean with the difference larger than both seed sds combined."""
+    out = {}
+    for other in ("ce", "svls"):
+        words = []
+        for label in ("ECE %", "soft ECE %"):
+            a, b = table["vls"][label], table[other][label]
+            margin = math.hypot(a["sd"], b["sd"])
+            diff = a["mean"] - b["mean"]
+            word = ("lower" if diff < -margin else "higher" if diff > margin
+                    else "not separable")
+            words.append(f"{label}: VLS {100 * a['mean']:.2f} vs {other} {100 * b['mean']:.2f} "
+                         f"({word})")
+        out[f"vls_vs_{other}"] = "; ".join(words)
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = ["# CALSeg / VLS, tuned alike, on two brain datasets", "",
+             f"Command: `python benchmarks/vls_fair.py --jobs {result['setup']['jobs']}` "
+             f"(wall time {result['machine']['seconds']:.0f} s on "
+             f"{result['machine']['cpu_count']} vCPUs, one thread per run). Setup: "
+             f"{result['setup']['protocol']}", ""]
+    for dataset, r in result["datasets"].items():
+        lines += [f"## {dataset}", "", "Chosen on validation (seed 0): " + ", ".join(
+            setting_name(m, c["setting"]).replace("_", " ")
+            + ("" if c["qualified"] else " (no setting reached CE's val Dice)")
+            for m, c in r["chosen"].items()), "",
+            "| method | " + " | ".join(label for label, _ in COLUMNS) + " |",
+            "|---" * (len(COLUMNS) + 1) + "|"]
+        for m, cols in r["test"].items():
+            cells = []
+            for label, _ in COLUMNS:
+                c, scale = cols[label], (100 if "%" in label else 1)
+                digits = 2 if "%" in label else 3
+                cells.append(f"{scale * c['mean']:.{digits}f} ± {scale * c['sd']:.{digits}f}")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines += ["", "Training targets on ambiguous training pixels (soft truth max < 0.99):",
+                  "", "| method | mass off the label | TV to soft truth |", "|---|---|---|"]
+        for m, t in r["targets"].items():
+            lines.append(f"| {m} | {t['mass_off_label']:.3f} | {t['total_variation']:.3f} |")
+        lines += ["", "Stage 1 (seed 0, after training): " + "; ".join(
+            f"{v}: KL {d['final']['kl_mean']:.4f} nats/image, sigma {d['final']['sigma_mean']:.3f}"
+            f", sample spread {d['final']['sample_spread']:.4f}, collapsed in "
+            f"{d['collapsed_seeds']}/{result['setup']['seeds']} seeds"
+            for v, d in r["stage1"].items()), "",
+            "Verdict: " + " | ".join(r["verdict"].values()), ""]
+    lines += ["![stage 1](vls_fair_stage1.png)", ""]
+    return "\n".join(lines)
+
+
+def figure(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for dataset, r in result["datasets"].items():
+        for variant, d in r["stage1"].items():
+            style = "-" if variant == "paper" else "--"
+            for ax, key in zip(axes, ("kl", "sigma"), strict=True):
+                ax.plot(d["per_epoch"][key], style, label=f"{dataset}, {variant}")
+    axes[0].set(xlabel="stage-1 epoch", ylabel="KL per image (nats)", yscale="log")
+    axes[1].set(xlabel="stage-1 epoch", ylabel="posterior sigma (mean)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None,
+                        help="work folder (default runs/bench/vls_fair)")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--stage1-epochs", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--datasets", default="partial,rater")
+    args = parser.parse_args(argv)
+    if args.quick:
+        if args.out is None:
+            parser.error("--quick needs --out")
+        args.epochs, args.stage1_epochs, args.seeds, args.size = 1, 2, 2, 32
+    work = args.out or ROOT.parent / "runs" / "bench" / "vls_fair"
+    info, start = machine_info(), time.perf_counter()
+    result: dict[str, Any] = {"benchmark": "vls_fair", "datasets": {}}
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for dataset in args.datasets.split(","):
+            result["datasets"][dataset] = run_dataset(Bench(work, dataset, args), args, pool)
+    result["setup"] = {k: v for k, v in vars(args).items() if k != "out"}
+    result["setup"]["grid"] = GRID
+    result["setup"]["protocol"] = (
+        f"unet-small, {args.epochs} epochs, batch {args.batch_size}, {args.size} px, Adam lr "
+        f"2e-3, no augmentation, for every method; VLS stage 1 {args.stage1_epochs} epochs at "
+        f"Adam lr 1e-4 (m = 8); selection on validation ECE among settings with validation "
+        f"Dice >= CE's; {args.seeds} seeds")
+    result["machine"] = {**info, "seconds": round(time.perf_counter() - start, 1)}
+    folder = work if args.quick else ROOT / "results"
+    figure(result, folder / "vls_fair_stage1.png")
+    (folder / "vls_fair.md").write_text(markdown(result))
+    emit(result, "vls_fair", args.quick, folder)
+    return result
+
+
+if __name__ == "__main__":
+    main()
