@@ -10,6 +10,7 @@ from torch.autograd import gradcheck
 
 from densecal.errors import DensecalInputError
 from densecal.losses.distillation import (
+    kd_loss,
     label_uncertainty,
     paln_loss,
     pdd_loss,
@@ -163,3 +164,23 @@ def test_shape_errors() -> None:
         paln_loss(torch.zeros(2, 3), torch.zeros(2, 4))
     with pytest.raises(DensecalInputError, match="uncertainty_attention"):
         uncertainty_attention(torch.zeros(2, 3, requires_grad=True), torch.zeros(2))
+
+
+def test_kd_loss_hand_computed_and_float64() -> None:
+    """One image, two labels, T = 2: (T^2 / C) * sum_c KL_Bern(sigma(o_T/T) || sigma(o_S/T))."""
+    o_s, o_t = torch.tensor([[0.0, 2.0]]), torch.tensor([[2.0, -2.0]])
+
+    def kl(p: float, q: float) -> float:
+        return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+
+    def sig(x: float) -> float:
+        return 1.0 / (1.0 + math.exp(-x))
+
+    expected = 4.0 / 2 * (kl(sig(1.0), sig(0.0)) + kl(sig(-1.0), sig(1.0)))
+    assert kd_loss(o_s, o_t, 2.0).item() == pytest.approx(expected, rel=1e-6)
+    a = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, 3, dtype=torch.float64)
+    assert gradcheck(lambda x: kd_loss(x, b), (a,))
+    assert kd_loss(b, b).item() == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(DensecalInputError, match="kd_loss"):
+        kd_loss(torch.zeros(2, 3), torch.zeros(2, 4))

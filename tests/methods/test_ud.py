@@ -104,8 +104,50 @@ def test_options_come_from_the_ud_family() -> None:
     ({"gt_weight": True}, r"ud\.gt_weight"),
     ({"hidden": 1.5}, r"ud\.hidden"),
     ({"teacher": 3}, r"ud\.teacher"),
+    ({"distill": "all"}, r"ud\.distill"),
+    ({"scaling": "sum"}, r"ud\.scaling"),
     ({"tau": 1, "beta": 2}, "unknown keys beta, tau"),
 ])
 def test_bad_option_values(options: dict[str, object], match: str) -> None:
     with pytest.raises(DensecalInputError, match=match):
         UDOptions.from_dict(options)
+
+
+@pytest.mark.parametrize(("distill", "scaling"), [("ud", "official"), ("ud", "mean"),
+                                                  ("pdd", "official"), ("kd", "official"),
+                                                  ("kd", "mean")])
+def test_student_terms_follow_distill_and_scaling(distill: str, scaling: str) -> None:
+    """The student's terms against the loss functions: ``official`` sums the prediction term
+    over the batch (lsongx/ud's ``reduction="sum"``), UAD stays a mean; ``pdd`` / ``kd`` leave
+    out what they do not distil."""
+    from densecal.losses.distillation import (
+        kd_loss,
+        label_uncertainty,
+        pdd_loss,
+        uad_loss,
+        uncertainty_attention,
+    )
+
+    torch.manual_seed(0)
+    config = TrainConfig(method="ud-student", extra={"ud": {"distill": distill,
+                                                           "scaling": scaling}})
+    module = UDModule(config.to_dict(), ["a", "b", "c"])
+    teacher = UDNet("resnet-tiny", 3).eval()
+    module._teacher.append(teacher)
+    image = torch.rand(4, 3, 16, 16)
+    out = module.net(image)
+    parts = module._distillation(image, out)
+    batch = 4.0 if scaling == "official" else 1.0
+    o_t, s_t = teacher.heads(teacher.classifier.features(image))
+    expected_keys = {"ud": {"pdd", "uad"}, "pdd": {"pdd"}, "kd": {"kd"}}[distill]
+    assert set(parts) == expected_keys
+    if distill == "kd":
+        torch.testing.assert_close(parts["kd"], batch * kd_loss(out.logits, o_t))
+    else:
+        torch.testing.assert_close(parts["pdd"], batch * pdd_loss(out.logits, out.scores,
+                                                                  o_t, s_t))
+    if distill == "ud":
+        f_t = teacher.classifier.features(image).requires_grad_(True)
+        a_t = uncertainty_attention(f_t, label_uncertainty(*teacher.heads(f_t))).detach()
+        a_s = uncertainty_attention(out.features, label_uncertainty(out.logits, out.scores))
+        torch.testing.assert_close(parts["uad"], uad_loss(a_s, a_t, 0.1))

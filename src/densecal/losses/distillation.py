@@ -10,6 +10,8 @@ positive), ``F`` the last feature map ``(N, K, h, w)``.
 - :func:`teacher_loss`: ``½[(1/C)·Σ_c BCE(o_c, y_c) + L_PALN]``.
 - :func:`label_uncertainty`: ``U = KL(softmax(s) ‖ softmax(o))`` per image.
 - :func:`pdd_loss`: prediction distribution distillation.
+- :func:`kd_loss`: plain Bernoulli knowledge distillation of the classification head (the
+  control that distils no uncertainty: no calibration-branch term, no attention).
 - :func:`uncertainty_attention` and :func:`uad_loss`: uncertainty attention distillation.
 
 Two bugs of the official code are avoided (tests check both): its positive mask used ``~`` on a
@@ -27,6 +29,7 @@ from torch import Tensor
 from densecal.errors import input_error
 
 __all__ = [
+    "kd_loss",
     "label_uncertainty",
     "paln_loss",
     "pdd_loss",
@@ -169,6 +172,39 @@ def pdd_loss(student_logits: Tensor, student_scores: Tensor, teacher_logits: Ten
     label_kl = (log_pt.exp() * (log_pt - log_ps)).sum(1)
     bern_kl = _bernoulli_kl(teacher_logits.detach() / t, student_logits / t).sum(1)
     return 0.5 * (t * t * label_kl + t * t / (2 * c) * bern_kl).mean()
+
+
+def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 3.0
+            ) -> Tensor:
+    """Plain knowledge distillation of the classification head, mean over images.
+
+        L_KD = (T²/C)·Σ_c KL_Bern(σ(o_T,c/T) ‖ σ(o_S,c/T))
+
+    Each label's sigmoid read as a Bernoulli distribution, as in the classification term of
+    :func:`pdd_loss` (weight 1 here). densecal's control for uncertainty distillation
+    (issue 21): it transfers the teacher's predictions but nothing of its calibration branch.
+
+    Args:
+        student_logits: ``o_S``, ``(N, C)``.
+        teacher_logits: ``o_T``, ``(N, C)`` (detached).
+        temperature: T > 0.
+
+    Returns:
+        0-dim tensor, >= 0; zero when the logits agree.
+
+    Raises:
+        DensecalInputError: shapes differ or ``temperature <= 0``.
+
+    Example:
+        >>> kd_loss(torch.zeros(2, 3), torch.zeros(2, 3)).item()
+        0.0
+    """
+    _check_pair("kd_loss", student_logits, teacher_logits)
+    if not temperature > 0:
+        raise input_error("temperature", f"must be > 0, got {temperature}")
+    t = float(temperature)
+    bern_kl = _bernoulli_kl(teacher_logits.detach() / t, student_logits / t)
+    return (t * t / student_logits.shape[1] * bern_kl.sum(1)).mean()
 
 
 def uncertainty_attention(features: Tensor, uncertainty: Tensor) -> Tensor:

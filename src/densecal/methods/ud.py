@@ -14,7 +14,8 @@ pooling and a bias-free head ``o = W·f``, plus the calibration branch
 
 Options (``TrainConfig.extra["ud"]``, ``densecal train --set ud.KEY=VALUE``, see
 :class:`UDOptions`): ``teacher``, ``backbone``, ``temperature`` (3), ``uad_weight`` (0.1),
-``gt_weight`` (0), ``hidden`` (512).
+``gt_weight`` (0), ``hidden`` (512), ``distill`` (``ud``; controls ``pdd``, ``kd``),
+``scaling`` (``official``: PDD summed over the batch as lsongx/ud; ``mean``: densecal 0.1).
 ``config.model`` is used as the backbone when it names a classifier; otherwise ``resnet-small``
 for the teacher and ``resnet-tiny`` for students. Optimiser: Adam with ``config.lr`` (the paper's
 SGD schedule is for ImageNet-pretrained ResNet-101 teachers; densecal trains from scratch).
@@ -37,11 +38,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from densecal._checks import check_int, check_number
+from densecal._checks import check_int, check_number, parse_choice
 from densecal.data.classification import ClassificationDataset, read_classification_folder
 from densecal.data.folder import split_indices
 from densecal.errors import input_error
 from densecal.losses.distillation import (
+    kd_loss,
     label_uncertainty,
     pdd_loss,
     teacher_loss,
@@ -57,11 +59,27 @@ from densecal.methods.registry import register_trainer
 from densecal.metrics.calibration import PixelCalibration
 from densecal.metrics.multilabel import MultilabelMetrics
 from densecal.models.classifiers import classifier_names, create_classifier
+from densecal.types import StrEnum
 
-__all__ = ["UD_METHODS", "UDModule", "UDNet", "UDOptions", "UDOutput", "evaluate_multilabel",
-           "load_ud", "train_ud"]
+__all__ = ["UD_METHODS", "Distillation", "LossScaling", "UDModule", "UDNet", "UDOptions",
+           "UDOutput", "evaluate_multilabel", "load_ud", "train_ud"]
 
 UD_METHODS: tuple[str, ...] = ("ud-teacher", "ud-student", "ud-gt")
+
+
+class Distillation(StrEnum):
+    """What a ``ud-student`` distils (``ud.distill``)."""
+
+    UD = "ud"  # PDD + UAD (the paper)
+    PDD = "pdd"  # PDD alone
+    KD = "kd"  # the classification head's predictions alone
+
+
+class LossScaling(StrEnum):
+    """How the student's terms are reduced over the batch (``ud.scaling``)."""
+
+    OFFICIAL = "official"  # PDD / KD summed over the batch, UAD a mean (lsongx/ud)
+    MEAN = "mean"  # every term a mean over images (densecal 0.1)
 
 
 class UDOutput(NamedTuple):
@@ -118,6 +136,13 @@ class UDOptions:
         uad_weight: weight of the attention loss (0.1).
         gt_weight: weight of an extra ground-truth BCE term for the student (0: off).
         hidden: calibration-branch width (512).
+        distill: what the student distils (``ud-student``): ``ud`` (PDD + UAD, the paper),
+            ``pdd`` (PDD alone, UAD off) or ``kd`` (plain Bernoulli distillation of the
+            classification head, :func:`~densecal.losses.distillation.kd_loss`: no
+            uncertainty at all); the last two are controls.
+        scaling: ``official`` (lsongx/ud: the PDD / KD terms summed over the batch, the UAD
+            term a mean, so at batch N UAD weighs N times less than in ``mean``) or ``mean``
+            (densecal 0.1: every term a mean over images).
     """
 
     teacher: str | None = None
@@ -126,6 +151,8 @@ class UDOptions:
     uad_weight: float = 0.1
     gt_weight: float = 0.0
     hidden: int = 512
+    distill: str = "ud"
+    scaling: str = "official"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> UDOptions:
@@ -143,6 +170,8 @@ class UDOptions:
             check_number(f"ud.{name}", getattr(options, name), 0.0, low_open=rule == "> 0",
                          problem=f"must be a number {rule}")
         check_int("ud.hidden", options.hidden, low=1)
+        parse_choice(Distillation, options.distill, "ud.distill")
+        parse_choice(LossScaling, options.scaling, "ud.scaling")
         for name in ("teacher", "backbone"):
             if getattr(options, name) is not None and not isinstance(getattr(options, name), str):
                 raise input_error(f"ud.{name}", f"must be text, got {getattr(options, name)!r}")
@@ -207,17 +236,26 @@ class UDModule(StepSeeded, L.LightningModule):
         return self._teacher[0].to(self.device)
 
     def _distillation(self, image: Tensor, out: UDOutput) -> dict[str, Tensor]:
-        teacher = self.teacher.eval()
+        """The student's distillation terms for ``options.distill``, scaled as
+        ``options.scaling`` (``official``: prediction terms summed over the batch)."""
+        teacher, options = self.teacher.eval(), self.options
+        attention = options.distill == Distillation.UD
         with torch.enable_grad():
             with torch.no_grad():
                 f_t = teacher.classifier.features(image)
-            f_t.requires_grad_(True)
+            f_t.requires_grad_(attention)
             o_t, s_t = teacher.heads(f_t)
-            a_t = uncertainty_attention(f_t, label_uncertainty(o_t, s_t)).detach()
-        a_s = uncertainty_attention(out.features, label_uncertainty(out.logits, out.scores))
-        return {"pdd": pdd_loss(out.logits, out.scores, o_t.detach(), s_t.detach(),
-                                self.options.temperature),
-                "uad": uad_loss(a_s, a_t, self.options.uad_weight)}
+        batch = float(len(image)) if options.scaling == LossScaling.OFFICIAL else 1.0
+        if options.distill == Distillation.KD:
+            return {"kd": batch * kd_loss(out.logits, o_t.detach(), options.temperature)}
+        parts = {"pdd": batch * pdd_loss(out.logits, out.scores, o_t.detach(), s_t.detach(),
+                                         options.temperature)}
+        if attention:
+            with torch.enable_grad():
+                a_t = uncertainty_attention(f_t, label_uncertainty(o_t, s_t)).detach()
+            a_s = uncertainty_attention(out.features, label_uncertainty(out.logits, out.scores))
+            parts["uad"] = uad_loss(a_s, a_t, options.uad_weight)
+        return parts
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         image, target, _ = batch
