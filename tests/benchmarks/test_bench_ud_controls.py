@@ -1,0 +1,52 @@
+"""``benchmarks/ud_controls.py``: the measures on hand cases and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from _benchmark_scripts import BENCH_DIR, load_script
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return load_script(BENCH_DIR / "ud_controls.py", "ud_controls_bench")
+
+
+def test_measures_hand_case(bench: ModuleType) -> None:
+    """Two classes, three images (2 = difficult): the difficult label of image 0 is predicted
+    (FP rate 1/1); class 0 is difficult elsewhere, so image 1's absent class 0 counts, and it
+    is predicted (1/2 with image 2's)."""
+    pred = {"probs": np.array([[0.9, 0.8], [0.7, 0.2], [0.1, 0.6]]),
+            "labels": np.array([[2, 1], [0, 0], [0, 1]]), "shares": np.zeros((3, 2))}
+    values = bench.measures(pred)
+    assert values["difficult_fp_rate"] == 1.0
+    assert values["fp_rate_elsewhere"] == 0.5
+    # ML-GCN counting: predictions > 0.5 are (0,0) difficult -> FP, (0,1) TP, (1,0) FP,
+    # (2,1) TP: OP = 2 / 4
+    assert values["op"] == pytest.approx(0.5)
+
+
+def test_branch_diagnostic_hand_case(bench: ModuleType) -> None:
+    # image 0: easy label 1 share 0.6 * 2, difficult label 0 share 0.4 * 2; image 1 has no
+    # difficult label and is left out
+    pred = {"labels": np.array([[2, 1, 0], [1, 0, 0]]),
+            "shares": np.array([[0.4, 0.6, 0.0], [1.0, 0.0, 0.0]]),
+            "probs": np.zeros((2, 3))}
+    d = bench.branch_diagnostic(pred)
+    assert (d["easy_share"], d["difficult_share"]) == pytest.approx((1.2, 0.8))
+    assert d["teacher_branch_auroc"] == 1.0 and (d["easy_n"], d["difficult_n"]) == (1, 1)
+
+
+def test_quick_run(bench: ModuleType, tmp_path: Path) -> None:
+    result = bench.main(["--quick", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "ud_controls.json").read_text())
+    for model in ("teacher", "gt", "kd", "pdd", "ud", "ud_mean"):
+        assert set(saved[model]) == set(bench.MEASURES)
+    assert saved["gt"]["map"]["n"] == 2 and saved["teacher"]["map"]["n"] == 1
+    assert 0.0 <= result["teacher_branch_auroc"] <= 1.0
+    assert "| ud_mean |" in (tmp_path / "ud_controls.md").read_text()
