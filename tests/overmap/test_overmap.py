@@ -176,6 +176,37 @@ def test_precision_at_k() -> None:
         precision_at_k(scores, flags, 0)
 
 
+def test_audit_ties_broken_by_max_softmax(tmp_path: Path) -> None:
+    """Three images tied at overlap 0 (two all-zero CAMs): the least confident comes first, not
+    the first file; audit.csv says which overlaps are undefined."""
+    from densecal.overmap import OvermapResult, audit_order, write_overmap_outputs
+
+    overlap = np.array([0.0, 0.0, 0.4, 0.0])
+    msp = np.array([0.9, 0.6, 0.3, 0.7])
+    assert audit_order(overlap, msp).tolist() == [1, 3, 0, 2]
+    assert audit_order(overlap).tolist() == [0, 1, 3, 2]  # position only
+    assert audit_order([0.0, 0.0], [0.5, 0.5]).tolist() == [0, 1]
+    assert precision_at_k(overlap, [0, 1, 0, 0], 1, msp) == 1.0
+    assert precision_at_k(overlap, [0, 1, 0, 0], 1) == 0.0
+    with pytest.raises(DensecalInputError, match="secondary"):
+        audit_order(overlap, msp[:2])
+    probs = np.stack([msp, 1 - msp], 1)
+    scores = {"attention_mass": overlap}
+    result = OvermapResult(probs=probs, prediction=np.zeros(4, np.int64), msp=msp,
+                           scores=scores, label_scores=scores, maps=[],
+                           cam_empty=np.array([True, False, False, True]),
+                           label_cam_empty=np.array([True, False, False, True]))
+    write_overmap_outputs(tmp_path / "o", ["a", "b", "c", "d"], ["x", "y"], np.zeros(4, int),
+                          result, images=[], masks=[], manifest={"b": "no object"})
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "o" / "audit.csv").open()))
+    assert [r["name"] for r in rows] == ["b", "d", "a", "c"]
+    assert [r["cam_empty"] for r in rows] == ["0", "1", "1", "0"]
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["audit_precision_at_k"]["precision"] == 1.0
+
+
 def test_analyse_images_matches_direct_scores() -> None:
     net = LinearConvNet(stride=2).eval()
     net.conv = nn.Conv2d(3, 3, kernel_size=2, stride=2)

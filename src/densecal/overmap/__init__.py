@@ -10,6 +10,7 @@ from densecal._deprecated import moved_names
 from densecal.overmap.analysis import OvermapResult, analyse_images
 from densecal.overmap.evaluation import (
     accuracy_by_bin,
+    audit_order,
     aurc,
     combine_confidence,
     misclassification_auroc,
@@ -36,6 +37,7 @@ __all__ = [
     "accuracy_by_bin",
     "analyse_images",
     "attention_mass",
+    "audit_order",
     "aurc",
     "combine_confidence",
     "grad_cam",

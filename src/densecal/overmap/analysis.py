@@ -8,7 +8,7 @@ misleading training image tends to have low overlap under its own label).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ class OvermapResult:
         label_scores: the same under the labelled class (empty when no labels were given).
         maps: predicted-class Grad-CAM maps ``(H, W)`` in [0, 1] of the first ``keep_maps``
             images.
+        cam_empty: ``(N,)`` bool, the predicted class's Grad-CAM is all zero (its overlap
+            scores are 0 by convention, not measured).
+        label_cam_empty: the same for the labelled class (empty without labels).
     """
 
     probs: np.ndarray
@@ -44,6 +47,8 @@ class OvermapResult:
     scores: dict[str, np.ndarray]
     label_scores: dict[str, np.ndarray]
     maps: list[np.ndarray]
+    cam_empty: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    label_cam_empty: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
 
 def _cam_at(net: nn.Module, batch: torch.Tensor, target: torch.Tensor, layer: str | None,
@@ -87,6 +92,8 @@ def analyse_images(net: nn.Module, images: Sequence[np.ndarray], masks: Sequence
         raise input_error("masks", f"{len(images)} images, {len(masks)} masks"
                           + ("" if labels is None else f", {len(labels)} labels"))
     probs, pred_scores, label_scores, maps = [], [], [], []
+    empty: list[bool] = []
+    label_empty: list[bool] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
         shapes = [im.shape[:2] for im in chunk]
@@ -103,11 +110,13 @@ def analyse_images(net: nn.Module, images: Sequence[np.ndarray], masks: Sequence
         maps.extend(h.numpy() for h in cams[:max(0, keep_maps - len(maps))])
         pred_scores.extend(overlap_scores(h[None], m[None], tau)
                            for h, m in zip(cams, mask_t, strict=True))
+        empty.extend(not bool(h.any()) for h in cams)
         if labels is not None:
             target = torch.as_tensor(np.asarray(labels[start:start + batch_size], np.int64))
             cams = _cam_at(net, batch, target, layer, shapes)
             label_scores.extend(overlap_scores(h[None], m[None], tau)
                                 for h, m in zip(cams, mask_t, strict=True))
+            label_empty.extend(not bool(h.any()) for h in cams)
     p_all = torch.cat(probs).numpy() if probs else np.zeros((0, 0))
 
     def stack(rows: list[dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:
@@ -116,4 +125,6 @@ def analyse_images(net: nn.Module, images: Sequence[np.ndarray], masks: Sequence
         return {k: torch.cat([r[k] for r in rows]).numpy() for k in rows[0]}
 
     return OvermapResult(probs=p_all, prediction=p_all.argmax(1), msp=p_all.max(1),
-                         scores=stack(pred_scores), label_scores=stack(label_scores), maps=maps)
+                         scores=stack(pred_scores), label_scores=stack(label_scores), maps=maps,
+                         cam_empty=np.array(empty, bool), label_cam_empty=np.array(label_empty,
+                                                                                  bool))

@@ -15,6 +15,7 @@ All inputs are 1-D arrays of one value per image; computations are float64 numpy
 - :func:`combine_confidence`: densecal's combination of Over-MAP and max-softmax, the product
   ``OM * MSP`` (a prediction is trusted when the classifier is sure AND looks at the object;
   parameter-free, so no validation split is needed).
+- :func:`audit_order`: lowest score first, ties by a secondary key (the max-softmax).
 - :func:`precision_at_k`: fraction of flagged items among the ``k`` lowest-scoring ones.
 """
 
@@ -25,8 +26,15 @@ from numpy.typing import ArrayLike
 
 from densecal.errors import input_error
 
-__all__ = ["accuracy_by_bin", "aurc", "combine_confidence", "misclassification_auroc",
-           "precision_at_k", "risk_coverage"]
+__all__ = [
+    "accuracy_by_bin",
+    "audit_order",
+    "aurc",
+    "combine_confidence",
+    "misclassification_auroc",
+    "precision_at_k",
+    "risk_coverage",
+]
 
 
 def _pair(scores: ArrayLike, flags: ArrayLike, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -127,14 +135,37 @@ def combine_confidence(overmap: ArrayLike, msp: ArrayLike) -> np.ndarray:
     return om * p
 
 
-def precision_at_k(scores: ArrayLike, flagged: ArrayLike, k: int) -> float:
-    """Fraction of ``flagged`` items among the ``k`` lowest ``scores`` (stable order on ties).
+def audit_order(scores: ArrayLike, secondary: ArrayLike | None = None) -> np.ndarray:
+    """Indices from the lowest score up; ties broken by ``secondary`` (lowest first), then by
+    position. The audit passes the max-softmax as ``secondary``: among images with the same
+    overlap (e.g. every all-zero Grad-CAM, overlap 0) the least confident comes first, not
+    the first file.
+
+    Example:
+        >>> audit_order([0.0, 0.5, 0.0], [0.9, 0.1, 0.4]).tolist()
+        [2, 0, 1]
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if secondary is None:
+        return np.argsort(s, kind="stable")
+    t = np.asarray(secondary, dtype=np.float64).ravel()
+    if t.shape != s.shape:
+        raise input_error("secondary", f"{t.size} values for {s.size} scores")
+    return np.lexsort((np.arange(s.size), t, s))
+
+
+def precision_at_k(scores: ArrayLike, flagged: ArrayLike, k: int,
+                   secondary: ArrayLike | None = None) -> float:
+    """Fraction of ``flagged`` items among the ``k`` lowest ``scores`` (ties: the lowest
+    ``secondary`` first, then position; :func:`audit_order`).
 
     Example:
         >>> precision_at_k([0.1, 0.9, 0.2, 0.3], [1, 0, 0, 1], k=2)
         0.5
+        >>> precision_at_k([0.0, 0.0, 0.5], [0, 1, 0], k=1, secondary=[0.9, 0.3, 0.1])
+        1.0
     """
     s, f = _pair(scores, flagged, "scores")
     if not 1 <= k <= s.size:
         raise input_error("k", f"must be in 1..{s.size}, got {k}")
-    return float(f[np.argsort(s, kind="stable")[:k]].mean())
+    return float(f[audit_order(s, secondary)[:k]].mean())

@@ -21,6 +21,7 @@ from densecal.atomic import staged_directory
 from densecal.overmap.analysis import OvermapResult
 from densecal.overmap.evaluation import (
     accuracy_by_bin,
+    audit_order,
     aurc,
     combine_confidence,
     misclassification_auroc,
@@ -55,7 +56,8 @@ def overmap_metrics(result: OvermapResult, labels: np.ndarray, *, score: str = "
     if misleading is not None and misleading.any() and result.label_scores:
         depth = int(misleading.sum()) if k is None else min(k, len(labels))
         audit = {"k": depth, "precision": precision_at_k(result.label_scores[score], misleading,
-                                                         depth)}
+                                                         depth, result.msp),
+                 "tiebreak": "max-softmax, lowest first"}
     return {
         "schema": OVERMAP_SCHEMA,
         "n_images": len(labels),
@@ -111,8 +113,11 @@ def write_overmap_outputs(out: str | Path, names: Sequence[str], classes: Sequen
                           k: int | None = None) -> dict[str, Path]:
     """Write ``per_image.csv``, ``audit.csv``, ``metrics.json`` and ``overmap_grid.png``.
 
-    ``audit.csv`` ranks every image by its overlap under its LABEL, lowest first (rank, name,
-    label, overlap, prediction, misleading reason from the manifest if any).
+    ``audit.csv`` ranks every image by its overlap under its LABEL, lowest first, ties by the
+    max-softmax, lowest first (:func:`~densecal.overmap.evaluation.audit_order`); columns rank,
+    name, label, overlap, max-softmax, ``cam_empty`` (1: the label's Grad-CAM is all zero, so
+    the overlap 0 is undefined rather than measured), prediction, misleading reason from the
+    manifest if any.
 
     Args:
         out: output folder, replaced as a whole (:func:`densecal.atomic.staged_directory`).
@@ -157,10 +162,13 @@ def _write_overmap_files(out: Path, names: Sequence[str], classes: Sequence[str]
              "metrics": out / "metrics.json", "figure": out / "overmap_grid.png"}
     write_per_image_csv(paths["per_image"], rows)
     audit_scores = result.label_scores.get(score, result.scores[score])
-    order = np.argsort(audit_scores, kind="stable")
+    order = audit_order(audit_scores, result.msp)
+    empty = result.label_cam_empty if result.label_scores else result.cam_empty
     write_per_image_csv(paths["audit"], [
         {"rank": r + 1, "name": names[i], "label": classes[labels[i]],
-         "label_overlap": float(audit_scores[i]), "prediction": classes[result.prediction[i]],
+         "label_overlap": float(audit_scores[i]), "msp": float(result.msp[i]),
+         "cam_empty": int(empty[i]) if len(empty) else "",
+         "prediction": classes[result.prediction[i]],
          "misleading": reasons[i]} for r, i in enumerate(order)])
     write_json(paths["metrics"], overmap_metrics(result, labels, score=score, n_bins=n_bins,
                                                  misleading=misleading, k=k))
