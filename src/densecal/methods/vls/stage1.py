@@ -34,7 +34,7 @@ import copy
 import hashlib
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -279,11 +279,27 @@ def write_soft_labels(cvae: ConditionalVAE, dataset: FolderDataset, config: Trai
         return out_dir
     keep_done = found == {**expected, "complete": False}
     atomic_write_text(manifest_path, json.dumps({**expected, "complete": False}, indent=2))
-    cvae = cvae.to(device).eval()
     todo = [i for i in chosen
             if not (keep_done and (out_dir / f"{dataset.names[i]}.npy").is_file())]
-    for start in range(0, len(todo), config.batch_size):
-        items = [dataset[i] for i in todo[start:start + config.batch_size]]
+    for items, labels, _, _, logits in _posterior_samples(cvae, dataset, config, todo, device):
+        soft = vls_soft_labels(logits, labels, tau=config.vls_tau, mix=config.vls_mix,
+                               ignore_index=config.ignore_index)
+        for item, target in zip(items, soft.float().cpu().numpy(), strict=True):
+            with atomic_path(out_dir / f"{item['name']}.npy") as tmp:
+                np.save(tmp, target)
+    atomic_write_text(manifest_path, json.dumps({**expected, "complete": True}, indent=2))
+    return out_dir
+
+
+def _posterior_samples(cvae: ConditionalVAE, dataset: FolderDataset, config: TrainConfig,
+                       indices: Sequence[int], device: torch.device | str
+                       ) -> Iterator[tuple[list[dict[str, Any]], Tensor, Tensor, Tensor, Tensor]]:
+    """Batches of ``(items, labels, mu, log sigma^2, logits)`` for the images ``indices``:
+    ``logits`` ``(M, N, K, H, W)`` of ``M = vls_samples`` posterior draws, the noise seeded per
+    image by :func:`_posterior_noise` (so results do not depend on batching)."""
+    cvae = cvae.to(device).eval()
+    for start in range(0, len(indices), config.batch_size):
+        items = [dataset[i] for i in indices[start:start + config.batch_size]]
         image = torch.stack([item["image"] for item in items]).to(device)
         labels = torch.stack([item["mask"] for item in items]).to(device)
         eps = torch.stack([_posterior_noise(config, int(item["index"]), cvae.latent)
@@ -292,14 +308,7 @@ def write_soft_labels(cvae: ConditionalVAE, dataset: FolderDataset, config: Trai
         h = cvae.features(image)
         mu, logvar = cvae.posterior(image, onehot)
         z = mu + torch.exp(0.5 * logvar) * eps
-        logits = torch.stack([cvae.segment(h, z_m) for z_m in z])
-        soft = vls_soft_labels(logits, labels, tau=config.vls_tau, mix=config.vls_mix,
-                               ignore_index=config.ignore_index)
-        for item, target in zip(items, soft.float().cpu().numpy(), strict=True):
-            with atomic_path(out_dir / f"{item['name']}.npy") as tmp:
-                np.save(tmp, target)
-    atomic_write_text(manifest_path, json.dumps({**expected, "complete": True}, indent=2))
-    return out_dir
+        yield items, labels, mu, logvar, torch.stack([cvae.segment(h, z_m) for z_m in z])
 
 
 def _posterior_noise(config: TrainConfig, index: int, latent: int) -> Tensor:
@@ -416,20 +425,10 @@ def posterior_diagnostics(cvae: ConditionalVAE, dataset: FolderDataset, config: 
         ``{"images", "kl_mean", "kl_median", "kl_max", "sigma_mean", "mu_abs_mean",
         "sample_spread", "collapsed"}`` with ``collapsed = kl_mean < COLLAPSE_KL``.
     """
-    cvae = cvae.to(device).eval()
     chosen = list(range(len(dataset))) if indices is None else list(indices)
     kl, sigma, mu_abs, spread = [], [], [], []
-    for start in range(0, len(chosen), config.batch_size):
-        items = [dataset[i] for i in chosen[start:start + config.batch_size]]
-        image = torch.stack([item["image"] for item in items]).to(device)
-        labels = torch.stack([item["mask"] for item in items]).to(device)
-        eps = torch.stack([_posterior_noise(config, int(item["index"]), cvae.latent)
-                           for item in items], 1).to(device)  # (M, N, L)
-        onehot = one_hot_labels(labels, config.num_classes, config.ignore_index)
-        mu, logvar = cvae.posterior(image, onehot)
-        h = cvae.features(image)
-        probs = torch.stack([torch.softmax(cvae.segment(h, mu + torch.exp(0.5 * logvar) * e)
-                                           / config.vls_tau, 1) for e in eps])  # (M, N, K, ..)
+    for _, _, mu, logvar, logits in _posterior_samples(cvae, dataset, config, chosen, device):
+        probs = torch.softmax(logits / config.vls_tau, 2)  # (M, N, K, H, W)
         kl += gaussian_kl(mu, logvar).tolist()
         sigma += torch.exp(0.5 * logvar).mean(1).tolist()
         mu_abs += mu.abs().mean(1).tolist()
