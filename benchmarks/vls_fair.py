@@ -55,6 +55,7 @@ from densecal.data.pairs import find_pairs
 from densecal.data.readers import read_label
 from densecal.losses.svls import svls_smooth
 from densecal.methods.engine.checkpoints import read_checkpoint
+from densecal.methods.train import run_started
 
 GRID: dict[str, list[dict[str, float]]] = {
     "ce": [{}],
@@ -118,13 +119,12 @@ class Bench:
             # a one-epoch stage 2 just to make the run complete; the run is only its stage 1
             densecal("train", "--method", "vls", *self.common(seed), "--epochs", 1,
                      "--vls-stage1-epochs", self.args.stage1_epochs, *extra, "--out", run,
-                     *(["--resume"] if run.exists() else []), log=self.root / "train.log")
+                     *(["--resume"] if run_started(run) else []), log=self.root / "train.log")
         return ckpt
 
     def train(self, method: str, setting: dict[str, float], seed: int,
               stage1: Path | None = None, variant: str = "paper") -> Path:
         run = self.run_dir(method if variant == "paper" else f"vls-{variant}", setting, seed)
-        ckpt = run / "checkpoints" / "last.ckpt"
         if _finished(run, self.args.epochs):
             return run
         options = [f"--{k.replace('_', '-')}" for k in setting]
@@ -133,7 +133,7 @@ class Bench:
         if variant != "paper":
             extra += ["--vls-variant", variant]
         densecal("train", "--method", method, *self.common(seed), *flat, *extra,
-                 "--out", run, *(["--resume"] if ckpt.is_file() else []),
+                 "--out", run, *(["--resume"] if run_started(run) else []),
                  log=self.root / "train.log")
         return run
 
