@@ -54,7 +54,7 @@ from car_ambiguity import ROOT, emit, machine_info
 from densecal.data.pairs import find_pairs
 from densecal.data.readers import read_label
 from densecal.losses.svls import svls_smooth
-from densecal.methods.engine.checkpoints import read_checkpoint
+from densecal.methods.engine.checkpoints import epochs_trained, read_checkpoint
 from densecal.methods.train import run_started
 
 GRID: dict[str, list[dict[str, float]]] = {
@@ -149,8 +149,7 @@ def _finished(run: Path, epochs: int) -> bool:
     ckpt = run / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
         return False
-    state, _ = read_checkpoint(ckpt, "checkpoint")
-    return int(state.get("epoch", -1)) + 1 >= epochs
+    return epochs_trained(read_checkpoint(ckpt)[0]) >= epochs
 
 
 def _get(record: dict[str, Any], keys: tuple[str, ...]) -> float:

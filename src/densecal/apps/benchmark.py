@@ -42,7 +42,7 @@ from densecal.atomic import claim_workspace, staged_directory
 from densecal.errors import input_error
 from densecal.evaluation.options import EvaluationOptions
 from densecal.methods.config import TrainConfig
-from densecal.methods.engine.checkpoints import read_checkpoint
+from densecal.methods.engine.checkpoints import epochs_trained, read_checkpoint
 from densecal.methods.engine.run_folder import last_checkpoint
 from densecal.methods.registry import method_names
 from densecal.methods.train import run_started, train
@@ -172,7 +172,7 @@ def _record_blocks(result: dict[str, Any]) -> dict[str, Any]:
 
 def _finished(run_dir: Path, epochs: int) -> bool:
     state, _ = read_checkpoint(last_checkpoint(run_dir))
-    return int(state.get("epoch", -1)) + 1 >= epochs
+    return epochs_trained(state) >= epochs
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

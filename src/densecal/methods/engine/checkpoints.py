@@ -26,7 +26,8 @@ from torch import nn
 from densecal.atomic import atomic_write_bytes
 from densecal.errors import input_error
 
-__all__ = ["SAFE_LOAD", "read_checkpoint", "restore_weights", "write_checkpoint"]
+__all__ = ["SAFE_LOAD", "epochs_trained", "read_checkpoint", "restore_weights",
+           "write_checkpoint"]
 
 SAFE_LOAD = True
 """The ``weights_only`` of every checkpoint load (``torch.load``, ``Trainer.fit(ckpt_path=)``)."""
@@ -64,6 +65,18 @@ def read_checkpoint(path: str | Path, what: str = "densecal training checkpoint"
         raise input_error(path, f"is not a {what}")
     hparams = state.get("hyper_parameters", {})
     return state, hparams if isinstance(hparams, dict) else {}
+
+
+def epochs_trained(state: dict[str, Any]) -> int:
+    """Epochs a loaded checkpoint has finished: checkpoints are written at the end of each
+    epoch (:class:`~densecal.methods.engine.epoch_checkpoint.EpochCheckpoint`), and their
+    ``"epoch"`` is the index of the last finished one (0 when absent).
+
+    Example:
+        >>> epochs_trained({"epoch": 2}), epochs_trained({})
+        (3, 0)
+    """
+    return int(state.get("epoch", -1)) + 1
 
 
 def restore_weights(module: _M, weights: dict[str, Any], path: str | Path) -> _M:

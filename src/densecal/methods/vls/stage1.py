@@ -50,7 +50,7 @@ from densecal.data.transforms import random_augment, resize
 from densecal.errors import input_error
 from densecal.losses.soft_label import one_hot_labels
 from densecal.methods.config import TrainConfig
-from densecal.methods.engine.checkpoints import read_checkpoint
+from densecal.methods.engine.checkpoints import epochs_trained, read_checkpoint
 from densecal.methods.engine.data_module import EpochData
 from densecal.methods.engine.fit import run_trainer
 from densecal.methods.engine.seeding import StepSeeded
@@ -185,10 +185,7 @@ def stage1_finished(path: str | Path, epochs: int) -> bool:
     path = Path(path)
     if not path.is_file():
         return False
-    state = _read_checkpoint(path, "stage-1")
-    # checkpoints are written at the end of each epoch (train.EpochCheckpoint): "epoch" is the
-    # index of the last finished one
-    return int(state.get("epoch", -1)) + 1 >= epochs
+    return epochs_trained(_read_checkpoint(path, "stage-1")) >= epochs
 
 
 def load_stage1(path: str | Path, num_classes: int, *, option: str = "--vls-stage1"
@@ -230,8 +227,7 @@ def _manifest(config: TrainConfig, stage1: Path, names: Sequence[str]) -> dict[s
             "mix": config.vls_mix, "num_classes": config.num_classes,
             "image_size": config.image_size, "ignore_index": config.ignore_index,
             "seed": config.seed, "variant": config.vls_variant, "folds": config.vls_folds,
-            "stage1": {"path": str(stage1.resolve()),
-                                            "sha256": file_sha256(stage1)},
+            "stage1": {"path": str(stage1.resolve()), "sha256": file_sha256(stage1)},
             "names": list(names)}
 
 
