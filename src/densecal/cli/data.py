@@ -37,6 +37,17 @@ def _split_list(value: str, option: str) -> tuple[str, ...]:
     return items
 
 
+def _class_ids(value: str, named: dict[str, list[int] | None]) -> list[int] | None:
+    """``--classes``: a name of ``named`` or comma-separated Fashion-MNIST ids."""
+    if value in named:
+        return named[value]
+    try:
+        return [int(c) for c in value.split(",")]
+    except ValueError:
+        raise input_error("--classes", f"expected comma-separated integers or one of "
+                                       f"{', '.join(named)}, got {value!r}") from None
+
+
 @app.command("brain")
 def brain_data(
     out: Path = typer.Option(..., "--out", help="Output folder (new, empty, or a previous "
@@ -116,13 +127,31 @@ def finegrained_data(
     n_test: int = typer.Option(200, "--n-test"),
     misleading: float = typer.Option(0.1, "--misleading", help="Fraction of misleading "
                                      "training images (wrong label, tiny or no garment)."),
+    classes: str = typer.Option("confusable", help="'confusable' (shirt, T-shirt/top, "
+                                "pullover, coat), 'distinct' (T-shirt/top, trouser, bag, ankle "
+                                "boot) or comma-separated Fashion-MNIST ids (0..9)."),
+    n_seg: int = typer.Option(0, "--n-seg", help="Scenes of a clean segmenter split OUT/seg "
+                              "(0: none), with tiny garments and empty scenes."),
+    seg_tiny: float = typer.Option(0.2, "--seg-tiny", help="Fraction of seg scenes with a "
+                                   "tiny garment."),
+    seg_empty: float = typer.Option(0.2, "--seg-empty", help="Fraction of seg scenes with no "
+                                    "garment (empty mask)."),
 ) -> None:
-    """Write the fine-grained demo (shirt / T-shirt / pullover / coat on textures) as
-    OUT/{train,val,test}/ with images/, masks/, labels.csv, classes.txt, manifest.csv."""
-    from densecal.data.synthetic.finegrained import FineGrainedConfig, write_finegrained_dataset
+    """Write the fine-grained demo (garments on textures, misleading training images) as
+    OUT/{train,val,test[,seg]}/ with images/, masks/, labels.csv, classes.txt, manifest.csv."""
+    from densecal.data.synthetic.finegrained import (
+        CONFUSABLE_CLASSES,
+        DISTINCT_CLASSES,
+        FineGrainedConfig,
+        write_finegrained_dataset,
+    )
 
+    ids = _class_ids(classes, {"confusable": list(CONFUSABLE_CLASSES),
+                               "distinct": list(DISTINCT_CLASSES)})
     config = FineGrainedConfig(size=size, n_train=n_train, n_val=n_val, n_test=n_test,
-                               misleading_fraction=misleading, seed=seed)
+                               misleading_fraction=misleading, classes=tuple(ids or ()),
+                               n_seg=n_seg, seg_tiny_fraction=seg_tiny,
+                               seg_empty_fraction=seg_empty, seed=seed)
     for split, path in write_finegrained_dataset(out, config).items():
         typer.echo(f"{split:>5}: {path}")
 
@@ -144,12 +173,7 @@ def multilabel_data(
     folders (images/NAME.png, labels.csv, classes.txt)."""
     from densecal.data.synthetic.multilabel import MULTILABEL_CLASSES, write_multilabel_scenes
 
-    named = {"default": list(MULTILABEL_CLASSES), "all": None}
-    try:
-        ids = named[classes] if classes in named else [int(c) for c in classes.split(",")]
-    except ValueError:
-        raise input_error("--classes", f"expected comma-separated integers, 'default' or 'all', "
-                                       f"got {classes!r}") from None
+    ids = _class_ids(classes, {"default": list(MULTILABEL_CLASSES), "all": None})
     splits = write_multilabel_scenes(out, n_train=n_train, n_val=n_val, n_test=n_test,
                                      size=size, seed=seed, classes=ids)
     for split, path in splits.items():
