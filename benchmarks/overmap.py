@@ -73,19 +73,26 @@ def run_cli(args: list[str]) -> None:
 
 
 def make_data(root: Path, sizes: dict[str, Any], seed: int) -> Path:
-    """Write (or reuse) the fine-grained dataset under ``root``; returns ``root``."""
-    stamp = {key: sizes[key] for key in ("n_train", "n_val", "n_test", "size", "misleading")}
+    """Write (or reuse) the fine-grained dataset under ``root``; returns ``root``.
+
+    ``sizes`` holds ``n_train``, ``n_val``, ``n_test``, ``size``, ``misleading`` and optionally
+    ``classes`` and ``n_seg`` (the options of ``densecal data finegrained``)."""
+    optional = [key for key in ("classes", "n_seg") if key in sizes]
+    stamp = {key: sizes[key] for key in ("n_train", "n_val", "n_test", "size", "misleading",
+                                         *optional)}
     stamp["seed"] = seed
     setup = root / "setup.json"
-    if setup.is_file() and all((root / s / "manifest.csv").is_file()
-                               for s in ("train", "val", "test")):
+    splits = ("train", "val", "test", *(["seg"] if sizes.get("n_seg") else []))
+    if setup.is_file() and all((root / s / "manifest.csv").is_file() for s in splits):
         if json.loads(setup.read_text()) != stamp:
             raise input_error(root, "holds a dataset of another setup; choose another --work")
         return root
     run_cli(["data", "finegrained", "--out", str(root), "--seed", str(seed),
              "--size", str(sizes["size"]), "--n-train", str(sizes["n_train"]),
              "--n-val", str(sizes["n_val"]), "--n-test", str(sizes["n_test"]),
-             "--misleading", str(sizes["misleading"])])
+             "--misleading", str(sizes["misleading"]),
+             *[arg for key in optional for arg in (f"--{key.replace('_', '-')}",
+                                                    str(sizes[key]))]])
     atomic_write_text(setup, json.dumps(stamp))
     return root
 
