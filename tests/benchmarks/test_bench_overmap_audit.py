@@ -44,14 +44,17 @@ def test_audit_precision_targets(bench: ModuleType, tmp_path: Path) -> None:
     p = bench.audit_precision(audit, kinds)
     # attention = {a, c, e}: k = 3, the first three are a, b, c
     assert p["attention"] == {"k": 3, "precision": pytest.approx(2 / 3), "chance": 0.3,
-                              "found_by_kind": {"clean": 1, "tiny_garment": 1, "no_garment": 1}}
-    assert p["no_garment"]["k"] == 2 and p["no_garment"]["precision"] == 0.5
-    assert p["tiny_garment"]["precision"] == 0.0       # k = 1: only "a" is looked at
-    assert p["wrong_label"]["precision"] == 0.0        # k = 2: a, b
+                              "found_by_kind": {"clean": 1, "tiny_garment": 1, "no_garment": 1},
+                              "recall_by_kind": {"tiny_garment": 1.0, "no_garment": 0.5}}
+    assert p["wrong_label"]["k"] == 2 and p["wrong_label"]["precision"] == 0.0   # a, b
     assert p["all"]["k"] == 5 and p["all"]["precision"] == pytest.approx(4 / 5)
+    assert p["all"]["recall_by_kind"] == {"wrong_label": 0.5, "tiny_garment": 1.0,
+                                          "no_garment": 1.0}
+    assert set(p) == {"attention", "wrong_label", "all"}
     del kinds["c"]
     kinds["c"] = "clean"
-    assert "tiny_garment" not in bench.audit_precision(audit, kinds)
+    assert bench.audit_precision(audit, kinds)["attention"]["recall_by_kind"] == \
+        {"no_garment": 0.5}
 
 
 def test_score_intervals_hold_the_point_estimates(bench: ModuleType) -> None:
