@@ -1,6 +1,7 @@
 """Entry point of the ``densecal`` command.
 
-Exit codes: 0 success, 2 bad input or usage (one line on stderr, no traceback), 1 a bug.
+Exit codes: 0 success, 2 bad input or usage (one line on stderr, no traceback), 1 a bug,
+130 interrupted (Ctrl+C), 143 terminated (SIGTERM during training).
 """
 
 from __future__ import annotations
@@ -56,7 +57,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     Usage errors (an unknown verb or option, a value of the wrong type) print one
     ``densecal: error:`` line too, with typer's "did you mean" where it has one. Ctrl+C ends
     with ``densecal: interrupted`` and exit code 130, also when a library below converted the
-    interrupt into its own exit (Lightning exits with 1).
+    interrupt into its own exit (Lightning exits with 1). SIGTERM during training (a scheduler's
+    time limit or preemption) ends with ``densecal: terminated`` and exit code 143: Lightning
+    stops at the next batch with a ``SystemExit`` whose code is None, which would otherwise read
+    as success and let a script go on with a half-trained model (the last finished epoch's
+    checkpoint is kept; ``--resume`` continues it).
     """
     try:
         with _watch_interrupts() as interrupted, progress.reporting(), _notes():
@@ -65,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SystemExit as exc:
         if interrupted():
             _interrupted()
+        if _is_sigterm_exit(exc):
+            print("densecal: terminated", file=sys.stderr)
+            sys.exit(143)
         if exc.code not in (0, None):  # success returns normally, so main() is callable
             raise
         return
@@ -95,6 +103,12 @@ def _fail(line: str) -> NoReturn:
 def _interrupted() -> NoReturn:
     print("densecal: interrupted", file=sys.stderr)
     sys.exit(130)
+
+
+def _is_sigterm_exit(exc: SystemExit) -> bool:
+    """Whether ``exc`` is Lightning's ``SIGTERMException`` (matched by name: importing Lightning
+    here would slow every command's start)."""
+    return any(cls.__name__ == "SIGTERMException" for cls in type(exc).__mro__)
 
 
 def _is_usage_error(exc: Exception) -> bool:
