@@ -10,8 +10,9 @@ classes; base masks, so training redraws the whole-class flips at every load, as
 
 (a) *G follows F*: CAR (``densecal train --method car``) with the exact calibration as its F
 (``car.oracle``: ``(1 - p) onehot(c) + p onehot(twin)`` on the base maps), so the whole budget
-goes to G; the ablation sets ``car.cal_weight=0``. Both use the residual G and the
-discriminator schedule of ``benchmarks/car_ambiguity.py`` (``SCHEDULE``). ``--samples``
+goes to G; the ablation sets ``car.cal_weight=0``. Both use the residual G, densecal's small
+discriminator (``car.discriminator=small``, the default) and the discriminator schedule of
+``benchmarks/car_ambiguity.py`` (``SCHEDULE``). ``--samples``
 samples per test image, pooled over every pixel of the class in the test set as the CARSSS
 evaluation pools: per class, the *argmax share* (samples labelling the pixel with the twin,
 over all (sample, pixel) pairs of the class) and the *soft share* (the samples' mean twin
@@ -253,8 +254,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     atomic_write_text(
         folder / "car_scenes.md",
         "# CAR on garment scenes: G against an exact F, F against p\n\nCommand: "
-        f"`OMP_NUM_THREADS=1 python benchmarks/car_scenes.py` (wall time "
-        f"{result['machine']['seconds']} s, {result['car']['test_images']} test scenes, "
+        f"`OMP_NUM_THREADS=1 python benchmarks/car_scenes.py` (wall time of this invocation "
+        f"{result['machine']['seconds']} s: runs finished by an earlier one are reused; "
+        f"{result['car']['test_images']} test scenes, "
         f"{args.samples} samples each).\n\n" + table(result))
     emit(result, "car_scenes", args.quick, folder)
     return result
