@@ -18,8 +18,10 @@ evaluation pools: per class, the *argmax share* (samples labelling the pixel wit
 over all (sample, pixel) pairs of the class) and the *soft share* (the samples' mean twin
 probability there; a sampler that has not sharpened shows a soft share near p with an argmax
 share far from it), ``g_minus_f = |argmax share - p|`` (F's share is p exactly) with a 95 %
-bootstrap interval over test images, and ``sharp_share`` (pairs whose largest class
-probability exceeds 0.98).
+bootstrap interval over test images, ``sharp_share`` (pairs whose largest class
+probability exceeds 0.98), and the argmax ``class_share`` and ``background_share`` of the same
+pairs (with the twin share they show a sampler that erases the object instead of choosing a
+mode).
 (b) *F is calibrated*: F trained with pixel CE on the redrawn flips (``densecal train
 --method ce``); per class its pooled twin probability over the class's test pixels,
 ``f_minus_p`` with a bootstrap interval, split into F's mass on the class or its twin there
@@ -82,7 +84,7 @@ def score_samples(probs: torch.Tensor, base: np.ndarray, spec: AmbiguitySpec
     """Pooling sums and set metrics of one image's ``(n, K, H, W)`` sample probabilities."""
     labels = probs.argmax(1)  # (n, H, W)
     base_t = torch.from_numpy(base.astype(np.int64))
-    sums: dict[int, tuple[float, float, float, float]] = {}
+    sums: dict[int, tuple[float, ...]] = {}
     for cls, (twin, _) in spec.flips.items():
         where = base_t == cls
         if not bool(where.any()):
@@ -91,7 +93,9 @@ def score_samples(probs: torch.Tensor, base: np.ndarray, spec: AmbiguitySpec
         argmax_twin = float((labels[:, where] == twin).sum())
         soft_twin = float(probs[:, twin][:, where].sum())
         sharp = float((probs.max(1).values[:, where] > SHARP).sum())
-        sums[cls] = (argmax_twin, soft_twin, sharp, pairs)
+        argmax_class = float((labels[:, where] == cls).sum())
+        argmax_background = float((labels[:, where] == 0).sum())
+        sums[cls] = (argmax_twin, soft_twin, sharp, pairs, argmax_class, argmax_background)
     modes = enumerate_modes(base, spec)
     y = torch.from_numpy(np.stack([m for m, _ in modes]).astype(np.int64))
     weights = torch.tensor([p for _, p in modes], dtype=torch.float64)
@@ -125,7 +129,9 @@ def evaluate_generator(ckpt: Path, test: Path, spec: AmbiguitySpec, n: int, seed
             "images": len(present), "p": p, "g_minus_f": error, "g_minus_f_ci95": ci,
             "argmax_share": float(present[:, 0].sum() / present[:, 3].sum()),
             "soft_share": float(present[:, 1].sum() / present[:, 3].sum()),
-            "sharp_share": float(present[:, 2].sum() / present[:, 3].sum())}
+            "sharp_share": float(present[:, 2].sum() / present[:, 3].sum()),
+            "class_share": float(present[:, 4].sum() / present[:, 3].sum()),
+            "background_share": float(present[:, 5].sum() / present[:, 3].sum())}
     out["test_images"] = len(rows)
     return out
 
@@ -187,6 +193,8 @@ def table(result: dict[str, Any]) -> str:
               "| class | p | CAR argmax / soft share | CAR abs(G - F) (95 % CI) | CAR sharp | "
               "no-L_cal argmax / soft | no-L_cal abs(G - F) (95 % CI) |",
               "|---|---|---|---|---|---|---|"]
+    shares = ["", "Argmax labels of the class's pixels over all samples (class / twin / "
+                  "background):", "", "| class | CAR | no-L_cal |", "|---|---|---|"]
     for cls, f in result["calibration_net"].items():
         cells = [cls, f"{f['p']:.3f}"]
         for variant in ("car", "no_cal"):
@@ -200,6 +208,11 @@ def table(result: dict[str, Any]) -> str:
             if variant == "car":
                 cells.append(f"{g['sharp_share']:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
+        shares.append(f"| {cls} | " + " | ".join(
+            "{class_share:.3f} / {argmax_share:.3f} / {background_share:.3f}".format(
+                **result[v]["per_class"][cls]) if cls in result[v]["per_class"] else ""
+            for v in ("car", "no_cal")) + " |")
+    lines += shares
     lines += ["", "| variant | GED | HM-IoU | diversity |", "|---|---|---|---|"]
     for variant in VARIANTS:
         r = result[variant]

@@ -30,6 +30,7 @@ def test_quick_run(tmp_path: Path) -> None:
         assert 0.0 <= row["argmax_share"] <= 1.0
         assert row["g_minus_f_ci95"][0] <= row["g_minus_f_ci95"][1]
         assert row["g_minus_f"] == pytest.approx(abs(row["argmax_share"] - row["p"]))
+        assert row["class_share"] + row["argmax_share"] + row["background_share"] <= 1 + 1e-9
     for row in saved["calibration_net"].values():
         # F's twin share is its class-or-twin mass times the conditional twin share
         assert row["f_share"] == pytest.approx(row["f_pair_mass"] * row["f_conditional_share"])
@@ -40,3 +41,4 @@ def test_quick_run(tmp_path: Path) -> None:
         assert lo <= hi
     text = (tmp_path / "car_scenes.md").read_text()
     assert "| variant | GED |" in text and "conditional share" in text
+    assert "class / twin / background" in text
