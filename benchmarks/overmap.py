@@ -188,6 +188,30 @@ def count_reasons(manifest: Path) -> dict[str, int]:
     return {r: reasons.count(r) for r in sorted(set(reasons))}
 
 
+def mask_quality(predicted: list[np.ndarray], truth: list[np.ndarray], kinds: list[str]
+                 ) -> dict[str, dict[str, float | int]]:
+    """Segmenter IoU and empty-mask rate by kind of image.
+
+    Args:
+        predicted: ``(H, W)`` bool masks from the segmenter.
+        truth: ``(H, W)`` bool ground-truth masks.
+        kinds: kind of each image.
+
+    Returns:
+        ``{kind: {"n", "iou", "empty_rate", "area"}}``: mean IoU (two empty masks: 1), share of
+        predicted masks with no pixel, mean predicted area as a fraction of the image.
+    """
+    rows: dict[str, list[tuple[float, bool, float]]] = {}
+    for p, t, kind in zip(predicted, truth, kinds, strict=True):
+        union = (p | t).sum()
+        iou = float((p & t).sum() / union) if union else 1.0
+        rows.setdefault(kind, []).append((iou, not p.any(), float(p.mean())))
+    return {kind: {"n": len(r), "iou": float(np.mean([x[0] for x in r])),
+                   "empty_rate": float(np.mean([x[1] for x in r])),
+                   "area": float(np.mean([x[2] for x in r]))}
+            for kind, r in sorted(rows.items())}
+
+
 def mask_iou(segmenter: Path, split: Path) -> float:
     """Mean IoU of the segmenter's masks with the ground-truth masks over a split's images."""
     from densecal.apps.overmap import masks_from_segmenter
@@ -195,12 +219,9 @@ def mask_iou(segmenter: Path, split: Path) -> float:
     from densecal.overmap import masks_from_folder
 
     paths = sorted((split / "images").glob("*.png"))
-    images = [read_image(p) for p in paths]
-    pred = masks_from_segmenter(segmenter, images)
+    pred = masks_from_segmenter(segmenter, [read_image(p) for p in paths])
     truth = masks_from_folder(split / "masks", [p.stem for p in paths])
-    ious = [(p & t).sum() / (p | t).sum() if (p | t).any() else 1.0
-            for p, t in zip(pred, truth, strict=True)]
-    return float(np.mean(ious))
+    return float(mask_quality(pred, truth, ["all"] * len(paths))["all"]["iou"])
 
 
 def machine_info() -> dict[str, Any]:

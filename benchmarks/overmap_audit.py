@@ -72,6 +72,7 @@ from overmap import (  # noqa: E402
     count_reasons,
     machine_info,
     make_data,
+    mask_quality,
     read_per_image,
     rise_evidence,
     run_cli,
@@ -103,30 +104,6 @@ def read_kinds(split: Path) -> dict[str, str]:
     """``{name: kind}`` of a split's ``manifest.csv``: the misleading reason, else ``clean``."""
     with (split / "manifest.csv").open(newline="", encoding="utf-8") as f:
         return {row["name"]: row["reason"] or "clean" for row in csv.DictReader(f)}
-
-
-def mask_quality(predicted: list[np.ndarray], truth: list[np.ndarray], kinds: list[str]
-                 ) -> dict[str, dict[str, float | int]]:
-    """Segmenter IoU and empty-mask rate by kind of image.
-
-    Args:
-        predicted: ``(H, W)`` bool masks from the segmenter.
-        truth: ``(H, W)`` bool ground-truth masks.
-        kinds: kind of each image.
-
-    Returns:
-        ``{kind: {"n", "iou", "empty_rate", "area"}}``: mean IoU (two empty masks: 1), share of
-        predicted masks with no pixel, mean predicted area as a fraction of the image.
-    """
-    rows: dict[str, list[tuple[float, bool, float]]] = {}
-    for p, t, kind in zip(predicted, truth, kinds, strict=True):
-        union = (p | t).sum()
-        iou = float((p & t).sum() / union) if union else 1.0
-        rows.setdefault(kind, []).append((iou, not p.any(), float(p.mean())))
-    return {kind: {"n": len(r), "iou": float(np.mean([x[0] for x in r])),
-                   "empty_rate": float(np.mean([x[1] for x in r])),
-                   "area": float(np.mean([x[2] for x in r]))}
-            for kind, r in sorted(rows.items())}
 
 
 def audit_precision(audit_csv: Path, kinds: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -238,9 +215,9 @@ def retrain(work: Path, data: Path, audit_csv: Path, k: int, seeds: int,
     accuracy: dict[str, list[float]] = {"full": [], "bottom_k": [], "random_k": []}
     for seed in range(seeds):
         names = sorted(kinds)
-        random = set(np.random.default_rng(1000 + seed).choice(names, size=k, replace=False))
+        drawn = set(np.random.default_rng(1000 + seed).choice(names, size=k, replace=False))
         folders = {"bottom_k": subset(data / "train", bottom, work / "subsets" / "bottom_k"),
-                   "random_k": subset(data / "train", random,
+                   "random_k": subset(data / "train", drawn,
                                       work / "subsets" / f"random_k_seed{seed}")}
         accuracy["full"].append(test_accuracy(full[seed], data / "test"))
         for condition, folder in folders.items():
