@@ -178,22 +178,56 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", f"Teacher branch: easy positives' share {d['easy_share']:.3f}, difficult "
                   f"{d['difficult_share']:.3f} ({d['easy_n']} / {d['difficult_n']} labels); "
                   f"AUROC easy vs difficult {d['teacher_branch_auroc']:.3f}.", "",
-              f"Verdict: {result['verdict']}", ""]
+              f"Verdict: the students' gain on difficult labels is due to "
+              f"**{result['verdict']['answer']}** (rule: `verdict` in the script). "
+              f"{result['verdict']['text']}.", ""]
     return "\n".join(lines)
 
 
-def verdict(result: dict[str, Any]) -> str:
-    """Compare ud with kd and gt on mAP-hard and the difficult FP rate (seed sd as the yard)."""
-    def gap(a: str, b: str, key: str) -> tuple[float, float]:
-        ra, rb = result[a][key], result[b][key]
-        return ra["mean"] - rb["mean"], float(np.hypot(ra["std"] or 0.0, rb["std"] or 0.0))
+#: the claim's measures and their better direction (+1: higher is better)
+CLAIM = {"map_hard": 1, "difficult_fp_rate": -1}
 
-    parts = []
-    for key in ("map_hard", "difficult_fp_rate"):
-        for a, b in (("kd", "gt"), ("ud", "kd"), ("ud", "pdd")):
-            diff, yard = gap(a, b, key)
-            parts.append(f"{key} {a} - {b} = {100 * diff:+.2f} (sd {100 * yard:.2f})")
-    return "; ".join(parts)
+
+def compare(result: dict[str, Any], a: str, b: str, key: str) -> dict[str, Any]:
+    """``a - b`` on ``key`` with the yard ``hypot(sd_a, sd_b)`` (seed sds, ddof 1): ``better``,
+    ``worse`` (in the claim's direction, beyond the yard) or ``same`` (within it)."""
+    ra, rb = result[a][key], result[b][key]
+    diff = ra["mean"] - rb["mean"]
+    yard = float(np.hypot(ra["std"] or 0.0, rb["std"] or 0.0))
+    signed = CLAIM[key] * diff
+    word = "better" if signed > yard else "worse" if signed < -yard else "same"
+    return {"a": a, "b": b, "key": key, "diff": diff, "yard": yard, "word": word}
+
+
+def verdict(result: dict[str, Any]) -> dict[str, Any]:
+    """Where the students' gain on difficult labels comes from, in plain words.
+
+    On mAP-hard and the difficult-label FP rate: ``kd`` vs ``gt`` (distillation as such),
+    ``pdd`` vs ``kd`` (the calibration branch in the distilled distribution), ``ud`` vs
+    ``pdd`` (UAD) and ``ud`` vs ``kd``. A difference counts only beyond the seeds' combined
+    sd. The answer is ``uncertainty distillation`` when ud beats kd on one measure and is not
+    worse on the other; ``distillation as such`` when kd beats gt that way and ud does not beat
+    kd; ``no gain`` when neither kd nor ud is better than gt on either measure; ``not
+    resolvable`` otherwise (a gain over gt that the controls cannot attribute).
+    """
+    pairs = (("kd", "gt"), ("pdd", "kd"), ("ud", "pdd"), ("ud", "kd"), ("ud", "gt"))
+    rows = [compare(result, a, b, key) for a, b in pairs for key in CLAIM]
+
+    def beats(a: str, b: str) -> bool:
+        words = [r["word"] for r in rows if (r["a"], r["b"]) == (a, b)]
+        return "better" in words and "worse" not in words
+
+    if beats("ud", "kd"):
+        answer = "uncertainty distillation"
+    elif beats("kd", "gt"):
+        answer = "distillation as such"
+    elif all(r["word"] != "better" for r in rows if r["b"] == "gt"):
+        answer = "no gain"
+    else:
+        answer = "not resolvable"
+    text = "; ".join(f"{r['key']} {r['a']} - {r['b']} = {100 * r['diff']:+.2f} points "
+                     f"(yard {100 * r['yard']:.2f}: {r['word']})" for r in rows)
+    return {"answer": answer, "comparisons": rows, "text": text}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -66,10 +66,12 @@ GRID: dict[str, list[dict[str, float]]] = {
 }
 DATASETS = {"partial": [], "rater": ["--rater", "dark-gm"]}
 AMBIGUOUS = 0.99
-COLUMNS = (("Dice", ("segmentation", "dice")), ("ECE %", ("calibration", "ece")),
-           ("fg ECE %", ("calibration", "ece_foreground")),
-           ("cw-ECE %", ("calibration", "classwise_ece")),
-           ("soft ECE %", ("soft_truth", "ece")), ("NLL", ("calibration", "nll")))
+#: result key -> (table label, keys in the ``densecal evaluate`` metrics.json)
+COLUMNS = {"dice": ("Dice", ("segmentation", "dice")), "ece": ("ECE %", ("calibration", "ece")),
+           "ece_fg": ("fg ECE %", ("calibration", "ece_foreground")),
+           "classwise_ece": ("cw-ECE %", ("calibration", "classwise_ece")),
+           "soft_ece": ("soft ECE %", ("soft_truth", "ece")),
+           "nll": ("NLL", ("calibration", "nll"))}
 
 
 def setting_name(method: str, setting: dict[str, float]) -> str:
@@ -78,13 +80,33 @@ def setting_name(method: str, setting: dict[str, float]) -> str:
 
 
 def densecal(*args: object, log: Path) -> None:
-    """One single-thread ``densecal`` process; its output goes to ``log``."""
+    """One single-thread ``densecal`` process; its output goes to ``log``. A ``train`` call's
+    wall time is appended to ``timing.jsonl`` beside the log (``{"run", "seconds"}``)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    start = time.perf_counter()
     with log.open("a") as f:
         done = subprocess.run([sys.executable, "-m", "densecal", *map(str, args)], stdout=f,
                               stderr=subprocess.STDOUT, env=env, check=False)
     if done.returncode:
         raise RuntimeError(f"densecal {' '.join(map(str, args[:3]))} failed: see {log}")
+    if args[0] == "train":
+        run = str(args[list(args).index("--out") + 1])
+        with (log.parent / "timing.jsonl").open("a") as f:
+            f.write(json.dumps({"run": run, "seconds": round(time.perf_counter() - start, 1)})
+                    + "\n")
+
+
+def wall_seconds(root: Path, runs: list[Path]) -> dict[str, Any]:
+    """Summed recorded training wall time of ``runs`` (``timing.jsonl``); runs trained before
+    timing was recorded are counted in ``untimed``."""
+    timed: dict[str, float] = {}
+    path = root / "timing.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            timed[row["run"]] = timed.get(row["run"], 0.0) + row["seconds"]
+    return {"seconds": round(sum(timed.get(str(r), 0.0) for r in runs), 1),
+            "runs": len(runs), "untimed": sum(str(r) not in timed for r in runs)}
 
 
 class Bench:
@@ -252,14 +274,20 @@ def run_dataset(bench: Bench, args: argparse.Namespace, pool: ThreadPoolExecutor
                                for s in range(args.seeds)]
     final_runs = {m: [job.result() for job in jobs_] for m, jobs_ in final.items()}
     tests = {m: [bench.evaluate(r, "test") for r in rs] for m, rs in final_runs.items()}
-    table = {}
+    table: dict[str, dict[str, Any]] = {}
     for m, records in tests.items():
         table[m] = {}
-        for label, keys in COLUMNS:
-            values = [_get(r, keys) for r in records]
-            table[m][label] = {"mean": statistics.fmean(values),
-                               "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-                               "values": values}
+        for key, (_, path) in COLUMNS.items():
+            values = [_get(r, path) for r in records]
+            table[m][key] = {"mean": statistics.fmean(values),
+                             "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                             "values": values}
+        table[m]["chosen"] = chosen["vls" if m == "vls-bottleneck" else m]["setting"]
+        grid_runs = ([] if m == "vls-bottleneck" else
+                     [runs[(m, setting_name(m, st))] for st in GRID[m]])
+        table[m]["wall"] = {"tuning": wall_seconds(bench.root, grid_runs),
+                            "other_seeds": wall_seconds(bench.root, [
+                                r for r in final_runs[m] if r not in grid_runs])}
     targets = {}
     for m in (*GRID, "vls-bottleneck"):
         setting = vls_setting if m == "vls-bottleneck" else chosen[m]["setting"]
@@ -273,8 +301,12 @@ def run_dataset(bench: Bench, args: argparse.Namespace, pool: ThreadPoolExecutor
                                 "collapsed_seeds": sum(json.loads(
                                     (f.result().parent.parent.parent / "vls" /
                                      "diagnostics.json").read_text())["networks"][0]["collapsed"]
-                                    for f in futures.values())}
-    return {"chosen": chosen, "grid": grid_table, "test": table, "targets": targets,
+                                    for f in futures.values()),
+                                "kl_per_image": report["kl_mean"],
+                                "wall": wall_seconds(bench.root, [
+                                    f.result().parent.parent.parent
+                                    for f in futures.values()])}
+    return {"chosen": chosen, "grid": grid_table, "methods": table, "targets": targets,
             "stage1": diagnostics, "verdict": verdict(table)}
 
 
@@ -284,8 +316,9 @@ def verdict(table: dict[str, dict[str, Any]]) -> dict[str, str]:
     out = {}
     for other in ("ce", "svls"):
         words = []
-        for label in ("ECE %", "soft ECE %"):
-            a, b = table["vls"][label], table[other][label]
+        for key in ("ece", "soft_ece"):
+            label = COLUMNS[key][0]
+            a, b = table["vls"][key], table[other][key]
             margin = math.hypot(a["sd"], b["sd"])
             diff = a["mean"] - b["mean"]
             word = ("lower" if diff < -margin else "higher" if diff > margin
@@ -294,6 +327,12 @@ def verdict(table: dict[str, dict[str, Any]]) -> dict[str, str]:
                          f"({word})")
         out[f"vls_vs_{other}"] = "; ".join(words)
     return out
+
+
+def _wall_cell(wall: dict[str, dict[str, Any]]) -> str:
+    untimed = sum(w["untimed"] for w in wall.values())
+    note = f" ({untimed} runs untimed)" if untimed else ""
+    return f"{wall['tuning']['seconds']:.0f} + {wall['other_seeds']['seconds']:.0f}{note}"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -307,14 +346,16 @@ def markdown(result: dict[str, Any]) -> str:
             setting_name(m, c["setting"]).replace("_", " ")
             + ("" if c["qualified"] else " (no setting reached CE's val Dice)")
             for m, c in r["chosen"].items()), "",
-            "| method | " + " | ".join(label for label, _ in COLUMNS) + " |",
-            "|---" * (len(COLUMNS) + 1) + "|"]
-        for m, cols in r["test"].items():
+            "| method | " + " | ".join(label for label, _ in COLUMNS.values())
+            + " | training wall s (grid + other seeds) |",
+            "|---" * (len(COLUMNS) + 2) + "|"]
+        for m, cols in r["methods"].items():
             cells = []
-            for label, _ in COLUMNS:
-                c, scale = cols[label], (100 if "%" in label else 1)
+            for key, (label, _) in COLUMNS.items():
+                c, scale = cols[key], (100 if "%" in label else 1)
                 digits = 2 if "%" in label else 3
                 cells.append(f"{scale * c['mean']:.{digits}f} ± {scale * c['sd']:.{digits}f}")
+            cells.append(_wall_cell(cols["wall"]))
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines += ["", "Training targets on ambiguous training pixels (soft truth max < 0.99):",
                   "", "| method | mass off the label | TV to soft truth |", "|---|---|---|"]

@@ -50,3 +50,30 @@ def test_quick_run(bench: ModuleType, tmp_path: Path) -> None:
     assert saved["gt"]["map"]["n"] == 2 and saved["teacher"]["map"]["n"] == 1
     assert 0.0 <= result["teacher_branch_auroc"] <= 1.0
     assert "| ud_mean |" in (tmp_path / "ud_controls.md").read_text()
+
+
+def _stats(**means: tuple[float, float]) -> dict[str, dict[str, dict[str, float]]]:
+    """``model=(map_hard, difficult_fp_rate)``, every sd 0.01."""
+    return {m: {"map_hard": {"mean": h, "std": 0.01}, "difficult_fp_rate": {"mean": f, "std": 0.01}}
+            for m, (h, f) in means.items()}
+
+
+@pytest.mark.parametrize(("means", "answer"), [
+    # ud beats kd on mAP-hard (+0.05 > yard 0.014), FP rate the same
+    ({"gt": (0.40, 0.30), "kd": (0.45, 0.30), "pdd": (0.46, 0.30), "ud": (0.50, 0.30)},
+     "uncertainty distillation"),
+    # kd beats gt on both, ud within kd's noise
+    ({"gt": (0.40, 0.30), "kd": (0.45, 0.25), "pdd": (0.45, 0.25), "ud": (0.46, 0.25)},
+     "distillation as such"),
+    # ud beats kd on mAP-hard but is worse on the FP rate: not counted as beating it
+    ({"gt": (0.40, 0.30), "kd": (0.41, 0.30), "pdd": (0.41, 0.30), "ud": (0.45, 0.35)},
+     "not resolvable"),
+    ({"gt": (0.40, 0.30), "kd": (0.40, 0.30), "pdd": (0.41, 0.30), "ud": (0.405, 0.305)},
+     "no gain"),
+])
+def test_verdict_rule(bench: ModuleType, means: dict, answer: str) -> None:
+    v = bench.verdict(_stats(**means))
+    assert v["answer"] == answer
+    first = v["comparisons"][0]  # kd - gt on mAP-hard
+    assert (first["a"], first["b"], first["key"]) == ("kd", "gt", "map_hard")
+    assert first["yard"] == pytest.approx(0.01 * 2 ** 0.5)

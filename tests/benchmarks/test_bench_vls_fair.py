@@ -28,7 +28,7 @@ def test_selection_needs_ce_dice_then_lowest_ece(bench: ModuleType) -> None:
 
 
 def test_verdict_uses_both_sds(bench: ModuleType) -> None:
-    row = lambda m, s: {"ECE %": {"mean": m, "sd": s}, "soft ECE %": {"mean": m, "sd": s}}  # noqa: E731
+    row = lambda m, s: {"ece": {"mean": m, "sd": s}, "soft_ece": {"mean": m, "sd": s}}  # noqa: E731
     text = bench.verdict({"vls": row(0.02, 0.003), "ce": row(0.05, 0.004),
                           "svls": row(0.024, 0.004)})
     assert "VLS 2.00 vs ce 5.00 (lower)" in text["vls_vs_ce"]
@@ -52,3 +52,12 @@ def test_target_distance_hand_case(bench: ModuleType, tmp_path: Path) -> None:
     assert d["total_variation"] == pytest.approx(0.4)
     ce = bench.target_distance(fake, "ce", {}, None)
     assert (ce["mass_off_label"], ce["total_variation"]) == pytest.approx((0.0, 0.5))
+
+
+def test_wall_seconds_sums_timed_runs_and_counts_untimed(bench: ModuleType,
+                                                         tmp_path: Path) -> None:
+    (tmp_path / "timing.jsonl").write_text(
+        '{"run": "r/a", "seconds": 10.5}\n{"run": "r/b", "seconds": 2.0}\n'
+        '{"run": "r/a", "seconds": 4.0}\n')  # a resumed run: its two calls add up
+    wall = bench.wall_seconds(tmp_path, [Path("r/a"), Path("r/c")])
+    assert wall == {"seconds": 14.5, "runs": 2, "untimed": 1}
