@@ -50,9 +50,11 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from calibration_metrics import machine_info  # noqa: E402
+from run_timing import record, wall_seconds  # noqa: E402
 from ud_multilabel import densecal_cli, ensure_data, mean_std  # noqa: E402
 
 from densecal.atomic import atomic_write_text  # noqa: E402
+from densecal.methods.engine.checkpoints import epochs_trained, read_checkpoint  # noqa: E402
 
 #: result key -> (method, ud options); every student uses resnet-tiny.
 STUDENTS: dict[str, tuple[str, dict[str, str]]] = {
@@ -72,10 +74,13 @@ QUICK = {"n_train": 16, "n_val": 8, "n_test": 16, "scene_size": 32, "image_size"
 
 def train(run: Path, method: str, backbone: str, epochs: int, seed: int, data: Path,
           setup: dict[str, Any], options: dict[str, str], teacher: Path | None = None) -> Path:
-    """Train (or continue) one run; returns its checkpoint."""
+    """Train (or continue) one run, its wall time recorded in ``run.parent / timing.jsonl``;
+    returns its checkpoint."""
     ckpt = run / "checkpoints" / "last.ckpt"
     if ckpt.is_file():
-        densecal_cli(["train", "--resume", "--out", str(run), "--epochs", str(epochs)])
+        if epochs_trained(read_checkpoint(ckpt)[0]) < epochs:
+            with record(run.parent / "timing.jsonl", run):
+                densecal_cli(["train", "--resume", "--out", str(run), "--epochs", str(epochs)])
         return ckpt
     args = ["train", "--method", method, "--model", backbone, "--data", str(data / "train"),
             "--val-data", str(data / "val"), "--epochs", str(epochs), "--image-size",
@@ -84,7 +89,8 @@ def train(run: Path, method: str, backbone: str, epochs: int, seed: int, data: P
     args += [x for k, v in options.items() for x in ("--set", f"ud.{k}={v}")]
     if teacher is not None:
         args += ["--teacher", str(teacher)]
-    densecal_cli(args)
+    with record(run.parent / "timing.jsonl", run):
+        densecal_cli(args)
     return ckpt
 
 
@@ -162,8 +168,9 @@ def markdown(result: dict[str, Any]) -> str:
               "FP rate elsewhere", "class-wise ECE")
     lines = [f"# Uncertainty distillation with controls ({setup['seeds']} student seeds, one "
              f"teacher)", "",
-             f"Command: `OMP_NUM_THREADS=1 python benchmarks/ud_controls.py` (wall time "
-             f"{result['seconds']:.0f} s). {setup['n_train']} train / {setup['n_test']} test "
+             f"Command: `OMP_NUM_THREADS=1 python benchmarks/ud_controls.py` (this "
+             f"invocation {result['seconds']:.0f} s; training wall time below). "
+             f"{setup['n_train']} train / {setup['n_test']} test "
              f"scenes at {setup['image_size']} px; teacher resnet-small {setup['teacher_epochs']} "
              f"epochs (seed 0, shared), students resnet-tiny {setup['epochs']} epochs; from "
              f"scratch (no pretrained weights here; the paper's networks are "
@@ -175,7 +182,12 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {model} | " + " | ".join(cell(result[model][k]) for k in MEASURES)
                      + " |")
     d = result["teacher_branch"]
-    lines += ["", f"Teacher branch: easy positives' share {d['easy_share']:.3f}, difficult "
+    lines += ["", "Training wall time, s (summed over seeds; runs trained before timing was "
+                  "recorded are counted as untimed): " + ", ".join(
+                      f"{m} {w['seconds']:.0f}" + (f" ({w['untimed']} untimed)" if w["untimed"]
+                                                   else "")
+                      for m, w in result["training_wall"].items()) + ".", "",
+              f"Teacher branch: easy positives' share {d['easy_share']:.3f}, difficult "
                   f"{d['difficult_share']:.3f} ({d['easy_n']} / {d['difficult_n']} labels); "
                   f"AUROC easy vs difficult {d['teacher_branch_auroc']:.3f}.", "",
               f"Verdict: the students' gain on difficult labels is due to "
@@ -260,15 +272,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                           measures(teacher_pred).items()}}
     result["teacher_branch"] = branch_diagnostic(teacher_pred)
     result["teacher_branch_auroc"] = result["teacher_branch"]["teacher_branch_auroc"]
+    timing = work / "timing.jsonl"
+    wall = {"teacher": wall_seconds(timing, [work / "teacher"])}
     per_seed: dict[str, list[dict[str, float | None]]] = {}
     for name, (method, options) in STUDENTS.items():
         per_seed[name] = []
-        for seed in range(args.seeds):
-            run = work / f"{name}-seed{seed}"
+        runs = [work / f"{name}-seed{seed}" for seed in range(args.seeds)]
+        for seed, run in enumerate(runs):
             ckpt = train(run, method, "resnet-tiny", args.epochs, seed, data, setup, options,
                          teacher if method == "ud-student" else None)
             per_seed[name].append(measures(predict(ckpt, data / "test")))
         result[name] = {k: mean_std([r[k] for r in per_seed[name]]) for k in MEASURES}
+        wall[name] = wall_seconds(timing, runs)
+    result["training_wall"] = wall
     result["per_seed"] = per_seed
     result["verdict"] = verdict(result)
     result["seconds"] = round(time.perf_counter() - start, 1)

@@ -33,6 +33,7 @@ total-variation distance; and the stage-1 KL per image and posterior sigma per e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -50,6 +51,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from car_ambiguity import ROOT, emit, machine_info
+from run_timing import record, wall_seconds
 
 from densecal.data.pairs import find_pairs
 from densecal.data.readers import read_label
@@ -81,32 +83,15 @@ def setting_name(method: str, setting: dict[str, float]) -> str:
 
 def densecal(*args: object, log: Path) -> None:
     """One single-thread ``densecal`` process; its output goes to ``log``. A ``train`` call's
-    wall time is appended to ``timing.jsonl`` beside the log (``{"run", "seconds"}``)."""
+    wall time is appended to ``timing.jsonl`` beside the log (``run_timing``)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    start = time.perf_counter()
-    with log.open("a") as f:
+    run = args[list(args).index("--out") + 1] if args[0] == "train" else None
+    clock = record(log.parent / "timing.jsonl", run) if run else contextlib.nullcontext()
+    with clock, log.open("a") as f:
         done = subprocess.run([sys.executable, "-m", "densecal", *map(str, args)], stdout=f,
                               stderr=subprocess.STDOUT, env=env, check=False)
-    if done.returncode:
-        raise RuntimeError(f"densecal {' '.join(map(str, args[:3]))} failed: see {log}")
-    if args[0] == "train":
-        run = str(args[list(args).index("--out") + 1])
-        with (log.parent / "timing.jsonl").open("a") as f:
-            f.write(json.dumps({"run": run, "seconds": round(time.perf_counter() - start, 1)})
-                    + "\n")
-
-
-def wall_seconds(root: Path, runs: list[Path]) -> dict[str, Any]:
-    """Summed recorded training wall time of ``runs`` (``timing.jsonl``); runs trained before
-    timing was recorded are counted in ``untimed``."""
-    timed: dict[str, float] = {}
-    path = root / "timing.jsonl"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            timed[row["run"]] = timed.get(row["run"], 0.0) + row["seconds"]
-    return {"seconds": round(sum(timed.get(str(r), 0.0) for r in runs), 1),
-            "runs": len(runs), "untimed": sum(str(r) not in timed for r in runs)}
+        if done.returncode:
+            raise RuntimeError(f"densecal {' '.join(map(str, args[:3]))} failed: see {log}")
 
 
 class Bench:
@@ -285,8 +270,8 @@ def run_dataset(bench: Bench, args: argparse.Namespace, pool: ThreadPoolExecutor
         table[m]["chosen"] = chosen["vls" if m == "vls-bottleneck" else m]["setting"]
         grid_runs = ([] if m == "vls-bottleneck" else
                      [runs[(m, setting_name(m, st))] for st in GRID[m]])
-        table[m]["wall"] = {"tuning": wall_seconds(bench.root, grid_runs),
-                            "other_seeds": wall_seconds(bench.root, [
+        table[m]["wall"] = {"tuning": wall_seconds(bench.root / "timing.jsonl", grid_runs),
+                            "other_seeds": wall_seconds(bench.root / "timing.jsonl", [
                                 r for r in final_runs[m] if r not in grid_runs])}
     targets = {}
     for m in (*GRID, "vls-bottleneck"):
@@ -303,7 +288,7 @@ def run_dataset(bench: Bench, args: argparse.Namespace, pool: ThreadPoolExecutor
                                      "diagnostics.json").read_text())["networks"][0]["collapsed"]
                                     for f in futures.values()),
                                 "kl_per_image": report["kl_mean"],
-                                "wall": wall_seconds(bench.root, [
+                                "wall": wall_seconds(bench.root / "timing.jsonl", [
                                     f.result().parent.parent.parent
                                     for f in futures.values()])}
     return {"chosen": chosen, "grid": grid_table, "methods": table, "targets": targets,

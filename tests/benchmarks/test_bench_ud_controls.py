@@ -50,6 +50,8 @@ def test_quick_run(bench: ModuleType, tmp_path: Path) -> None:
     assert saved["gt"]["map"]["n"] == 2 and saved["teacher"]["map"]["n"] == 1
     assert 0.0 <= result["teacher_branch_auroc"] <= 1.0
     assert "| ud_mean |" in (tmp_path / "ud_controls.md").read_text()
+    wall = saved["training_wall"]["gt"]
+    assert (wall["runs"], wall["untimed"]) == (2, 0) and wall["seconds"] > 0
 
 
 def _stats(**means: tuple[float, float]) -> dict[str, dict[str, dict[str, float]]]:

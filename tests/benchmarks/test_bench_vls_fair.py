@@ -53,11 +53,3 @@ def test_target_distance_hand_case(bench: ModuleType, tmp_path: Path) -> None:
     ce = bench.target_distance(fake, "ce", {}, None)
     assert (ce["mass_off_label"], ce["total_variation"]) == pytest.approx((0.0, 0.5))
 
-
-def test_wall_seconds_sums_timed_runs_and_counts_untimed(bench: ModuleType,
-                                                         tmp_path: Path) -> None:
-    (tmp_path / "timing.jsonl").write_text(
-        '{"run": "r/a", "seconds": 10.5}\n{"run": "r/b", "seconds": 2.0}\n'
-        '{"run": "r/a", "seconds": 4.0}\n')  # a resumed run: its two calls add up
-    wall = bench.wall_seconds(tmp_path, [Path("r/a"), Path("r/c")])
-    assert wall == {"seconds": 14.5, "runs": 2, "untimed": 1}
