@@ -23,11 +23,14 @@ JSON says which). VLS's stage 1 is the paper's network at the official lr 1e-4 f
 ``--stage1-epochs`` epochs, trained once per seed and shared by its grid points (soft labels are
 cheap once stage 1 exists). The chosen settings then run with seeds 0..``--seeds``-1 and are
 evaluated on the test split: Dice, ECE (all pixels, foreground, class-wise), soft-truth ECE and
-NLL, mean +- sd. Labelled extra row ``vls-bottleneck``: densecal's non-paper stage 1 (latent at
-the bottleneck, no skips, KL annealing over ``--stage1-epochs / 4`` epochs) at VLS's chosen
-(tau, a). Also reported: each method's training targets against the soft truth on ambiguous
-training pixels (soft-truth maximum below 0.99): the mass taken off the mask's label and the
-total-variation distance; and the stage-1 KL per image and posterior sigma per epoch.
+NLL, mean +- sd. Labelled extra rows at VLS's chosen (tau, a), each with its own stage 1 per
+seed: ``vls-bottleneck``, densecal's non-paper network (latent at the bottleneck, no skips, KL
+annealing over ``--stage1-epochs / 4`` epochs), and ``vls-elbo``, the paper's network with the
+KL weighed ``1 / size**2`` (``--vls-kl-weight``: the per-image KL against a CE summed over
+pixels, the ELBO of a per-pixel likelihood; non-paper). Also reported: each method's training
+targets against the soft truth on ambiguous training pixels (soft-truth maximum below 0.99):
+the mass taken off the mask's label and the total-variation distance; and per stage-1 variant
+the KL per image and posterior sigma per epoch.
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ GRID: dict[str, list[dict[str, float]]] = {
     "vls": [{"vls_tau": t, "vls_mix": a} for t in (1.0, 2.0, 5.0, 10.0) for a in (0.3, 0.6, 1.0)],
 }
 DATASETS = {"partial": [], "rater": ["--rater", "dark-gm"]}
+#: stage-1 networks: the paper's, then the labelled non-paper extras (module docstring)
+STAGE1_VARIANTS = ("paper", "bottleneck", "elbo")
+EXTRA_VARIANTS = STAGE1_VARIANTS[1:]
 AMBIGUOUS = 0.99
 #: result key -> (table label, keys in the ``densecal evaluate`` metrics.json)
 COLUMNS = {"dice": ("Dice", ("segmentation", "dice")), "ece": ("ECE %", ("calibration", "ece")),
@@ -116,13 +122,21 @@ class Bench:
     def run_dir(self, method: str, setting: dict[str, float], seed: int) -> Path:
         return self.root / "runs" / f"seed{seed}" / setting_name(method, setting)
 
+    def stage1_options(self, variant: str) -> list[object]:
+        """The stage-1 options of ``variant`` (module docstring)."""
+        if variant == "bottleneck":
+            return ["--vls-variant", variant,
+                    "--vls-kl-warmup", max(1, self.args.stage1_epochs // 4)]
+        if variant == "elbo":
+            return ["--vls-kl-weight", 1.0 / self.args.size**2]
+        return []
+
     def stage1(self, seed: int, variant: str = "paper") -> Path:
         """Train (once) the stage-1 network of ``variant`` for ``seed``; its checkpoint."""
         run = self.root / "runs" / f"seed{seed}" / f"stage1_{variant}"
         ckpt = run / "vls" / "stage1" / "last.ckpt"
         if not (run / "checkpoints" / "last.ckpt").is_file():
-            extra = [] if variant == "paper" else [
-                "--vls-variant", variant, "--vls-kl-warmup", max(1, self.args.stage1_epochs // 4)]
+            extra = self.stage1_options(variant)
             # a one-epoch stage 2 just to make the run complete; the run is only its stage 1
             densecal("train", "--method", "vls", *self.common(seed), "--epochs", 1,
                      "--vls-stage1-epochs", self.args.stage1_epochs, *extra, "--out", run,
@@ -137,7 +151,7 @@ class Bench:
         options = [f"--{k.replace('_', '-')}" for k in setting]
         flat = [x for k, v in zip(options, setting.values(), strict=True) for x in (k, v)]
         extra = ["--vls-stage1", stage1] if stage1 is not None else []
-        if variant != "paper":
+        if variant == "bottleneck":
             extra += ["--vls-variant", variant]
         densecal("train", "--method", method, *self.common(seed), *flat, *extra,
                  "--out", run, *(["--resume"] if run_started(run) else []),
@@ -233,8 +247,9 @@ def stage1_curves(run: Path) -> dict[str, list[float]]:
 def run_dataset(bench: Bench, args: argparse.Namespace, pool: ThreadPoolExecutor
                 ) -> dict[str, Any]:
     """Grid on seed 0, selection on validation, the chosen settings over seeds, on test."""
-    stage1 = {s: pool.submit(bench.stage1, s) for s in range(args.seeds)}
-    bottleneck = {s: pool.submit(bench.stage1, s, "bottleneck") for s in range(args.seeds)}
+    stage1s = {v: {s: pool.submit(bench.stage1, s, v) for s in range(args.seeds)}
+               for v in STAGE1_VARIANTS}
+    stage1 = stage1s["paper"]
     jobs = {(m, setting_name(m, st)): pool.submit(bench.train, m, st, 0)
             for m, sts in GRID.items() if m != "vls" for st in sts}
     paper0 = stage1[0].result()
@@ -254,9 +269,9 @@ def run_dataset(bench: Bench, args: argparse.Namespace, pool: ThreadPoolExecutor
                              stage1[s].result() if m == "vls" else None)
                  for s in range(args.seeds)] for m in GRID}
     vls_setting = chosen["vls"]["setting"]
-    final["vls-bottleneck"] = [pool.submit(bench.train, "vls", vls_setting, s,
-                                           bottleneck[s].result(), "bottleneck")
-                               for s in range(args.seeds)]
+    for v in EXTRA_VARIANTS:
+        final[f"vls-{v}"] = [pool.submit(bench.train, "vls", vls_setting, s,
+                                         stage1s[v][s].result(), v) for s in range(args.seeds)]
     final_runs = {m: [job.result() for job in jobs_] for m, jobs_ in final.items()}
     tests = {m: [bench.evaluate(r, "test") for r in rs] for m, rs in final_runs.items()}
     table: dict[str, dict[str, Any]] = {}
@@ -267,19 +282,19 @@ def run_dataset(bench: Bench, args: argparse.Namespace, pool: ThreadPoolExecutor
             table[m][key] = {"mean": statistics.fmean(values),
                              "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
                              "values": values}
-        table[m]["chosen"] = chosen["vls" if m == "vls-bottleneck" else m]["setting"]
-        grid_runs = ([] if m == "vls-bottleneck" else
+        table[m]["chosen"] = chosen["vls" if m.startswith("vls") else m]["setting"]
+        grid_runs = ([] if m not in GRID else
                      [runs[(m, setting_name(m, st))] for st in GRID[m]])
         table[m]["wall"] = {"tuning": wall_seconds(bench.root / "timing.jsonl", grid_runs),
                             "other_seeds": wall_seconds(bench.root / "timing.jsonl", [
                                 r for r in final_runs[m] if r not in grid_runs])}
     targets = {}
-    for m in (*GRID, "vls-bottleneck"):
-        setting = vls_setting if m == "vls-bottleneck" else chosen[m]["setting"]
+    for m in final_runs:
+        setting = chosen["vls" if m.startswith("vls") else m]["setting"]
         soft_dir = final_runs[m][0] / "vls" / "soft_labels" if m.startswith("vls") else None
         targets[m] = target_distance(bench, m, setting, soft_dir)
     diagnostics = {}
-    for variant, futures in (("paper", stage1), ("bottleneck", bottleneck)):
+    for variant, futures in stage1s.items():
         run = futures[0].result().parent.parent.parent
         report = json.loads((run / "vls" / "diagnostics.json").read_text())["networks"][0]
         diagnostics[variant] = {"final": report, "per_epoch": stage1_curves(run),
@@ -365,7 +380,7 @@ def figure(result: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for dataset, r in result["datasets"].items():
         for variant, d in r["stage1"].items():
-            style = "-" if variant == "paper" else "--"
+            style = {"paper": "-", "bottleneck": "--"}.get(variant, ":")
             for ax, key in zip(axes, ("kl", "sigma"), strict=True):
                 ax.plot(d["per_epoch"][key], style, label=f"{dataset}, {variant}")
     axes[0].set(xlabel="stage-1 epoch", ylabel="KL per image (nats)", yscale="log")

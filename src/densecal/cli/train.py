@@ -161,6 +161,10 @@ def train(
     vls_kl_warmup: int = typer.Option(0, "--vls-kl-warmup",
                                       help="VLS: stage-1 epochs of linear KL annealing (0: "
                                            "off, as the paper)."),
+    vls_kl_weight: float = typer.Option(1.0, "--vls-kl-weight",
+                                        help="VLS: stage-1 KL weight beta (1: the paper; "
+                                             "1/(S*S) for S-px images: the per-pixel ELBO, "
+                                             "non-paper)."),
     vls_folds: int = typer.Option(1, "--vls-folds",
                                   help="VLS: cross-fitting folds (non-paper; 1: off): soft "
                                        "labels of each block from a CVAE trained on the "
@@ -221,6 +225,7 @@ def train(
                          vls_stage1=str(vls_stage1) if vls_stage1 else None,
                          vls_stage1_lr=vls_stage1_lr, vls_variant=vls_variant,
                          vls_kl_warmup=vls_kl_warmup, vls_folds=vls_folds,
+                         vls_kl_weight=vls_kl_weight,
                          extra=parse_settings(settings))
     if recipe == "official":
         config = with_recipe(ctx, config)

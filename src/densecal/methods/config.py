@@ -119,6 +119,9 @@ class TrainConfig:
             every segmentation passes through it; see :mod:`densecal.methods.vls.nets`).
         vls_kl_warmup: stage-1 epochs over which the KL weight rises linearly from ``1/W`` to 1
             (KL annealing; 0 = weight 1 throughout, as the paper).
+        vls_kl_weight: stage-1 KL weight ``beta > 0`` (1 as the paper). ``1 / (S * S)`` for
+            ``S``-pixel images weighs the per-image KL against a CE *summed* over pixels, the
+            ELBO of a per-pixel likelihood (non-paper; it gives the latent a reason to live).
         vls_folds: cross-fitting folds (non-paper option): with ``F >= 2`` the soft labels of
             each of ``F`` contiguous blocks of the training set come from a conditional VAE
             trained on the other blocks, so no soft label is written by a network that saw
@@ -177,6 +180,7 @@ class TrainConfig:
     vls_variant: str = "paper"
     vls_kl_warmup: int = 0
     vls_folds: int = 1
+    vls_kl_weight: float = 1.0
     accelerator: str = "auto"
     devices: str = "auto"
     num_nodes: int = 1

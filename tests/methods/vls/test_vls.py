@@ -322,7 +322,8 @@ def test_load_stage1_bad_files(tmp_path: Path) -> None:
     ({"vls_tau": 0.0}, "--vls-tau"), ({"vls_mix": 1.5}, "--vls-mix"),
     ({"vls_stage1_epochs": 0}, "--vls-stage1-epochs"), ({"vls_stage1_lr": 0.0}, "--vls-stage1-lr"),
     ({"vls_variant": "x"}, "--vls-variant"), ({"vls_kl_warmup": -1}, "--vls-kl-warmup"),
-    ({"vls_folds": 0}, "--vls-folds")])
+    ({"vls_folds": 0}, "--vls-folds"), ({"vls_kl_weight": 0.0}, "--vls-kl-weight"),
+    ({"vls_kl_weight": float("nan")}, "--vls-kl-weight")])
 def test_bad_vls_options(change: dict[str, object], fragment: str) -> None:
     config = replace(TrainConfig(method="vls", num_classes=3), **change)
     with pytest.raises(DensecalInputError, match=fragment):
@@ -502,6 +503,10 @@ def test_stage1_optimiser_and_kl_schedule() -> None:
     assert weights == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     plain = vls_mod.VLSStage1Module(TrainConfig(method="vls", num_classes=3).to_dict())
     assert plain.kl_weight() == 1.0 and plain.configure_optimizers().param_groups[0]["lr"] == 1e-4
+    elbo = vls_mod.VLSStage1Module(TrainConfig(method="vls", num_classes=3, vls_kl_weight=0.25,
+                                               vls_kl_warmup=2).to_dict())
+    elbo.trainer = type("T", (), {"current_epoch": 0})()
+    assert elbo.kl_weight() == 0.125  # beta times the annealing weight 1/2
 
 
 def test_bottleneck_variant_routes_everything_through_z() -> None:
@@ -587,9 +592,9 @@ def test_collapse_is_reported_as_a_warning(vls_run: Path) -> None:
     (net,) = report["networks"]
     assert report["collapse_kl"] == vls_mod.COLLAPSE_KL
     assert net["collapsed"] == (net["kl_mean"] < vls_mod.COLLAPSE_KL)
-    note = vls_mod._collapse_note(net, "", "paper")
-    assert "posterior collapse" in note and "--vls-variant bottleneck" in note
-    assert "--vls-variant" not in vls_mod._collapse_note(net, "", "bottleneck")
+    note = vls_mod._collapse_note(net, "", 1.0)
+    assert "posterior collapse" in note and "--vls-kl-weight" in note
+    assert "--vls-kl-weight" not in vls_mod._collapse_note(net, "", 1 / 4096)  # already tried
 
 
 def test_cli_crossfit_refuses_a_reused_stage1(vls_run: Path, scenes: Path, tmp_path: Path,

@@ -162,6 +162,7 @@ def _vls(config: TrainConfig, num_images: int) -> MethodLoss:
     parse_choice(VLSVariant, config.vls_variant, "--vls-variant")
     check_int("--vls-kl-warmup", config.vls_kl_warmup, low=0, high=RUN_LIMITS["epochs"])
     check_int("--vls-folds", config.vls_folds, low=1, high=100)
+    check_number("--vls-kl-weight", config.vls_kl_weight, 0.0, 1e6, low_open=True)
     return MethodLoss(SoftLabelKLLoss(ignore_index=config.ignore_index))
 
 

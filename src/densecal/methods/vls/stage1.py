@@ -127,13 +127,15 @@ class VLSStage1Module(StepSeeded, L.LightningModule):
 
     Args:
         config: the run configuration as a dict (``num_classes >= 2``, ``vls_latent``,
-            ``vls_variant``, ``vls_stage1_lr``, ``vls_kl_warmup`` and ``ignore_index`` are used).
+            ``vls_variant``, ``vls_stage1_lr``, ``vls_kl_warmup``, ``vls_kl_weight`` and
+            ``ignore_index`` are used).
         kind: checkpoint marker (:data:`STAGE1_KIND`), saved in the hyper-parameters so that
             :func:`load_stage1` can recognise the file.
 
     Optimiser: Adam at ``vls_stage1_lr``, constant (the official code's 1e-4); stage 2's ``lr``
-    and decay do not apply. The KL weight ``w`` is 1, or ``min(1, (e + 1) / W)`` in epoch ``e``
-    with ``W = vls_kl_warmup > 0`` (KL annealing, non-paper).
+    and decay do not apply. The KL weight ``w`` is ``beta = vls_kl_weight`` (1 in the paper),
+    times ``min(1, (e + 1) / W)`` in epoch ``e`` with ``W = vls_kl_warmup > 0`` (KL annealing,
+    non-paper).
 
     Batches are :class:`~densecal.data.FolderDataset` dicts with ``labels=True``: ``image``
     ``(N, 3, S, S)`` in [0, 1], ``mask`` ``(N, S, S)`` int64. Logged per epoch: ``stage1_loss``,
@@ -150,9 +152,9 @@ class VLSStage1Module(StepSeeded, L.LightningModule):
                              variant=self.config.vls_variant)
 
     def kl_weight(self) -> float:
-        """``w`` of the current epoch (1 without annealing)."""
-        warmup = self.config.vls_kl_warmup
-        return 1.0 if warmup <= 0 else min(1.0, (self.current_epoch + 1) / warmup)
+        """``w`` of the current epoch (``beta`` without annealing)."""
+        warmup, beta = self.config.vls_kl_warmup, self.config.vls_kl_weight
+        return beta if warmup <= 0 else beta * min(1.0, (self.current_epoch + 1) / warmup)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         image, labels = batch["image"], batch["mask"]
@@ -438,8 +440,9 @@ def posterior_diagnostics(cvae: ConditionalVAE, dataset: FolderDataset, config: 
             "collapsed": bool(values.mean() < COLLAPSE_KL)}
 
 
-def _collapse_note(report: dict[str, Any], where: str, variant: str) -> str:
-    hint = " (try --vls-variant bottleneck with --vls-kl-warmup)" if variant == "paper" else ""
+def _collapse_note(report: dict[str, Any], where: str, kl_weight: float) -> str:
+    hint = (" (--vls-kl-weight 1/(S*S) for S-px images weighs the KL as the per-pixel ELBO "
+            "does)" if kl_weight >= 1.0 else "")
     return (f"VLS stage 1{where}: posterior collapse (mean KL {report['kl_mean']:.4f} nats per "
             f"image < {COLLAPSE_KL}, posterior sigma {report['sigma_mean']:.3f}): the "
             f"{report['images']} images' m samples are nearly one map, so the soft labels are "
@@ -494,7 +497,7 @@ def soft_label_training_set(config: TrainConfig, run_dir: Path, train_set: Folde
                                                                  device=device)}
         if report["collapsed"]:
             warnings.warn(_collapse_note(report, f" (fold {k})" if folds > 1 else "",
-                                         config.vls_variant),
+                                         config.vls_kl_weight),
                           stacklevel=2)
         reports.append(report)
     atomic_write_text(diagnostics_path(run_dir), json.dumps(
