@@ -50,7 +50,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from calibration_metrics import machine_info  # noqa: E402
-from run_timing import record, wall_seconds  # noqa: E402
+from run_timing import record, wall_gaps, wall_seconds  # noqa: E402
 from ud_multilabel import densecal_cli, ensure_data, mean_std  # noqa: E402
 
 from densecal.atomic import atomic_write_text  # noqa: E402
@@ -183,9 +183,8 @@ def markdown(result: dict[str, Any]) -> str:
                      + " |")
     d = result["teacher_branch"]
     lines += ["", "Training wall time, s (summed over seeds; runs trained before timing was "
-                  "recorded are counted as untimed): " + ", ".join(
-                      f"{m} {w['seconds']:.0f}" + (f" ({w['untimed']} untimed)" if w["untimed"]
-                                                   else "")
+                  "recorded are untimed, runs resumed after it partly timed): " + ", ".join(
+                      f"{m} {w['seconds']:.0f}{wall_gaps(w)}"
                       for m, w in result["training_wall"].items()) + ".", "",
               f"Teacher branch: easy positives' share {d['easy_share']:.3f}, difficult "
                   f"{d['difficult_share']:.3f} ({d['easy_n']} / {d['difficult_n']} labels); "

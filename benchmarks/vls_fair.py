@@ -54,7 +54,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from car_ambiguity import ROOT, emit, machine_info
-from run_timing import record, wall_seconds
+from run_timing import record, wall_gaps, wall_seconds
 
 from densecal.data.pairs import find_pairs
 from densecal.data.readers import read_label
@@ -330,9 +330,8 @@ def verdict(table: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 
 def _wall_cell(wall: dict[str, dict[str, Any]]) -> str:
-    untimed = sum(w["untimed"] for w in wall.values())
-    note = f" ({untimed} runs untimed)" if untimed else ""
-    return f"{wall['tuning']['seconds']:.0f} + {wall['other_seeds']['seconds']:.0f}{note}"
+    return (f"{wall['tuning']['seconds']:.0f}{wall_gaps(wall['tuning'])} + "
+            f"{wall['other_seeds']['seconds']:.0f}{wall_gaps(wall['other_seeds'])}")
 
 
 def markdown(result: dict[str, Any]) -> str:

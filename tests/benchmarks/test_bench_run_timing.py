@@ -22,7 +22,11 @@ def test_wall_seconds_sums_timed_runs_and_counts_untimed(timing: ModuleType,
     path.write_text('{"run": "r/a", "seconds": 10.5}\n{"run": "r/b", "seconds": 2.0}\n'
                     '{"run": "r/a", "seconds": 4.0}\n')  # a resumed run: its two calls add up
     wall = timing.wall_seconds(path, [Path("r/a"), Path("r/c")])
-    assert wall == {"seconds": 14.5, "runs": 2, "untimed": 1}
+    assert wall == {"seconds": 14.5, "runs": 2, "untimed": 1, "partly_timed": 0}
+    with path.open("a") as f:  # r/b's first epochs were trained before timing was recorded
+        f.write('{"run": "r/b", "seconds": 0, "partial": true}\n')
+    assert timing.wall_seconds(path, [Path("r/b")]) == {"seconds": 2.0, "runs": 1,
+                                                        "untimed": 0, "partly_timed": 1}
     assert timing.wall_seconds(tmp_path / "missing.jsonl", [Path("r/a")])["untimed"] == 1
 
 
