@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -199,15 +200,68 @@ def markdown(result: dict[str, Any]) -> str:
 CLAIM = {"map_hard": 1, "difficult_fp_rate": -1}
 
 
+PAIRS = (("kd", "gt"), ("pdd", "kd"), ("ud", "pdd"), ("ud", "kd"), ("ud", "gt"))
+
+
+def claim_measures(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """``map_hard`` and ``difficult_fp_rate`` of one model's ``(N, C)`` probabilities."""
+    from densecal.metrics.functional.multilabel import ranking_metrics
+
+    difficult = labels == 2
+    return {"map_hard": float(ranking_metrics(torch.from_numpy(probs),
+                                              torch.from_numpy(labels))["map_hard"]),
+            "difficult_fp_rate": float((probs[difficult] > 0.5).mean())}
+
+
+def paired_bootstrap(preds: dict[str, list[dict[str, np.ndarray]]], n_boot: int = 1000,
+                     seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+    """Seed-averaged ``a - b`` of :data:`PAIRS` on the claim's measures, with a 95 %
+    percentile interval over test images drawn with replacement; every model and seed is
+    scored on the same draw (paired), so the interval is the test set's sampling noise of the
+    difference, which the seed sd does not see. Keys ``"a-b"`` -> measure -> ``{diff, lo,
+    hi}``."""
+    labels = next(iter(preds.values()))[0]["labels"]
+    rng = np.random.default_rng(seed)
+    models = sorted({m for pair in PAIRS for m in pair})
+
+    def averaged(idx: np.ndarray) -> dict[str, dict[str, float]]:
+        out = {}
+        for m in models:
+            scores = [claim_measures(p["probs"][idx], labels[idx]) for p in preds[m]]
+            out[m] = {k: float(np.mean([r[k] for r in scores])) for k in CLAIM}
+        return out
+
+    full = averaged(np.arange(len(labels)))
+    draws = [averaged(rng.integers(0, len(labels), len(labels))) for _ in range(n_boot)]
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    for a, b in PAIRS:
+        result[f"{a}-{b}"] = {}
+        for k in CLAIM:
+            diffs = [d[a][k] - d[b][k] for d in draws]
+            lo, hi = np.nanpercentile(diffs, [2.5, 97.5])
+            result[f"{a}-{b}"][k] = {"diff": full[a][k] - full[b][k], "lo": float(lo),
+                                     "hi": float(hi)}
+    return result
+
+
 def compare(result: dict[str, Any], a: str, b: str, key: str) -> dict[str, Any]:
-    """``a - b`` on ``key`` with the yard ``hypot(sd_a, sd_b)`` (seed sds, ddof 1): ``better``,
-    ``worse`` (in the claim's direction, beyond the yard) or ``same`` (within it)."""
+    """``a - b`` on ``key`` with the yard ``hypot(sd_a, sd_b)`` (seed sds, ddof 1): ``better``
+    or ``worse`` (in the claim's direction) when the difference exceeds the yard and, if
+    ``result["paired_bootstrap"]`` is there, its 95 % interval over test images excludes 0 on
+    the same side; ``same`` otherwise."""
     ra, rb = result[a][key], result[b][key]
     diff = ra["mean"] - rb["mean"]
     yard = float(np.hypot(ra["std"] or 0.0, rb["std"] or 0.0))
     signed = CLAIM[key] * diff
-    word = "better" if signed > yard else "worse" if signed < -yard else "same"
-    return {"a": a, "b": b, "key": key, "diff": diff, "yard": yard, "word": word}
+    interval = result.get("paired_bootstrap", {}).get(f"{a}-{b}", {}).get(key)
+    signed_lo = (min(CLAIM[key] * interval["lo"], CLAIM[key] * interval["hi"])
+                 if interval else math.inf)
+    signed_hi = (max(CLAIM[key] * interval["lo"], CLAIM[key] * interval["hi"])
+                 if interval else -math.inf)
+    word = ("better" if signed > yard and signed_lo > 0
+            else "worse" if signed < -yard and signed_hi < 0 else "same")
+    return {"a": a, "b": b, "key": key, "diff": diff, "yard": yard, "word": word,
+            "interval": interval}
 
 
 def verdict(result: dict[str, Any]) -> dict[str, Any]:
@@ -216,13 +270,13 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
     On mAP-hard and the difficult-label FP rate: ``kd`` vs ``gt`` (distillation as such),
     ``pdd`` vs ``kd`` (the calibration branch in the distilled distribution), ``ud`` vs
     ``pdd`` (UAD) and ``ud`` vs ``kd``. A difference counts only beyond the seeds' combined
-    sd. The answer is ``uncertainty distillation`` when ud beats kd on one measure and is not
-    worse on the other; ``distillation as such`` when kd beats gt that way and ud does not beat
-    kd; ``no gain`` when neither kd nor ud is better than gt on either measure; ``not
-    resolvable`` otherwise (a gain over gt that the controls cannot attribute).
+    sd and outside the paired bootstrap interval's 0 (:func:`compare`). The answer is
+    ``uncertainty distillation`` when ud beats kd on one measure and is not worse on the
+    other; ``distillation as such`` when kd beats gt that way and ud does not beat kd; ``no
+    gain`` when neither kd nor ud is better than gt on either measure; ``not resolvable``
+    otherwise (a gain over gt that the controls cannot attribute).
     """
-    pairs = (("kd", "gt"), ("pdd", "kd"), ("ud", "pdd"), ("ud", "kd"), ("ud", "gt"))
-    rows = [compare(result, a, b, key) for a, b in pairs for key in CLAIM]
+    rows = [compare(result, a, b, key) for a, b in PAIRS for key in CLAIM]
 
     def beats(a: str, b: str) -> bool:
         words = [r["word"] for r in rows if (r["a"], r["b"]) == (a, b)]
@@ -236,8 +290,13 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
         answer = "no gain"
     else:
         answer = "not resolvable"
+    def interval(r: dict[str, Any]) -> str:
+        i = r["interval"]
+        return f", 95 % CI [{100 * i['lo']:+.2f}, {100 * i['hi']:+.2f}]" if i else ""
+
     text = "; ".join(f"{r['key']} {r['a']} - {r['b']} = {100 * r['diff']:+.2f} points "
-                     f"(yard {100 * r['yard']:.2f}: {r['word']})" for r in rows)
+                     f"(seed yard {100 * r['yard']:.2f}{interval(r)}: {r['word']})"
+                     for r in rows)
     return {"answer": answer, "comparisons": rows, "text": text}
 
 
@@ -274,17 +333,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     timing = work / "timing.jsonl"
     wall = {"teacher": wall_seconds(timing, [work / "teacher"])}
     per_seed: dict[str, list[dict[str, float | None]]] = {}
+    preds: dict[str, list[dict[str, np.ndarray]]] = {}
     for name, (method, options) in STUDENTS.items():
-        per_seed[name] = []
+        per_seed[name], preds[name] = [], []
         runs = [work / f"{name}-seed{seed}" for seed in range(args.seeds)]
         for seed, run in enumerate(runs):
             ckpt = train(run, method, "resnet-tiny", args.epochs, seed, data, setup, options,
                          teacher if method == "ud-student" else None)
-            per_seed[name].append(measures(predict(ckpt, data / "test")))
+            preds[name].append(predict(ckpt, data / "test"))
+            per_seed[name].append(measures(preds[name][-1]))
         result[name] = {k: mean_std([r[k] for r in per_seed[name]]) for k in MEASURES}
         wall[name] = wall_seconds(timing, runs)
     result["training_wall"] = wall
     result["per_seed"] = per_seed
+    result["paired_bootstrap"] = paired_bootstrap(preds, 100 if args.quick else 1000)
     result["verdict"] = verdict(result)
     result["seconds"] = round(time.perf_counter() - start, 1)
     text = json.dumps(result, indent=2, allow_nan=False)

@@ -79,3 +79,27 @@ def test_verdict_rule(bench: ModuleType, means: dict, answer: str) -> None:
     first = v["comparisons"][0]  # kd - gt on mAP-hard
     assert (first["a"], first["b"], first["key"]) == ("kd", "gt", "map_hard")
     assert first["yard"] == pytest.approx(0.01 * 2 ** 0.5)
+
+
+def test_compare_needs_the_bootstrap_interval_too(bench: ModuleType) -> None:
+    """ud - kd on the FP rate is +0.05 (worse, beyond the seed yard 0.014); it stays "worse"
+    only while the paired interval over test images lies above 0."""
+    stats = _stats(kd=(0.45, 0.25), ud=(0.45, 0.30))
+    assert bench.compare(stats, "ud", "kd", "difficult_fp_rate")["word"] == "worse"
+    stats["paired_bootstrap"] = {"ud-kd": {"difficult_fp_rate": {"diff": 0.05, "lo": 0.01,
+                                                                 "hi": 0.09}}}
+    assert bench.compare(stats, "ud", "kd", "difficult_fp_rate")["word"] == "worse"
+    stats["paired_bootstrap"]["ud-kd"]["difficult_fp_rate"]["lo"] = -0.01
+    assert bench.compare(stats, "ud", "kd", "difficult_fp_rate")["word"] == "same"
+
+
+def test_paired_bootstrap_hand_case(bench: ModuleType) -> None:
+    """Two images, one difficult label each; model a predicts both, b neither: every draw
+    gives a - b = 1 on the FP rate (interval [1, 1])."""
+    labels = np.array([[2, 1], [1, 2]])
+    yes = {"probs": np.array([[0.9, 0.9], [0.9, 0.9]]), "labels": labels}
+    no = {"probs": np.array([[0.1, 0.9], [0.9, 0.1]]), "labels": labels}
+    preds = {m: [no] for m in ("gt", "kd", "pdd", "ud")} | {"ud": [yes, yes]}
+    out = bench.paired_bootstrap(preds, n_boot=50)
+    assert out["ud-kd"]["difficult_fp_rate"] == {"diff": 1.0, "lo": 1.0, "hi": 1.0}
+    assert out["kd-gt"]["difficult_fp_rate"] == {"diff": 0.0, "lo": 0.0, "hi": 0.0}
