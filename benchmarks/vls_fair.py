@@ -337,7 +337,8 @@ def _wall_cell(wall: dict[str, dict[str, Any]]) -> str:
 def markdown(result: dict[str, Any]) -> str:
     lines = ["# CALSeg / VLS, tuned alike, on two brain datasets", "",
              f"Command: `python benchmarks/vls_fair.py --jobs {result['setup']['jobs']}` "
-             f"(wall time {result['machine']['seconds']:.0f} s on "
+             f"(this invocation {result['machine']['seconds']:.0f} s, reusing finished runs; "
+             f"training wall time per method below, summed from `timing.jsonl`; "
              f"{result['machine']['cpu_count']} vCPUs, one thread per run). Setup: "
              f"{result['setup']['protocol']}", ""]
     for dataset, r in result["datasets"].items():
@@ -363,7 +364,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", "Stage 1 (seed 0, after training): " + "; ".join(
             f"{v}: KL {d['final']['kl_mean']:.4f} nats/image, sigma {d['final']['sigma_mean']:.3f}"
             f", sample spread {d['final']['sample_spread']:.4f}, collapsed in "
-            f"{d['collapsed_seeds']}/{result['setup']['seeds']} seeds"
+            f"{d['collapsed_seeds']}/{result['setup']['seeds']} seeds, training "
+            f"{d['wall']['seconds']:.0f} s{wall_gaps(d['wall'])}"
             for v, d in r["stage1"].items()), "",
             "Verdict: " + " | ".join(r["verdict"].values()), ""]
     lines += ["![stage 1](vls_fair_stage1.png)", ""]
