@@ -293,6 +293,9 @@ def run_dataset(bench: Bench, args: argparse.Namespace, pool: ThreadPoolExecutor
         setting = chosen["vls" if m.startswith("vls") else m]["setting"]
         soft_dir = final_runs[m][0] / "vls" / "soft_labels" if m.startswith("vls") else None
         targets[m] = target_distance(bench, m, setting, soft_dir)
+    states = {m: [image_states(r, bench.data / "test") for r in final_runs[m]]
+              for m in ("vls", "ce", "svls")}
+    intervals = paired_bootstrap(states, 100 if args.quick else 1000)
     diagnostics = {}
     for variant, futures in stage1s.items():
         run = futures[0].result().parent.parent.parent
@@ -307,12 +310,73 @@ def run_dataset(bench: Bench, args: argparse.Namespace, pool: ThreadPoolExecutor
                                     f.result().parent.parent.parent
                                     for f in futures.values()])}
     return {"chosen": chosen, "grid": grid_table, "methods": table, "targets": targets,
-            "stage1": diagnostics, "verdict": verdict(table)}
+            "stage1": diagnostics, "paired_bootstrap": intervals,
+            "verdict": verdict(table, intervals)}
 
 
-def verdict(table: dict[str, dict[str, Any]]) -> dict[str, str]:
+def image_states(run: Path, split: Path, n_bins: int = 10) -> np.ndarray:
+    """Per test image the top-label calibration state ``(N, 2, 3, n_bins)``: against the mask
+    and against the soft truth, per equal-width bin ``(lo, hi]`` the pixel count, the summed
+    confidence and the summed accuracy (the mask: argmax correct; the soft truth: its mass at
+    the argmax). Summed over images they give ``densecal evaluate``'s pooled ECEs."""
+    from densecal.data.readers import read_image
+    from densecal.methods.segmentation.inference import load_module, predict_class_probabilities
+
+    pairs = find_pairs(split)
+    module = load_module(run / "checkpoints" / "last.ckpt")
+    states = np.zeros((len(pairs), 2, 3, n_bins))
+    probs = predict_class_probabilities(module, [read_image(p.image) for p in pairs])
+    for i, (pair, prob) in enumerate(zip(pairs, probs, strict=True)):
+        prob = prob.astype(np.float64)
+        mask = read_label(pair.mask).astype(np.int64)
+        soft = np.load(pair.image.parent.parent / "soft" / f"{pair.image.stem}.npy")
+        top, conf = prob.argmax(0), prob.max(0)
+        bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1).ravel()
+        hard = (top == mask).astype(np.float64)
+        mass = np.take_along_axis(soft.astype(np.float64), top[None], 0)[0]
+        for t, accuracy in enumerate((hard, mass)):
+            states[i, t, 0] = np.bincount(bins, minlength=n_bins)
+            states[i, t, 1] = np.bincount(bins, conf.ravel(), minlength=n_bins)
+            states[i, t, 2] = np.bincount(bins, accuracy.ravel(), minlength=n_bins)
+    return states
+
+
+def state_ece(states: np.ndarray) -> np.ndarray:
+    """Pooled ECE of summed states ``(..., 3, n_bins)``: ``sum_b |conf_b - acc_b| / count``."""
+    return np.abs(states[..., 1, :] - states[..., 2, :]).sum(-1) / states[..., 0, :].sum(-1)
+
+
+def paired_bootstrap(states: dict[str, list[np.ndarray]], n_boot: int = 1000, seed: int = 0
+                     ) -> dict[str, dict[str, dict[str, float]]]:
+    """Seed-averaged ``vls - other`` in ECE and soft-truth ECE for other in CE and SVLS, with a
+    95 % percentile interval over test images drawn with replacement (every model and seed on
+    the same draw). ``states[m]`` lists :func:`image_states` per seed. Keys ``"vls-ce"``,
+    ``"vls-svls"`` -> ``"ece"`` / ``"soft_ece"`` -> ``{diff, lo, hi}``."""
+    rng = np.random.default_rng(seed)
+    n = next(iter(states.values()))[0].shape[0]
+
+    def mean_ece(m: str, idx: np.ndarray) -> np.ndarray:  # (2,): mask, soft truth
+        return np.mean([state_ece(st[idx].sum(0)) for st in states[m]], axis=0)
+
+    draws = [rng.integers(0, n, n) for _ in range(n_boot)]
+    full = np.arange(n)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for other in ("ce", "svls"):
+        diffs = np.array([mean_ece("vls", d) - mean_ece(other, d) for d in draws])
+        point = mean_ece("vls", full) - mean_ece(other, full)
+        out[f"vls-{other}"] = {
+            key: {"diff": float(point[t]), "lo": float(np.percentile(diffs[:, t], 2.5)),
+                  "hi": float(np.percentile(diffs[:, t], 97.5))}
+            for t, key in enumerate(("ece", "soft_ece"))}
+    return out
+
+
+def verdict(table: dict[str, dict[str, Any]],
+            intervals: dict[str, dict[str, dict[str, float]]] | None = None) -> dict[str, str]:
     """Plain answers on test ECE (all pixels) and soft-truth ECE: does VLS beat CE, and SVLS?
-    "beats" = lower mean with the difference larger than both seed sds combined."""
+    "lower" / "higher" = the difference exceeds both seed sds combined and, with
+    ``intervals`` (:func:`paired_bootstrap`), its 95 % interval over test images excludes 0 on
+    the same side; otherwise "not separable"."""
     out = {}
     for other in ("ce", "svls"):
         words = []
@@ -321,10 +385,13 @@ def verdict(table: dict[str, dict[str, Any]]) -> dict[str, str]:
             a, b = table["vls"][key], table[other][key]
             margin = math.hypot(a["sd"], b["sd"])
             diff = a["mean"] - b["mean"]
-            word = ("lower" if diff < -margin else "higher" if diff > margin
-                    else "not separable")
+            ci = (intervals or {}).get(f"vls-{other}", {}).get(key)
+            lo, hi = (ci["lo"], ci["hi"]) if ci else (-math.inf, math.inf)
+            word = ("lower" if diff < -margin and (hi < 0 or not ci) else
+                    "higher" if diff > margin and (lo > 0 or not ci) else "not separable")
+            where = f", 95 % CI over test images [{100 * lo:+.2f}, {100 * hi:+.2f}]" if ci else ""
             words.append(f"{label}: VLS {100 * a['mean']:.2f} vs {other} {100 * b['mean']:.2f} "
-                         f"({word})")
+                         f"({word}{where})")
         out[f"vls_vs_{other}"] = "; ".join(words)
     return out
 

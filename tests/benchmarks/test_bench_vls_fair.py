@@ -53,3 +53,29 @@ def test_target_distance_hand_case(bench: ModuleType, tmp_path: Path) -> None:
     ce = bench.target_distance(fake, "ce", {}, None)
     assert (ce["mass_off_label"], ce["total_variation"]) == pytest.approx((0.0, 0.5))
 
+
+
+def test_state_ece_hand_case(bench: ModuleType) -> None:
+    """Two bins: 3 pixels at mean confidence 0.9 with 2 correct, 1 at 0.6 correct:
+    (|2.7 - 2| + |0.6 - 1|) / 4 = 0.275."""
+    states = np.array([[1.0, 3.0], [0.6, 2.7], [1.0, 2.0]])  # rows: count, conf, correct
+    assert bench.state_ece(states) == pytest.approx(0.275)
+
+
+def test_paired_bootstrap_and_verdict_need_the_interval(bench: ModuleType) -> None:
+    """Every image: VLS ECE 0.1 below CE's and equal to SVLS's, so every draw agrees."""
+    one = np.zeros((4, 2, 3, 2))
+    one[:, :, 0, 1] = 10.0  # 10 pixels per image in the top bin
+    one[:, :, 1, 1] = 9.0  # confidence 0.9
+    vls, ce = one.copy(), one.copy()
+    vls[:, :, 2, 1] = 8.0  # accuracy 0.8: ECE 0.1
+    ce[:, :, 2, 1] = 7.0  # accuracy 0.7: ECE 0.2
+    out = bench.paired_bootstrap({"vls": [vls], "ce": [ce], "svls": [vls]}, n_boot=20)
+    assert out["vls-ce"]["ece"] == pytest.approx({"diff": -0.1, "lo": -0.1, "hi": -0.1})
+    assert out["vls-svls"]["soft_ece"] == {"diff": 0.0, "lo": 0.0, "hi": 0.0}
+    row = {"ece": {"mean": 0.1, "sd": 0.01}, "soft_ece": {"mean": 0.1, "sd": 0.01}}
+    worse = {"ece": {"mean": 0.2, "sd": 0.01}, "soft_ece": {"mean": 0.2, "sd": 0.01}}
+    table = {"vls": row, "ce": worse, "svls": worse}
+    assert "(lower, 95 % CI" in bench.verdict(table, out)["vls_vs_ce"]
+    # the seeds separate VLS from SVLS, the test images do not (interval [0, 0])
+    assert "(not separable, 95 % CI" in bench.verdict(table, out)["vls_vs_svls"]
