@@ -30,7 +30,9 @@ KL weighed ``1 / size**2`` (``--vls-kl-weight``: the per-image KL against a CE s
 pixels, the ELBO of a per-pixel likelihood; non-paper). Also reported: each method's training
 targets against the soft truth on ambiguous training pixels (soft-truth maximum below 0.99):
 the mass taken off the mask's label and the total-variation distance; and per stage-1 variant
-the KL per image and posterior sigma per epoch.
+the KL per image and posterior sigma per epoch. The verdict (VLS vs CE and vs SVLS on ECE and
+soft-truth ECE) counts a difference only beyond both seed sds combined and outside its paired
+95 % bootstrap interval over test slices.
 """
 
 from __future__ import annotations
