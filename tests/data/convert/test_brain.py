@@ -425,5 +425,10 @@ def test_rater_dataset_masks_are_rater_draws(tmp_path: Path) -> None:
     assert relabelled > 0 and ambiguous > 0
     text = (tmp_path / "r" / "README.md").read_text()
     assert "Rater `dark-gm`" in text
+    write_brain_dataset(tmp_path / "again", config)  # the same seed writes the same files
+    for path in sorted((tmp_path / "r").rglob("*")):
+        if path.is_file() and path.suffix in (".png", ".npy"):
+            twin = tmp_path / "again" / path.relative_to(tmp_path / "r")
+            assert path.read_bytes() == twin.read_bytes(), path.name
     with pytest.raises(DensecalInputError, match="rater"):
         BrainSliceConfig(rater="lenient")
