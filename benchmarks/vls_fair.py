@@ -431,7 +431,7 @@ def markdown(result: dict[str, Any]) -> str:
         for m, t in r["targets"].items():
             lines.append(f"| {m} | {t['mass_off_label']:.3f} | {t['total_variation']:.3f} |")
         lines += ["", "Stage 1 (seed 0, after training): " + "; ".join(
-            f"{v}: KL {d['final']['kl_mean']:.4f} nats/image, sigma {d['final']['sigma_mean']:.3f}"
+            f"{v}: KL {d['final']['kl_mean']:.2g} nats/image, sigma {d['final']['sigma_mean']:.3f}"
             f", sample spread {d['final']['sample_spread']:.4f}, collapsed in "
             f"{d['collapsed_seeds']}/{result['setup']['seeds']} seeds, training "
             f"{d['wall']['seconds']:.0f} s{wall_gaps(d['wall'])}"
