@@ -254,10 +254,9 @@ def compare(result: dict[str, Any], a: str, b: str, key: str) -> dict[str, Any]:
     yard = float(np.hypot(ra["std"] or 0.0, rb["std"] or 0.0))
     signed = CLAIM[key] * diff
     interval = result.get("paired_bootstrap", {}).get(f"{a}-{b}", {}).get(key)
-    signed_lo = (min(CLAIM[key] * interval["lo"], CLAIM[key] * interval["hi"])
-                 if interval else math.inf)
-    signed_hi = (max(CLAIM[key] * interval["lo"], CLAIM[key] * interval["hi"])
-                 if interval else -math.inf)
+    # the interval in the claim's direction; without one, neither bound stands in the way
+    signed_lo, signed_hi = (sorted(CLAIM[key] * interval[x] for x in ("lo", "hi"))
+                            if interval else (math.inf, -math.inf))
     word = ("better" if signed > yard and signed_lo > 0
             else "worse" if signed < -yard and signed_hi < 0 else "same")
     return {"a": a, "b": b, "key": key, "diff": diff, "yard": yard, "word": word,

@@ -133,9 +133,13 @@ class Bench:
             return ["--vls-kl-weight", 1.0 / self.args.size**2]
         return []
 
+    def stage1_run(self, seed: int, variant: str) -> Path:
+        """The run folder that holds the stage-1 network of ``variant`` for ``seed``."""
+        return self.root / "runs" / f"seed{seed}" / f"stage1_{variant}"
+
     def stage1(self, seed: int, variant: str = "paper") -> Path:
         """Train (once) the stage-1 network of ``variant`` for ``seed``; its checkpoint."""
-        run = self.root / "runs" / f"seed{seed}" / f"stage1_{variant}"
+        run = self.stage1_run(seed, variant)
         ckpt = run / "vls" / "stage1" / "last.ckpt"
         if not (run / "checkpoints" / "last.ckpt").is_file():
             extra = self.stage1_options(variant)
@@ -276,6 +280,7 @@ def run_dataset(bench: Bench, args: argparse.Namespace, pool: ThreadPoolExecutor
                                          stage1s[v][s].result(), v) for s in range(args.seeds)]
     final_runs = {m: [job.result() for job in jobs_] for m, jobs_ in final.items()}
     tests = {m: [bench.evaluate(r, "test") for r in rs] for m, rs in final_runs.items()}
+    timing = bench.root / "timing.jsonl"
     table: dict[str, dict[str, Any]] = {}
     for m, records in tests.items():
         table[m] = {}
@@ -287,8 +292,8 @@ def run_dataset(bench: Bench, args: argparse.Namespace, pool: ThreadPoolExecutor
         table[m]["chosen"] = chosen["vls" if m.startswith("vls") else m]["setting"]
         grid_runs = ([] if m not in GRID else
                      [runs[(m, setting_name(m, st))] for st in GRID[m]])
-        table[m]["wall"] = {"tuning": wall_seconds(bench.root / "timing.jsonl", grid_runs),
-                            "other_seeds": wall_seconds(bench.root / "timing.jsonl", [
+        table[m]["wall"] = {"tuning": wall_seconds(timing, grid_runs),
+                            "other_seeds": wall_seconds(timing, [
                                 r for r in final_runs[m] if r not in grid_runs])}
     targets = {}
     for m in final_runs:
@@ -300,17 +305,13 @@ def run_dataset(bench: Bench, args: argparse.Namespace, pool: ThreadPoolExecutor
     intervals = paired_bootstrap(states, 100 if args.quick else 1000)
     diagnostics = {}
     for variant, futures in stage1s.items():
-        run = futures[0].result().parent.parent.parent
-        report = json.loads((run / "vls" / "diagnostics.json").read_text())["networks"][0]
-        diagnostics[variant] = {"final": report, "per_epoch": stage1_curves(run),
-                                "collapsed_seeds": sum(json.loads(
-                                    (f.result().parent.parent.parent / "vls" /
-                                     "diagnostics.json").read_text())["networks"][0]["collapsed"]
-                                    for f in futures.values()),
-                                "kl_per_image": report["kl_mean"],
-                                "wall": wall_seconds(bench.root / "timing.jsonl", [
-                                    f.result().parent.parent.parent
-                                    for f in futures.values()])}
+        stage1_runs = [bench.stage1_run(s, variant) for s in futures]  # all done: final used them
+        reports = [json.loads((r / "vls" / "diagnostics.json").read_text())["networks"][0]
+                   for r in stage1_runs]
+        diagnostics[variant] = {"final": reports[0], "per_epoch": stage1_curves(stage1_runs[0]),
+                                "collapsed_seeds": sum(r["collapsed"] for r in reports),
+                                "kl_per_image": reports[0]["kl_mean"],
+                                "wall": wall_seconds(timing, stage1_runs)}
     return {"chosen": chosen, "grid": grid_table, "methods": table, "targets": targets,
             "stage1": diagnostics, "paired_bootstrap": intervals,
             "verdict": verdict(table, intervals)}
